@@ -1,0 +1,68 @@
+"""taskflow: FastAPI background tasks with durable SQL state, retries and a live dashboard."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from taskflow.backends import (
+    MySQLBackend,
+    PostgresBackend,
+    RedisBackend,
+    SnapshotBackend,
+    SqliteBackend,
+)
+from taskflow.context import TaskContext, get_task_context, task_log
+from taskflow.exceptions import (
+    BackpressureError,
+    ConfigurationError,
+    FunctionNotRegisteredError,
+    InvalidTransitionError,
+    MissingDependencyError,
+    NotStartedError,
+    PayloadDecryptionError,
+    RegistrationError,
+    TaskArgumentError,
+    TaskflowError,
+    TaskNotFoundError,
+)
+from taskflow.manager import TaskManager
+from taskflow.models import TaskConfig, TaskRecord, TaskStatus
+from taskflow.repository.base import TaskPage, TaskQuery
+from taskflow.web.admin import TaskAdmin
+from taskflow.web.background import ManagedBackgroundTasks
+
+try:
+    __version__ = version("taskflow-sql")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "unknown"
+
+__all__ = [
+    "BackpressureError",
+    "ConfigurationError",
+    "FunctionNotRegisteredError",
+    "InvalidTransitionError",
+    "ManagedBackgroundTasks",
+    "MissingDependencyError",
+    "MySQLBackend",
+    "NotStartedError",
+    "PayloadDecryptionError",
+    "PostgresBackend",
+    "RedisBackend",
+    "RegistrationError",
+    "SnapshotBackend",
+    "SqliteBackend",
+    "TaskAdmin",
+    "TaskArgumentError",
+    "TaskConfig",
+    "TaskContext",
+    "TaskManager",
+    "TaskNotFoundError",
+    "TaskPage",
+    "TaskQuery",
+    "TaskRecord",
+    "TaskStatus",
+    "TaskflowError",
+    "__version__",
+    "get_task_context",
+    "task_log",
+]

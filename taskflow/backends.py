@@ -1,0 +1,60 @@
+"""The described system's backend objects, kept as ways to name a database.
+
+In taskflow the database is always the source of truth, so a "backend" is
+simply where the tables live: ``TaskManager(snapshot_backend=PostgresBackend(url))``
+means the same as ``TaskManager(database_url=url)``.
+"""
+
+from __future__ import annotations
+
+from taskflow.exceptions import ConfigurationError
+from taskflow.settings import sqlite_file_url
+
+
+class SnapshotBackend:
+    """A database location for ``TaskManager(snapshot_backend=...)``."""
+
+    database_url: str
+
+    def __init__(self, database_url: str) -> None:
+        if not isinstance(database_url, str) or not database_url:
+            raise ConfigurationError(f"a database URL is required, got {database_url!r}")
+        self.database_url = database_url
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.database_url!r})"
+
+
+class SqliteBackend(SnapshotBackend):
+    """A SQLite file (the described system's default backend)."""
+
+    def __init__(self, db_path: str = "tasks.db") -> None:
+        super().__init__(sqlite_file_url(db_path))
+        self.db_path = db_path
+
+
+class PostgresBackend(SnapshotBackend):
+    """A PostgreSQL database, through asyncpg (``pip install "taskflow-sql[postgres]"``)."""
+
+
+class MySQLBackend(SnapshotBackend):
+    """A MySQL or MariaDB database, through aiomysql (``pip install "taskflow-sql[mysql]"``)."""
+
+
+class RedisBackend(SnapshotBackend):
+    """Redis as the store (``pip install "taskflow-sql[redis]"``).
+
+    Accepted so configurations written for the described system parse, but the
+    Redis repository is not part of this release: constructing a
+    ``TaskManager`` with it raises ``ConfigurationError`` saying so.
+    """
+
+    def __init__(
+        self, url: str = "redis://localhost:6379/0", prefix: str = "taskflow", ttl: int | None = None
+    ) -> None:
+        super().__init__(url)
+        self.prefix = prefix
+        self.ttl = ttl
+
+
+__all__ = ["MySQLBackend", "PostgresBackend", "RedisBackend", "SnapshotBackend", "SqliteBackend"]

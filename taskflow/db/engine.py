@@ -1,0 +1,63 @@
+"""Engine creation with the per-dialect connection settings taskflow relies on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
+
+from taskflow.settings import DatabaseTarget
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets readers (the dashboard) run while the writer commits; NORMAL
+    # synchronous is durable against process crashes, which is the failure we
+    # promise to survive; busy_timeout makes concurrent instances queue, not fail.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+    # Let BEGIN statements be ours (BEGIN IMMEDIATE for claims), not pysqlite's.
+    dbapi_connection.isolation_level = None
+
+
+WRITE_OPTION = "taskflow_write"
+
+
+def _emit_begin(conn: Any) -> None:
+    # Writes take SQLite's write lock up front (BEGIN IMMEDIATE) so two racing
+    # instances queue on busy_timeout instead of failing with "database is
+    # locked" half-way through; reads stay in autocommit and never block.
+    if conn.get_execution_options().get(WRITE_OPTION):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def create_engine_for(target: DatabaseTarget, **options: Any) -> AsyncEngine:
+    """Create the async engine for ``target`` with taskflow's connection settings.
+
+    Write paths use ``engine.execution_options(taskflow_write=True)``; on
+    SQLite that opens their transactions with ``BEGIN IMMEDIATE``.
+    """
+    if target.backend == "sqlite":
+        if target.is_memory:
+            # One shared connection: every connection to :memory: is its own database.
+            options.setdefault("poolclass", StaticPool)
+        options.setdefault("connect_args", {"check_same_thread": False})
+        engine = create_async_engine(target.url, **options)
+        event.listen(engine.sync_engine, "connect", _configure_sqlite_connection)
+        event.listen(engine.sync_engine, "begin", _emit_begin)
+        return engine
+    options.setdefault("pool_pre_ping", True)
+    options.setdefault("pool_size", 10)
+    options.setdefault("max_overflow", 10)
+    if target.backend == "mysql":
+        options.setdefault("pool_recycle", 3600)
+        # READ COMMITTED avoids the gap locks that make batched updates deadlock.
+        options.setdefault("isolation_level", "READ COMMITTED")
+    return create_async_engine(target.url, **options)

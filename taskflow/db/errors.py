@@ -1,0 +1,14 @@
+"""Which database errors are worth retrying."""
+
+from __future__ import annotations
+
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for lost connections, timeouts and lock contention; False for rejected data."""
+    if isinstance(exc, (OSError, TimeoutError, ConnectionError, DisconnectionError)):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, (OperationalError, InterfaceError))

@@ -1,0 +1,194 @@
+"""The SQLAlchemy model set: taskflow's schema, and a public contract.
+
+Users report on task history with plain SQL, so every column a report needs is
+a typed column (never hidden in a pickle) and the indexes serve both the
+dispatcher's claim query and the dashboard's pages.  The Alembic migrations in
+``migrations/`` must always match these models; a test checks it per dialect.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from taskflow.db.types import UTCDateTime
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# MySQL's TEXT and BLOB stop at 64 KiB: stack traces and pickled payloads can
+# be longer, so those columns widen there and nowhere else.
+LongText = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+LongBinary = LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
+# SQLite only auto-increments an INTEGER PRIMARY KEY.
+AutoId = BigInteger().with_variant(Integer(), "sqlite")
+
+TASK_STATUSES = ("pending", "running", "success", "failed", "interrupted", "cancelled")
+TASK_SOURCES = ("manual", "scheduled", "retry", "requeue")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    quoted = ", ".join(f"'{v}'" for v in values)
+    return f"{column} IN ({quoted})"
+
+
+class TaskRow(Base):
+    """One task: its identity, state, timing, outcome, arguments and lease."""
+
+    __tablename__ = "taskflow_tasks"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    func_name: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(16), default="manual")
+    executor: Mapped[str | None] = mapped_column(String(16))
+    priority: Mapped[int | None] = mapped_column(Integer)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    max_retries: Mapped[int] = mapped_column(Integer, default=0)
+    run_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    duration_ms: Mapped[float | None] = mapped_column(Double)
+    error: Mapped[str | None] = mapped_column(LongText)
+    stacktrace: Mapped[str | None] = mapped_column(LongText)
+    tags: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    args: Mapped[list[Any] | None] = mapped_column(JSON(none_as_null=True))
+    kwargs: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    payload: Mapped[bytes | None] = mapped_column(LongBinary)
+    payload_format: Mapped[str] = mapped_column(String(16), default="json")
+    result: Mapped[Any | None] = mapped_column(JSON(none_as_null=True))
+    owner: Mapped[str | None] = mapped_column(String(64))
+    lease_epoch: Mapped[int] = mapped_column(Integer, default=0)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    retried_from: Mapped[str | None] = mapped_column(String(36))
+    schedule_name: Mapped[str | None] = mapped_column(String(255))
+    scheduled_for: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        CheckConstraint(_in("status", TASK_STATUSES), name="status"),
+        CheckConstraint(_in("source", TASK_SOURCES), name="source"),
+        UniqueConstraint("schedule_name", "scheduled_for"),
+        Index("ix_taskflow_tasks_claim", "status", "run_at"),
+        Index("ix_taskflow_tasks_created", "created_at", "id"),
+        Index("ix_taskflow_tasks_status_created", "status", "created_at"),
+        Index("ix_taskflow_tasks_func_created", "func_name", "created_at"),
+        Index("ix_taskflow_tasks_finished", "finished_at"),
+        Index("ix_taskflow_tasks_updated", "updated_at"),
+        Index("ix_taskflow_tasks_lease", "owner", "lease_expires_at"),
+        Index("ix_taskflow_tasks_idempotency_key", "idempotency_key"),
+    )
+
+
+class TaskLogRow(Base):
+    """One ``task_log()`` line, kept per attempt."""
+
+    __tablename__ = "taskflow_task_logs"
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    task_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("taskflow_tasks.id", ondelete="CASCADE")
+    )
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    level: Mapped[str] = mapped_column(String(16), default="info")
+    message: Mapped[str] = mapped_column(LongText)
+    extra: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_taskflow_task_logs_task", "task_id", "id"),)
+
+
+class IdempotencyKeyRow(Base):
+    """Maps an idempotency key to the task that owns it; the primary key makes claims race-free."""
+
+    __tablename__ = "taskflow_idempotency_keys"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    task_id: Mapped[str] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ScheduleRow(Base):
+    """A periodic entry, shared by every instance; ``next_run_at`` is the compare-and-swap slot."""
+
+    __tablename__ = "taskflow_schedules"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    trigger: Mapped[str] = mapped_column(String(255))
+    every_seconds: Mapped[float | None] = mapped_column(Double)
+    cron: Mapped[str | None] = mapped_column(String(255))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    next_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_task_id: Mapped[str | None] = mapped_column(String(36))
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class InstanceRow(Base):
+    """One running app instance; its heartbeat tells the others it is alive."""
+
+    __tablename__ = "taskflow_instances"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    version: Mapped[str | None] = mapped_column(String(32))
+
+    __table_args__ = (Index("ix_taskflow_instances_heartbeat", "heartbeat_at"),)
+
+
+class AuditRow(Base):
+    """Who did what through the admin API."""
+
+    __tablename__ = "taskflow_audit"
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    action: Mapped[str] = mapped_column(String(32))
+    task_id: Mapped[str | None] = mapped_column(String(36))
+    actor: Mapped[str] = mapped_column(String(255))
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_taskflow_audit_created", "created_at"),)
+
+
+metadata = Base.metadata
+tasks_table = TaskRow.__table__
+task_logs_table = TaskLogRow.__table__
+idempotency_keys_table = IdempotencyKeyRow.__table__
+schedules_table = ScheduleRow.__table__
+instances_table = InstanceRow.__table__
+audit_table = AuditRow.__table__

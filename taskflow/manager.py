@@ -1,0 +1,523 @@
+"""``TaskManager``: the composition root that wires storage, writer, runner and web glue."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Coroutine
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from taskflow.backends import RedisBackend, SnapshotBackend
+from taskflow.db.engine import create_engine_for
+from taskflow.exceptions import (
+    BackpressureError,
+    ConfigurationError,
+    NotStartedError,
+    TaskArgumentError,
+)
+from taskflow.models import (
+    ExecutorName,
+    TaskConfig,
+    TaskMetrics,
+    TaskRecord,
+    TaskSource,
+    TaskStatus,
+    utcnow,
+)
+from taskflow.registry import RegisteredTask, TaskRegistry
+from taskflow.repository.base import TaskPage, TaskQuery, TaskRepository
+from taskflow.repository.sql import SqlTaskRepository
+from taskflow.runtime.executors import AsyncExecutor, ThreadExecutor
+from taskflow.runtime.runner import Executor, LocalTask, TaskRunner
+from taskflow.runtime.writer import GroupCommitWriter
+from taskflow.serialization import encode_arguments
+from taskflow.settings import DatabaseTarget, resolve_database_url, sqlite_file_url
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from starlette.background import BackgroundTasks
+
+    from taskflow.web.background import ManagedBackgroundTasks
+
+logger = logging.getLogger("taskflow")
+F = TypeVar("F", bound=Callable[..., Any])
+MAX_KEY_LENGTH = 255
+
+
+def _pick_database_url(
+    database_url: str | None,
+    snapshot_backend: SnapshotBackend | str | None,
+    snapshot_db: str | None,
+) -> str | None:
+    if database_url is not None:
+        return database_url
+    if isinstance(snapshot_backend, RedisBackend) or (
+        isinstance(snapshot_backend, str) and snapshot_backend.startswith(("redis://", "rediss://"))
+    ):
+        raise ConfigurationError(
+            "the Redis backend is not available in this release of taskflow: use a SQL "
+            "database_url (SQLite, PostgreSQL or MySQL/MariaDB)"
+        )
+    if isinstance(snapshot_backend, SnapshotBackend):
+        return snapshot_backend.database_url
+    if isinstance(snapshot_backend, str):
+        return snapshot_backend
+    if snapshot_backend is not None:
+        raise ConfigurationError(
+            f"snapshot_backend must be a SnapshotBackend or a URL, got {snapshot_backend!r}"
+        )
+    if snapshot_db is not None:
+        return sqlite_file_url(snapshot_db)
+    return None
+
+
+class TaskManager:
+    """Registers task functions, persists every task, and runs them in this process.
+
+    Args:
+        database_url: any SQLAlchemy URL; plain ``postgresql://``, ``mysql://`` and
+            ``sqlite:///`` URLs get their async driver.  Defaults to
+            ``TASKFLOW_DATABASE_URL``, else an in-memory SQLite database.
+        snapshot_db / snapshot_backend: the described system's ways to name the
+            database (a SQLite path, or a backend object / URL).
+        create_tables: run the migrations at startup; default True for SQLite only.
+        write_buffer_size: writes held while the database is unreachable before
+            ``add_task()`` raises ``BackpressureError``.
+        lease_seconds: how long another instance waits before it treats this
+            instance's tasks as abandoned.
+        shutdown_grace: seconds running tasks get to finish at shutdown.
+    """
+
+    def __init__(
+        self,
+        *,
+        database_url: str | None = None,
+        snapshot_db: str | None = None,
+        snapshot_backend: SnapshotBackend | str | None = None,
+        snapshot_interval: float = 60.0,
+        requeue_pending: bool = False,
+        merged_list_ttl: float = 5.0,
+        loggers: list[Any] | None = None,
+        log_file: str | None = None,
+        log_file_max_bytes: int = 10 * 1024 * 1024,
+        log_file_backup_count: int = 5,
+        log_file_mode: str = "rotate",
+        log_lifecycle: bool = False,
+        encrypt_args_key: bytes | str | list[bytes | str] | None = None,
+        max_concurrent_tasks: int | None = None,
+        max_sync_threads: int | None = None,
+        max_process_workers: int | None = None,
+        process_shutdown_timeout: float = 30.0,
+        retention_days: float | None = None,
+        create_tables: bool | None = None,
+        write_buffer_size: int = 10_000,
+        lease_seconds: float = 30.0,
+        shutdown_grace: float = 10.0,
+    ) -> None:
+        url = _pick_database_url(database_url, snapshot_backend, snapshot_db)
+        self.target: DatabaseTarget = resolve_database_url(url)
+        _check_positive("write_buffer_size", write_buffer_size)
+        _check_positive("lease_seconds", lease_seconds)
+        if shutdown_grace < 0:
+            raise ConfigurationError(f"shutdown_grace must be >= 0 seconds, got {shutdown_grace}")
+        for name, value in (
+            ("max_concurrent_tasks", max_concurrent_tasks),
+            ("max_sync_threads", max_sync_threads),
+            ("max_process_workers", max_process_workers),
+        ):
+            if value is not None:
+                _check_positive(name, value)
+        self.create_tables = self.target.backend == "sqlite" if create_tables is None else create_tables
+        self.snapshot_interval = snapshot_interval
+        self.requeue_pending = requeue_pending
+        self.merged_list_ttl = merged_list_ttl
+        self.loggers = list(loggers or [])
+        self.log_file = log_file
+        self.log_file_options = {
+            "max_bytes": log_file_max_bytes,
+            "backup_count": log_file_backup_count,
+            "mode": log_file_mode,
+            "log_lifecycle": log_lifecycle,
+        }
+        self.max_concurrent_tasks = max_concurrent_tasks
+        self.max_sync_threads = max_sync_threads
+        self.max_process_workers = max_process_workers
+        self.process_shutdown_timeout = process_shutdown_timeout
+        self.retention_days = retention_days
+        self.write_buffer_size = write_buffer_size
+        self.lease_seconds = lease_seconds
+        self.shutdown_grace = shutdown_grace
+        self.fernet = _build_cipher(encrypt_args_key)
+        self.registry = TaskRegistry()
+        self.instance_id = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.repository: TaskRepository = SqlTaskRepository(create_engine_for(self.target))
+        self._writer: GroupCommitWriter | None = None
+        self._runner: TaskRunner | None = None
+        self._executors: dict[str, Executor] = {}
+        self._local: dict[str, LocalTask] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        self._started = False
+        self._stopping = False
+        self._apps: set[int] = set()
+
+    # -- registration --------------------------------------------------------
+
+    def task(
+        self,
+        *,
+        retries: int = 0,
+        delay: float = 0.0,
+        backoff: float = 1.0,
+        persist: bool = False,
+        name: str | None = None,
+        requeue_on_interrupt: bool = False,
+        eager: bool = False,
+        priority: int | None = None,
+        executor: ExecutorName | None = None,
+        timeout: float | None = None,
+    ) -> Callable[[F], F]:
+        """Register a function as a managed task; it is returned unchanged.
+
+        Raises:
+            RegistrationError: invalid values, an executor that does not fit the
+                function, or a name already used by another function.
+        """
+        config = TaskConfig(
+            retries=retries,
+            delay=delay,
+            backoff=backoff,
+            persist=persist,
+            name=name,
+            requeue_on_interrupt=requeue_on_interrupt,
+            eager=eager,
+            priority=priority,
+            executor=executor,
+            timeout=timeout,
+        )
+
+        def decorator(func: F) -> F:
+            self.registry.register(func, config)
+            return func
+
+        return decorator
+
+    # -- enqueueing ----------------------------------------------------------
+
+    def submit(
+        self,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        tags: dict[str, Any] | None = None,
+        priority: int | None = None,
+        source: TaskSource = TaskSource.MANUAL,
+    ) -> LocalTask:
+        """Validate a call, create its row (buffered for commit) and hold it locally.
+
+        Safe to call from the event loop or from a worker thread (sync routes).
+        """
+        loop = self._require_started()
+        target = self.registry.for_function(func)
+        record = self._new_record(target, args, kwargs, idempotency_key, tags, priority, source)
+        local = LocalTask(record=record, target=target, args=args, kwargs=kwargs)
+        local.context = contextvars.copy_context()
+        writer = self._writer
+        assert writer is not None
+        if self._on_loop_thread():
+            local.inserted = writer.insert(record)
+            self._local[record.task_id] = local
+        else:
+            if writer.pending >= self.write_buffer_size:
+                writer.insert(record)  # raises BackpressureError with its message
+            loop.call_soon_threadsafe(self._accept_from_thread, local)
+        return local
+
+    def _accept_from_thread(self, local: LocalTask) -> None:
+        assert self._writer is not None
+        try:
+            local.inserted = self._writer.insert(local.record)
+        except BackpressureError:
+            # Already promised to the caller: accept it past the limit, never drop it.
+            self._writer._inserts[local.record.task_id] = local.record
+            local.inserted = self._writer._next_commit()
+        self._local[local.record.task_id] = local
+
+    def _new_record(
+        self,
+        target: RegisteredTask,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        idempotency_key: str | None,
+        tags: dict[str, Any] | None,
+        priority: int | None,
+        source: TaskSource,
+    ) -> TaskRecord:
+        encoded = encode_arguments(args, kwargs, self.fernet)
+        now = utcnow()
+        return TaskRecord(
+            task_id=str(uuid.uuid4()),
+            func_name=target.name,
+            status=TaskStatus.PENDING,
+            args=tuple(args) if encoded.readable else (),
+            kwargs=dict(kwargs) if encoded.readable else {},
+            created_at=now,
+            idempotency_key=_check_key(idempotency_key),
+            tags=_check_tags(tags),
+            source=source.value,
+            priority=priority if priority is not None else target.config.priority,
+            executor=target.executor,
+            max_retries=target.config.retries,
+            run_at=now,
+            updated_at=now,
+            args_stored=encoded.readable,
+            payload=encoded.payload,
+            payload_format=encoded.payload_format,
+            encrypted_payload=encoded.payload if encoded.payload_format == "fernet" else None,
+            owner=self.instance_id,
+            lease_epoch=1,
+            lease_expires_at=now + timedelta(seconds=self.lease_seconds),
+        )
+
+    async def enqueue(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> str:
+        """Create a task and return its id once its row is committed; it runs in the background."""
+        local = self.submit(func, args, kwargs)
+        await self._wait_accepted(local)
+        assert local.inserted is not None
+        await asyncio.shield(local.inserted)
+        self.spawn(self.run_local(local))
+        return local.record.task_id
+
+    async def _wait_accepted(self, local: LocalTask) -> None:
+        while local.inserted is None:
+            await asyncio.sleep(0)
+
+    def dispatch_eager(self, local: LocalTask) -> None:
+        """Start a submitted task now, before the response is sent."""
+        if self._on_loop_thread():
+            self.spawn(self.run_local(local))
+        else:
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(self.spawn, self.run_local(local))
+
+    async def run_local(self, local: LocalTask) -> None:
+        """Run a task submitted here (after its row is committed)."""
+        await self._wait_accepted(local)
+        assert self._runner is not None
+        await self._runner.run(local)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coro`` as a background task owned (and awaited at shutdown) by the manager."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("taskflow background job failed", exc_info=task.exception())
+
+    # -- reading -------------------------------------------------------------
+
+    async def get_task(self, task_id: str) -> TaskRecord | None:
+        """A task by id, from the database (so it sees every instance's tasks)."""
+        return await self.repository.get_task(task_id)
+
+    async def list_tasks(self, query: TaskQuery | None = None) -> TaskPage:
+        """A page of tasks, newest first."""
+        return await self.repository.list_tasks(query or TaskQuery())
+
+    async def metrics(self) -> TaskMetrics:
+        """Counts, success rate and per-function durations, aggregated in SQL."""
+        return await self.repository.metrics()
+
+    async def merged_list(self) -> list[TaskRecord]:
+        """The described system's full list; here the newest 1,000 tasks from the database."""
+        return (await self.repository.list_tasks(TaskQuery(limit=1000))).items
+
+    async def flush(self) -> None:
+        """Wait until every write made so far is committed."""
+        if self._writer is not None:
+            await self._writer.flush()
+
+    # -- lifecycle -----------------------------------------------------------
+
+    @property
+    def started(self) -> bool:
+        return self._started
+
+    async def startup(self) -> None:
+        """Connect, create the schema where configured, and start the writer."""
+        if self._started:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        if isinstance(self.repository, SqlTaskRepository) and self.create_tables:
+            from taskflow.db.migrate import ensure_schema
+
+            await ensure_schema(self.repository.engine)
+        await self.repository.open()
+        self._executors = {
+            "async": AsyncExecutor(self.max_concurrent_tasks),
+            "thread": ThreadExecutor(self.max_sync_threads),
+        }
+        self._writer = GroupCommitWriter(
+            self.repository,
+            max_buffer=self.write_buffer_size,
+            on_fenced=self._on_fenced,
+            is_transient=_is_transient,
+        )
+        self._writer.start()
+        self._runner = TaskRunner(
+            self._writer,
+            self._executors,
+            spawn=self.spawn,
+            on_finished=self._on_finished,
+            lease_seconds=self.lease_seconds,
+        )
+        self._stopping = False
+        self._started = True
+
+    async def shutdown(self) -> None:
+        """Let running tasks finish (``shutdown_grace``), record the rest, flush and close."""
+        if not self._started:
+            return
+        self._stopping = True
+        pending = [t for t in self._background if not t.done()]
+        if pending:
+            _done, still = await asyncio.wait(pending, timeout=self.shutdown_grace)
+            for task in still:
+                task.cancel()
+            if still:
+                await asyncio.wait(still, timeout=5.0)
+        self._release_unfinished()
+        assert self._writer is not None
+        await self._writer.stop()
+        for executor in self._executors.values():
+            if isinstance(executor, ThreadExecutor):
+                executor.shutdown()
+        await self.repository.close()
+        self._started = False
+
+    def _release_unfinished(self) -> None:
+        """Record what this instance still holds, so nothing is left looking alive."""
+        assert self._writer is not None
+        now = utcnow()
+        for local in list(self._local.values()):
+            record = local.record
+            if record.status is TaskStatus.RUNNING:
+                requeue = local.target.config.requeue_on_interrupt
+                record.status = TaskStatus.PENDING if requeue else TaskStatus.INTERRUPTED
+                record.end_time = None if requeue else now
+                record.error = None if requeue else "interrupted by shutdown"
+            if record.status is TaskStatus.PENDING:
+                record.owner = None  # let any instance take it
+                record.lease_expires_at = None
+            record.updated_at = now
+            self._writer.update(record)
+        self._local.clear()
+
+    def _on_finished(self, local: LocalTask) -> None:
+        self._local.pop(local.record.task_id, None)
+
+    def _on_fenced(self, task_ids: frozenset[str]) -> None:
+        for task_id in task_ids:
+            local = self._local.pop(task_id, None)
+            if local is not None:
+                logger.warning("task %s was taken over or cancelled elsewhere", task_id)
+                local.record.status = TaskStatus.CANCELLED
+
+    def _require_started(self) -> asyncio.AbstractEventLoop:
+        if not self._started or self._loop is None or self._writer is None:
+            raise NotStartedError(
+                "the TaskManager is not started: call task_manager.init_app(app) (TaskAdmin "
+                "does it for you) or await task_manager.startup() in your lifespan"
+            )
+        if self._stopping:
+            raise NotStartedError("the TaskManager is shutting down and accepts no new tasks")
+        return self._loop
+
+    def _on_loop_thread(self) -> bool:
+        return threading.get_ident() == self._loop_thread
+
+    # -- FastAPI glue (implemented in taskflow.web) ----------------------------
+
+    def get_tasks(self, background_tasks: BackgroundTasks) -> ManagedBackgroundTasks:
+        """FastAPI dependency: a ``ManagedBackgroundTasks`` sharing the request's task list."""
+        from taskflow.web.background import ManagedBackgroundTasks
+
+        return ManagedBackgroundTasks(self, background_tasks)
+
+    @property
+    def background_tasks(self) -> Callable[[BackgroundTasks], ManagedBackgroundTasks]:
+        """Alias of ``get_tasks`` that reads well in ``Depends(task_manager.background_tasks)``."""
+        return self.get_tasks
+
+    def install(self, app: FastAPI | None = None) -> None:
+        """Make plain ``BackgroundTasks`` annotations receive ``ManagedBackgroundTasks``."""
+        from taskflow.web.install import install
+
+        install(self, app)
+
+    def init_app(self, app: FastAPI) -> None:
+        """Run ``startup()``/``shutdown()`` with the app's lifespan; safe to call twice."""
+        from taskflow.web.install import wrap_lifespan
+
+        if id(app) in self._apps:
+            return
+        self._apps.add(id(app))
+        wrap_lifespan(self, app)
+
+
+def _check_positive(name: str, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ConfigurationError(f"{name} must be a positive number, got {value!r}")
+
+
+def _check_key(key: str | None) -> str | None:
+    if key is None:
+        return None
+    if not isinstance(key, str) or not key:
+        raise TaskArgumentError(f"idempotency_key must be a non-empty string, got {key!r}")
+    if len(key) > MAX_KEY_LENGTH:
+        raise TaskArgumentError(
+            f"idempotency_key is {len(key)} characters; the limit is {MAX_KEY_LENGTH}: "
+            "hash long keys (e.g. sha256 hex) before passing them"
+        )
+    return key
+
+
+def _check_tags(tags: dict[str, Any] | None) -> dict[str, str]:
+    if tags is None:
+        return {}
+    if not isinstance(tags, dict):
+        raise TaskArgumentError(f"tags must be a dict of str to str, got {type(tags).__name__}")
+    checked: dict[str, str] = {}
+    for key, value in tags.items():
+        if not isinstance(key, str):
+            raise TaskArgumentError(f"tag names must be strings, got {key!r}")
+        checked[key] = value if isinstance(value, str) else str(value)
+    return checked
+
+
+def _build_cipher(key: bytes | str | list[bytes | str] | None) -> Any:
+    if key is None:
+        return None
+    from taskflow.security import build_cipher
+
+    return build_cipher(key)
+
+
+def _is_transient(exc: BaseException) -> bool:
+    from taskflow.db.errors import is_transient
+
+    return is_transient(exc)

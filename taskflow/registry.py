@@ -1,0 +1,188 @@
+"""Registration of task functions under stable names, validated at decoration time.
+
+A stored task names its function; any process that imports the same app must
+resolve that name to the same function.  So names are unique (two functions
+may not share one), and an unregistered function is stored under its import
+path (``module:qualname``), which a later process can import.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from taskflow.exceptions import FunctionNotRegisteredError, RegistrationError
+from taskflow.models import TaskConfig
+
+EXECUTORS = ("async", "thread", "process")
+MAX_NAME_LENGTH = 255
+
+
+@dataclass(frozen=True)
+class RegisteredTask:
+    """A function, the name it is stored under, and its settings."""
+
+    name: str
+    func: Callable[..., Any]
+    config: TaskConfig
+    registered: bool = True
+
+    @property
+    def executor(self) -> str:
+        """The executor this function runs on: the configured one, else by its kind."""
+        if self.config.executor:
+            return self.config.executor
+        return "async" if is_async_callable(self.func) else "thread"
+
+
+def is_async_callable(func: Callable[..., Any]) -> bool:
+    target = inspect.unwrap(func)
+    if inspect.iscoroutinefunction(target):
+        return True
+    call = getattr(target, "__call__", None)  # noqa: B004 - we want the bound __call__ of objects
+    return not inspect.isfunction(target) and inspect.iscoroutinefunction(call)
+
+
+def import_path(func: Callable[..., Any]) -> str:
+    """``module:qualname`` of a callable: how a later process finds it again."""
+    module = getattr(func, "__module__", None) or "__main__"
+    qualname = getattr(func, "__qualname__", None) or getattr(func, "__name__", repr(func))
+    return f"{module}:{qualname}"
+
+
+def _is_module_level(func: Callable[..., Any]) -> bool:
+    qualname = getattr(func, "__qualname__", "")
+    return "<locals>" not in qualname and "<lambda>" not in qualname
+
+
+def _check_number(name: str, value: Any, *, minimum: float, integer: bool = False) -> None:
+    kinds: tuple[type, ...] = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        kind = "an integer" if integer else "a number"
+        raise RegistrationError(f"{name} must be {kind}, got {value!r}")
+    if not math.isfinite(value) or value < minimum:
+        raise RegistrationError(f"{name} must be >= {minimum}, got {value!r}")
+
+
+def validate_config(func: Callable[..., Any], config: TaskConfig) -> None:
+    """Reject impossible settings when the decorator runs, not when the task does."""
+    if not callable(func):
+        raise RegistrationError(f"@task decorates a function, got {func!r}")
+    _check_number("retries", config.retries, minimum=0, integer=True)
+    _check_number("delay", config.delay, minimum=0)
+    _check_number("backoff", config.backoff, minimum=1)
+    if config.priority is not None:
+        _check_number("priority", config.priority, minimum=-(2**31), integer=True)
+    if config.timeout is not None:
+        _check_number("timeout", config.timeout, minimum=0)
+        if config.timeout == 0:
+            raise RegistrationError("timeout must be > 0 seconds, or None for no timeout")
+    if config.name is not None and (not isinstance(config.name, str) or not config.name.strip()):
+        raise RegistrationError(f"name must be a non-empty string, got {config.name!r}")
+    validate_executor(func, config.executor)
+
+
+def validate_executor(func: Callable[..., Any], executor: str | None) -> None:
+    """Check that ``func`` can run on ``executor`` (the described system's rules)."""
+    if executor is None:
+        return
+    if executor not in EXECUTORS:
+        raise RegistrationError(f"executor must be one of {EXECUTORS} or None, got {executor!r}")
+    is_async = is_async_callable(func)
+    if executor == "async" and not is_async:
+        raise RegistrationError(
+            f"executor='async' needs a coroutine function; {import_path(func)} is sync: "
+            "use executor='thread' or drop executor= to auto-detect"
+        )
+    if executor == "thread" and is_async:
+        raise RegistrationError(
+            f"executor='thread' needs a plain function; {import_path(func)} is async: "
+            "use executor='async' or drop executor= to auto-detect"
+        )
+    if executor == "process" and not _is_module_level(func):
+        raise RegistrationError(
+            f"executor='process' needs a module-level function; {import_path(func)} is a "
+            "lambda or nested function, which a worker process cannot import"
+        )
+
+
+class TaskRegistry:
+    """Name -> function map shared by every dispatch path of one manager."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, RegisteredTask] = {}
+        self._by_func: dict[int, RegisteredTask] = {}
+
+    def register(self, func: Callable[..., Any], config: TaskConfig) -> RegisteredTask:
+        """Register ``func``; a name already taken by a different function is an error."""
+        validate_config(func, config)
+        name = config.name or getattr(func, "__name__", None) or import_path(func)
+        if len(name) > MAX_NAME_LENGTH:
+            raise RegistrationError(f"task name is longer than {MAX_NAME_LENGTH} characters")
+        existing = self._by_name.get(name)
+        if existing is not None and import_path(existing.func) != import_path(func):
+            raise RegistrationError(
+                f"two functions are registered as {name!r}: {import_path(existing.func)} and "
+                f"{import_path(func)}. Give one of them a distinct name=..."
+            )
+        if existing is not None:
+            self._by_func.pop(id(existing.func), None)
+        entry = RegisteredTask(name=name, func=func, config=config)
+        self._by_name[name] = entry
+        self._by_func[id(func)] = entry
+        return entry
+
+    def for_function(self, func: Callable[..., Any]) -> RegisteredTask:
+        """The registration of ``func``, or default settings under its import path."""
+        entry = self._by_func.get(id(func))
+        if entry is not None and entry.func is func:
+            return entry
+        if not callable(func):
+            raise RegistrationError(
+                f"add_task() needs a callable, got {type(func).__name__} {func!r}"
+            )
+        return RegisteredTask(
+            name=import_path(func), func=func, config=TaskConfig(), registered=False
+        )
+
+    def get(self, name: str) -> RegisteredTask | None:
+        return self._by_name.get(name)
+
+    def resolve(self, name: str) -> RegisteredTask:
+        """The function stored under ``name``: registered, or importable by its path."""
+        entry = self._by_name.get(name)
+        if entry is not None:
+            return entry
+        func = _import_callable(name)
+        if func is None:
+            raise FunctionNotRegisteredError(
+                f"no task function named {name!r} is registered in this process: import the "
+                "module that defines it (decorated with @task_manager.task) before startup"
+            )
+        return RegisteredTask(name=name, func=func, config=TaskConfig(), registered=False)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._by_name
+
+    def __iter__(self) -> Iterator[RegisteredTask]:
+        return iter(list(self._by_name.values()))
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+
+def _import_callable(path: str) -> Callable[..., Any] | None:
+    module_name, sep, qualname = path.partition(":")
+    if not sep or "<" in qualname:
+        return None
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError):
+        return None
+    return target if callable(target) else None

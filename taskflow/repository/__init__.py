@@ -1,0 +1,11 @@
+"""Storage behind one async interface; the runtime never sees SQL or Redis."""
+
+from taskflow.repository.base import (
+    BatchOutcome,
+    TaskPage,
+    TaskQuery,
+    TaskRepository,
+    WriteBatch,
+)
+
+__all__ = ["BatchOutcome", "TaskPage", "TaskQuery", "TaskRepository", "WriteBatch"]

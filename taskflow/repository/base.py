@@ -1,0 +1,115 @@
+"""``TaskRepository``: the async interface every storage backend implements.
+
+The runtime (runner, writer, dispatcher, scheduler) talks only to this
+interface.  Every method that changes a task is guarded: the caller names the
+``lease_epoch`` it believes in, and the backend reports whether that still held.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from taskflow.models import TaskLogEntry, TaskMetrics, TaskRecord, TaskStatus
+
+
+@dataclass
+class WriteBatch:
+    """One group commit: new rows, state changes and log lines, applied in one transaction.
+
+    ``updates`` carry the full mutable state of each task, guarded by the
+    record's ``lease_epoch``; the writer has already coalesced several changes
+    of one task into the last.
+    """
+
+    inserts: list[TaskRecord] = field(default_factory=list)
+    updates: list[TaskRecord] = field(default_factory=list)
+    logs: list[TaskLogEntry] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.inserts) + len(self.updates) + len(self.logs)
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """What a group commit could not apply.
+
+    ``fenced``: updates whose lease had moved on (another owner, or cancelled).
+    ``rejected``: new rows the database refused outright; those tasks must not run.
+    """
+
+    fenced: frozenset[str] = frozenset()
+    rejected: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class TaskQuery:
+    """Filters and keyset position for listing tasks, newest first."""
+
+    status: Sequence[TaskStatus] | None = None
+    func_name: str | None = None
+    source: str | None = None
+    created_since: datetime | None = None
+    created_until: datetime | None = None
+    search: str | None = None
+    limit: int = 50
+    cursor: str | None = None
+
+
+@dataclass(frozen=True)
+class TaskPage:
+    """One page of tasks and the cursor of the next page (None on the last)."""
+
+    items: list[TaskRecord]
+    next_cursor: str | None
+
+
+class TaskRepository(abc.ABC):
+    """Async storage of tasks, logs and their bookkeeping."""
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect, and create the schema when configured to."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release every connection."""
+
+    @abc.abstractmethod
+    async def apply(self, batch: WriteBatch) -> BatchOutcome:
+        """Write a whole batch atomically; report updates rejected by their epoch guard."""
+
+    @abc.abstractmethod
+    async def get_task(self, task_id: str, *, with_logs: bool = True) -> TaskRecord | None:
+        """One task with its rendered log lines, or None."""
+
+    @abc.abstractmethod
+    async def get_logs(self, task_id: str) -> list[TaskLogEntry]:
+        """A task's log lines in the order they were written."""
+
+    @abc.abstractmethod
+    async def list_tasks(self, query: TaskQuery) -> TaskPage:
+        """A page of tasks, newest first, continuing after ``query.cursor``."""
+
+    @abc.abstractmethod
+    async def metrics(self) -> TaskMetrics:
+        """Counts by status, success rate and per-function durations, aggregated by the store."""
+
+    @abc.abstractmethod
+    async def transition(
+        self,
+        task_id: str,
+        *,
+        expected_status: Sequence[TaskStatus],
+        expected_epoch: int | None,
+        status: TaskStatus,
+        error: str | None = None,
+        bump_epoch: bool = True,
+    ) -> bool:
+        """Move one task to ``status`` if it is still in ``expected_status`` (and epoch).
+
+        Out-of-band changes (cancel from the API, recovery) bump the epoch so
+        that the instance running the task is fenced out.  True if it applied.
+        """

@@ -1,0 +1,31 @@
+"""Opaque keyset-pagination cursors: the (created_at, id) of the last row shown."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+
+from taskflow.exceptions import TaskflowError
+
+
+class InvalidCursorError(TaskflowError, ValueError):
+    """A pagination cursor was not produced by taskflow (or was truncated)."""
+
+
+def encode_cursor(created_at: datetime, task_id: str) -> str:
+    raw = f"{created_at.isoformat()}|{task_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created, task_id = base64.urlsafe_b64decode(padded).decode().split("|", 1)
+        moment = datetime.fromisoformat(created)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidCursorError(
+            f"invalid cursor {cursor!r}: pass the next_cursor of a previous page"
+        ) from exc
+    if moment.tzinfo is None:
+        raise InvalidCursorError(f"invalid cursor {cursor!r}: pass the next_cursor of a previous page")
+    return moment, task_id

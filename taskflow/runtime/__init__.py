@@ -1,0 +1,1 @@
+"""Execution: the group-commit writer, executors and the runner; storage-agnostic."""

@@ -1,0 +1,79 @@
+"""Where a task's function runs: on the event loop, or in a thread pool.
+
+Each executor runs the function inside a ``contextvars.Context`` prepared by
+the runner (the request's context plus the task's own), so ``task_log()``,
+``get_task_context()`` and tracing work the same in both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+
+class AsyncExecutor:
+    """Coroutine functions, as tasks on the running loop (optionally capped by a semaphore)."""
+
+    name = "async"
+
+    def __init__(self, max_concurrent: int | None = None) -> None:
+        self._slots = asyncio.Semaphore(max_concurrent) if max_concurrent else None
+
+    async def run(
+        self,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        context: contextvars.Context,
+    ) -> Any:
+        # Creating the task inside context.run makes the task run in (a copy of) it.
+        task: asyncio.Future[Any] = context.run(asyncio.ensure_future, func(*args, **kwargs))
+        try:
+            return await task
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+
+    async def acquire(self) -> None:
+        if self._slots is not None:
+            await self._slots.acquire()
+
+    def release(self) -> None:
+        if self._slots is not None:
+            self._slots.release()
+
+
+class ThreadExecutor:
+    """Plain functions, in a thread pool so they never block the event loop."""
+
+    name = "thread"
+
+    def __init__(self, max_threads: int | None = None) -> None:
+        self._pool = ThreadPoolExecutor(
+            max_workers=max_threads, thread_name_prefix="taskflow-sync"
+        )
+
+    async def run(
+        self,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        context: contextvars.Context,
+    ) -> Any:
+        loop = asyncio.get_running_loop()
+        call = functools.partial(func, *args, **kwargs)
+        return await loop.run_in_executor(self._pool, context.run, call)
+
+    async def acquire(self) -> None:
+        return None
+
+    def release(self) -> None:
+        return None
+
+    def shutdown(self) -> None:
+        # Never wait here: a stuck sync task must not block the event loop.
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,192 @@
+"""One task's attempts: context, execution, retries and the transitions between them.
+
+Every state change is handed to the group-commit writer as it happens; the
+first attempt starts only once the task's own row is committed, so a task
+that ran always exists in the database.  A retry's delay is written as the
+row's ``run_at`` before the runner waits for it, so a restart loses no retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import time
+import traceback
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Protocol
+
+from taskflow.context import TaskContext, bind
+from taskflow.models import TaskLogEntry, TaskRecord, TaskStatus, utcnow
+from taskflow.registry import RegisteredTask
+from taskflow.repository.base import BatchOutcome
+from taskflow.runtime.writer import GroupCommitWriter
+from taskflow.serialization import json_result
+
+logger = logging.getLogger("taskflow.runner")
+
+
+class Executor(Protocol):
+    name: str
+
+    async def run(
+        self,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        context: contextvars.Context,
+    ) -> Any: ...
+
+    async def acquire(self) -> None: ...
+
+    def release(self) -> None: ...
+
+
+@dataclass(eq=False)
+class LocalTask:
+    """A task this instance holds: its record, its function and its live arguments."""
+
+    record: TaskRecord
+    target: RegisteredTask
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    context: contextvars.Context | None = None
+    inserted: asyncio.Future[BatchOutcome] | None = None
+    handle: asyncio.Task[Any] | None = None
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+Spawn = Callable[[Coroutine[Any, Any, None]], None]
+
+
+class TaskRunner:
+    """Runs the attempts of local tasks and records each transition."""
+
+    def __init__(
+        self,
+        writer: GroupCommitWriter,
+        executors: dict[str, Executor],
+        *,
+        spawn: Spawn,
+        on_finished: Callable[[LocalTask], None],
+        lease_seconds: float,
+    ) -> None:
+        self._writer = writer
+        self._executors = executors
+        self._spawn = spawn
+        self._on_finished = on_finished
+        self._lease = timedelta(seconds=lease_seconds)
+
+    async def run(self, task: LocalTask) -> None:
+        """Run the next attempt; a retry is scheduled in the background, not awaited."""
+        if task.inserted is not None:
+            outcome = await task.inserted
+            task.inserted = None
+            if task.record.task_id in outcome.rejected:
+                logger.error("task %s was rejected by the database; not run", task.record.task_id)
+                self._finish(task)
+                return
+        if task.record.status is not TaskStatus.PENDING:
+            self._finish(task)  # cancelled or taken over while it waited
+            return
+        delay = await self._attempt(task)
+        if delay is None:
+            self._finish(task)
+        else:
+            self._spawn(self._retry_after(task, delay))
+
+    async def _retry_after(self, task: LocalTask, delay: float) -> None:
+        await asyncio.sleep(delay)
+        await self.run(task)
+
+    async def _attempt(self, task: LocalTask) -> float | None:
+        """One attempt; returns the delay before the next one, or None when done."""
+        record = task.record
+        executor = self._executors[task.target.executor]
+        await executor.acquire()
+        try:
+            if record.status is not TaskStatus.PENDING:
+                return None
+            self._mark_running(record, executor.name)
+            context = self._attempt_context(task)
+            started = time.perf_counter()
+            try:
+                result = await executor.run(task.target.func, task.args, task.kwargs, context)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                return self._record_failure(task, exc, time.perf_counter() - started)
+            self._record_success(record, result, time.perf_counter() - started)
+            return None
+        finally:
+            executor.release()
+
+    def _mark_running(self, record: TaskRecord, executor: str) -> None:
+        now = utcnow()
+        record.status = TaskStatus.RUNNING
+        record.start_time = now
+        record.end_time = None
+        record.duration_ms = None
+        record.executor = executor
+        record.updated_at = now
+        record.lease_expires_at = now + self._lease
+        self._writer.update(record)
+
+    def _attempt_context(self, task: LocalTask) -> contextvars.Context:
+        base = task.context if task.context is not None else contextvars.copy_context()
+        context = base.copy()
+        record = task.record
+        info = TaskContext(record.task_id, record.func_name, record.retries_used, dict(record.tags))
+        attempt = record.retries_used
+        writer = self._writer
+
+        def sink(level: str, message: str, extra: dict[str, Any]) -> None:
+            writer.log(TaskLogEntry(record.task_id, attempt, level, message, utcnow(), extra))
+
+        context.run(bind, info, sink)
+        return context
+
+    def _record_success(self, record: TaskRecord, result: Any, elapsed: float) -> None:
+        now = utcnow()
+        record.status = TaskStatus.SUCCESS
+        record.result = json_result(result)
+        record.error = None
+        record.stacktrace = None
+        self._close(record, now, elapsed)
+        self._writer.update(record)
+
+    def _record_failure(self, task: LocalTask, exc: Exception, elapsed: float) -> float | None:
+        record = task.record
+        now = utcnow()
+        record.error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        record.stacktrace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        config = task.target.config
+        if record.retries_used < record.max_retries:
+            delay = config.delay * (config.backoff**record.retries_used)
+            record.retries_used += 1
+            record.status = TaskStatus.PENDING
+            record.run_at = now + timedelta(seconds=delay)
+            record.end_time = now
+            record.duration_ms = elapsed * 1000.0
+            record.updated_at = now
+            record.lease_expires_at = now + timedelta(seconds=delay) + self._lease
+            self._writer.update(record)
+            return delay
+        record.status = TaskStatus.FAILED
+        self._close(record, now, elapsed)
+        self._writer.update(record)
+        return None
+
+    @staticmethod
+    def _close(record: TaskRecord, now: Any, elapsed: float) -> None:
+        record.end_time = now
+        record.duration_ms = elapsed * 1000.0
+        record.updated_at = now
+        record.owner = None
+        record.lease_expires_at = None
+
+    def _finish(self, task: LocalTask) -> None:
+        task.finished.set()
+        self._on_finished(task)

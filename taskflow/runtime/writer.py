@@ -1,0 +1,191 @@
+"""The group-commit writer: every task transition durable, without a commit per transition.
+
+Callers hand it records and log lines and go on; one loop applies whatever
+has accumulated in a single transaction, and while that transaction is in
+flight the next batch fills up.  Under load many tasks share one commit;
+when idle a lone write is committed at once.  Records are held by reference,
+so several changes of one task before a flush coalesce into its last state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+
+from taskflow.exceptions import BackpressureError
+from taskflow.models import TaskLogEntry, TaskRecord
+from taskflow.repository.base import BatchOutcome, TaskRepository, WriteBatch
+
+logger = logging.getLogger("taskflow.writer")
+
+FencedCallback = Callable[[frozenset[str]], None]
+TransientCheck = Callable[[BaseException], bool]
+
+
+def _always_transient(_exc: BaseException) -> bool:
+    return True
+
+
+class GroupCommitWriter:
+    """Buffers inserts, guarded updates and logs; commits them in batches."""
+
+    def __init__(
+        self,
+        repository: TaskRepository,
+        *,
+        max_buffer: int = 10_000,
+        on_fenced: FencedCallback | None = None,
+        is_transient: TransientCheck = _always_transient,
+        retry_initial: float = 0.05,
+        retry_max: float = 5.0,
+    ) -> None:
+        self._repository = repository
+        self._max_buffer = max_buffer
+        self._on_fenced = on_fenced
+        self._is_transient = is_transient
+        self._retry_initial = retry_initial
+        self._retry_max = retry_max
+        self._inserts: dict[str, TaskRecord] = {}
+        self._updates: dict[str, TaskRecord] = {}
+        self._logs: list[TaskLogEntry] = []
+        self._commit: asyncio.Future[BatchOutcome] | None = None
+        self._in_flight = 0
+        self._wakeup = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._failing_since: float | None = None
+        self._thread_id: int | None = None
+        self.dropped_logs = 0
+
+    # -- submission (event-loop thread unless noted) -----------------------
+
+    @property
+    def pending(self) -> int:
+        """Writes accepted but not yet committed."""
+        return len(self._inserts) + len(self._updates) + len(self._logs) + self._in_flight
+
+    def insert(self, record: TaskRecord) -> asyncio.Future[BatchOutcome]:
+        """Queue a new row; the returned future resolves when it is committed."""
+        if self.pending >= self._max_buffer:
+            raise BackpressureError(
+                f"taskflow's write buffer is full ({self._max_buffer} writes waiting): the "
+                "database is not accepting writes. The task was not enqueued; retry later "
+                "(raise write_buffer_size to ride out longer outages)"
+            )
+        self._inserts[record.task_id] = record
+        return self._next_commit()
+
+    def update(self, record: TaskRecord) -> asyncio.Future[BatchOutcome]:
+        """Queue the record's current state; never refused, since it must not be lost."""
+        if record.task_id not in self._inserts:
+            self._updates[record.task_id] = record
+        return self._next_commit()
+
+    def log(self, entry: TaskLogEntry) -> None:
+        """Queue a log line; callable from any thread."""
+        if self._loop is not None and threading.get_ident() != self._thread_id:
+            self._loop.call_soon_threadsafe(self.log, entry)
+            return
+        if self.pending >= self._max_buffer * 2:
+            self.dropped_logs += 1
+            if self.dropped_logs == 1 or self.dropped_logs % 1000 == 0:
+                logger.warning("write buffer full: %d task log lines dropped", self.dropped_logs)
+            return
+        self._logs.append(entry)
+        self._next_commit()
+
+    def _next_commit(self) -> asyncio.Future[BatchOutcome]:
+        if self._commit is None:
+            self._commit = asyncio.get_running_loop().create_future()
+            self._wakeup.set()
+        return self._commit
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def start(self) -> None:
+        if self._task is None:
+            self._loop = asyncio.get_running_loop()
+            self._thread_id = threading.get_ident()
+            self._task = self._loop.create_task(self._run(), name="taskflow-writer")
+
+    async def flush(self) -> None:
+        """Wait until everything submitted so far is committed."""
+        while self._commit is not None or self._in_flight:
+            if self._commit is not None:
+                await asyncio.shield(self._commit)
+            else:
+                await asyncio.sleep(0.001)
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Flush what is buffered (for at most ``timeout`` seconds), then stop."""
+        try:
+            await asyncio.wait_for(self.flush(), timeout)
+        except asyncio.TimeoutError:
+            logger.error("taskflow writer stopped with %d writes not committed", self.pending)
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    # -- the loop ------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._commit is not None:
+                batch = WriteBatch(
+                    inserts=list(self._inserts.values()),
+                    updates=list(self._updates.values()),
+                    logs=self._logs,
+                )
+                commit = self._commit
+                self._inserts, self._updates, self._logs = {}, {}, []
+                self._commit = None
+                self._in_flight = len(batch)
+                try:
+                    outcome = await self._apply_until_done(batch)
+                finally:
+                    self._in_flight = 0
+                if not commit.done():
+                    commit.set_result(outcome)
+                if outcome.fenced and self._on_fenced is not None:
+                    self._on_fenced(outcome.fenced)
+
+    async def _apply_until_done(self, batch: WriteBatch) -> BatchOutcome:
+        delay = self._retry_initial
+        while True:
+            try:
+                return await self._repository.apply(batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not self._is_transient(exc):
+                    return await self._apply_one_by_one(batch, exc)
+                logger.warning("taskflow write failed (%s); retrying in %.2fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._retry_max)
+
+    async def _apply_one_by_one(self, batch: WriteBatch, first: Exception) -> BatchOutcome:
+        # A permanent error (a value the column rejects) must not block every
+        # other task: apply each write alone and report the ones that fail.
+        logger.error("taskflow batch rejected (%s); applying writes one by one", first)
+        fenced: set[str] = set()
+        rejected: set[str] = set()
+        singles: list[WriteBatch] = [WriteBatch(inserts=[r]) for r in batch.inserts]
+        singles += [WriteBatch(updates=[r]) for r in batch.updates]
+        singles += [WriteBatch(logs=[e]) for e in batch.logs]
+        for single in singles:
+            try:
+                fenced |= (await self._repository.apply(single)).fenced
+            except Exception as exc:
+                logger.error("taskflow write rejected by the database, not retried: %s", exc)
+                rejected.update(r.task_id for r in single.inserts)
+        return BatchOutcome(frozenset(fenced), frozenset(rejected))

@@ -1,0 +1,96 @@
+"""Database URL normalisation and the ``TASKFLOW_*`` environment.
+
+Users hand us whatever URL they already use elsewhere (``postgresql://``,
+``mysql://``, a plain ``sqlite:///`` path); we pick the async driver, check it
+is installed, and fail at construction, not at the first request.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from taskflow.exceptions import ConfigurationError, missing_extra
+
+ENV_DATABASE_URL = "TASKFLOW_DATABASE_URL"
+MEMORY_URL = "sqlite+aiosqlite://"
+
+# backend name -> (async driver, import name, extra that installs it)
+_ASYNC_DRIVERS: dict[str, tuple[str, str, str]] = {
+    "sqlite": ("aiosqlite", "aiosqlite", "sqlite"),
+    "postgresql": ("asyncpg", "asyncpg", "postgres"),
+    "mysql": ("aiomysql", "aiomysql", "mysql"),
+}
+_BACKEND_ALIASES = {"postgres": "postgresql", "mariadb": "mysql", "sqlite": "sqlite"}
+@dataclass(frozen=True)
+class DatabaseTarget:
+    """A resolved database: the async URL to connect with and what kind it is."""
+
+    url: URL
+    backend: str  # "sqlite" | "postgresql" | "mysql"
+
+    @property
+    def is_memory(self) -> bool:
+        return self.backend == "sqlite" and self.url.database in (None, "", ":memory:")
+
+    def render(self) -> str:
+        """The URL with its password hidden, for messages and logs."""
+        return self.url.render_as_string(hide_password=True)
+
+
+def _parse(raw: str) -> URL:
+    try:
+        return make_url(raw)
+    except ArgumentError as exc:
+        raise ConfigurationError(
+            f"cannot parse database URL {raw!r}: expected e.g. 'sqlite:///tasks.db', "
+            "'postgresql://user:pass@host/db' or 'mysql://user:pass@host/db'"
+        ) from exc
+
+
+def _backend_of(url: URL, raw: str) -> str:
+    name = url.get_backend_name()
+    backend = _BACKEND_ALIASES.get(name, name)
+    if backend not in _ASYNC_DRIVERS:
+        raise ConfigurationError(
+            f"unsupported database {name!r} in URL {raw!r}: taskflow supports SQLite, "
+            "PostgreSQL and MySQL/MariaDB (for Redis pass a redis:// URL as snapshot_backend)"
+        )
+    return backend
+
+
+def _require_module(module: str, extra: str, url: str) -> None:
+    if importlib.util.find_spec(module) is None:
+        raise missing_extra(module, extra, f"the database URL {url!r}")
+
+
+def resolve_database_url(raw: str | None) -> DatabaseTarget:
+    """Turn a user URL (or the environment, or nothing) into an async SQLAlchemy target.
+
+    ``None`` means ``TASKFLOW_DATABASE_URL`` when set, otherwise an in-memory
+    SQLite database.  Plain driver-less URLs get the async driver; an explicit
+    async driver is kept; an explicit sync driver is swapped for its async twin.
+    """
+    if raw is None:
+        raw = os.environ.get(ENV_DATABASE_URL) or MEMORY_URL
+    if not isinstance(raw, str) or not raw.strip():
+        raise ConfigurationError(f"database_url must be a non-empty string, got {raw!r}")
+    url = _parse(raw.strip())
+    backend = _backend_of(url, raw)
+    driver, module, extra = _ASYNC_DRIVERS[backend]
+    _require_module(module, extra, url.render_as_string(hide_password=True))
+    # keep "mariadb" when the user wrote it: SQLAlchemy then applies MariaDB's rules
+    dialect_name = "mariadb" if url.get_backend_name() == "mariadb" else backend
+    url = url.set(drivername=f"{dialect_name}+{driver}")
+    return DatabaseTarget(url=url, backend=backend)
+
+
+def sqlite_file_url(path: str) -> str:
+    """The URL for the described system's ``snapshot_db="tasks.db"`` shorthand."""
+    if not path or path == ":memory:":
+        return MEMORY_URL
+    return f"sqlite+aiosqlite:///{path}"

@@ -1,0 +1,1 @@
+"""FastAPI integration: injection, lifecycle, the admin API and dashboard."""

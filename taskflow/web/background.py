@@ -1,0 +1,59 @@
+"""``ManagedBackgroundTasks``: FastAPI's ``BackgroundTasks`` whose tasks are durable rows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from fastapi import BackgroundTasks
+from starlette.background import BackgroundTask
+
+if TYPE_CHECKING:
+    from taskflow.manager import TaskManager
+
+
+class ManagedBackgroundTasks(BackgroundTasks):
+    """A ``BackgroundTasks`` whose ``add_task`` persists the task and returns its id.
+
+    When built from the request's own ``BackgroundTasks`` it shares its task
+    list, so plain and managed tasks of one request run in the order added,
+    after the response, exactly as FastAPI runs them.
+    """
+
+    def __init__(
+        self,
+        task_manager: TaskManager,
+        background_tasks: BackgroundTasks | None = None,
+    ) -> None:
+        super().__init__()
+        self.task_manager = task_manager
+        if background_tasks is not None:
+            self.tasks = background_tasks.tasks
+
+    def add_task(  # type: ignore[override]
+        self,
+        func: Callable[..., Any],
+        *args: Any,
+        idempotency_key: str | None = None,
+        tags: dict[str, Any] | None = None,
+        eager: bool | None = None,
+        priority: int | None = None,
+        **kwargs: Any,
+    ) -> str:
+        """Persist a call of ``func`` and schedule it; returns the task id.
+
+        Raises:
+            TaskArgumentError: the arguments cannot be stored.
+            BackpressureError: the database has been unreachable long enough
+                to fill the write buffer.
+        """
+        manager = self.task_manager
+        local = manager.submit(
+            func, args, kwargs, idempotency_key=idempotency_key, tags=tags, priority=priority
+        )
+        run_eagerly = local.target.config.eager if eager is None else eager
+        if run_eagerly:
+            manager.dispatch_eager(local)
+        else:
+            self.tasks.append(BackgroundTask(manager.run_local, local))
+        return local.record.task_id

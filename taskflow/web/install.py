@@ -1,0 +1,55 @@
+"""Wiring a ``TaskManager`` into a FastAPI app: injection and lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import fastapi.dependencies.utils as fastapi_utils
+from fastapi import FastAPI
+
+from taskflow.web.background import ManagedBackgroundTasks
+
+if TYPE_CHECKING:
+    from taskflow.manager import TaskManager
+
+
+def install(manager: TaskManager, app: FastAPI | None = None) -> None:
+    """Make FastAPI build ``ManagedBackgroundTasks`` wherever it builds ``BackgroundTasks``.
+
+    FastAPI creates the request's ``BackgroundTasks`` through the name imported
+    in ``fastapi.dependencies.utils``; pointing that name at a subclass bound
+    to this manager covers both ``BackgroundTasks`` and ``ManagedBackgroundTasks``
+    annotations.  The patch is process-wide, as in the described system.
+    """
+
+    class BoundManagedBackgroundTasks(ManagedBackgroundTasks):
+        def __init__(self, tasks: Any = None) -> None:
+            super().__init__(manager)
+            if tasks:
+                self.tasks.extend(tasks)
+
+    fastapi_utils.BackgroundTasks = BoundManagedBackgroundTasks  # type: ignore[misc]
+    if app is not None:
+        manager.init_app(app)
+
+
+def wrap_lifespan(manager: TaskManager, app: FastAPI) -> None:
+    """Run the manager's startup before, and its shutdown after, the app's own lifespan.
+
+    Wrapping ``router.lifespan_context`` works whether the app uses
+    ``lifespan=``, startup events, or nothing at all.
+    """
+    original = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app_: Any) -> AsyncIterator[Any]:
+        await manager.startup()
+        try:
+            async with original(app_) as state:
+                yield state
+        finally:
+            await manager.shutdown()
+
+    app.router.lifespan_context = lifespan

@@ -1,0 +1,80 @@
+"""The admin JSON API: every route reads the database, so any instance can answer."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Response
+
+from taskflow.models import TaskStatus
+from taskflow.repository.base import TaskQuery
+from taskflow.repository.cursor import InvalidCursorError
+from taskflow.web.schemas import MetricsOut, TaskDetailOut, TaskOut
+
+if TYPE_CHECKING:
+    from taskflow.manager import TaskManager
+
+MAX_PAGE = 500
+
+
+def _aware(value: datetime | None, name: str) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise HTTPException(422, f"{name} needs a timezone, e.g. 2026-01-31T12:00:00Z")
+    return value
+
+
+def create_router(task_manager: TaskManager, *, path: str = "/tasks") -> APIRouter:
+    """The task API under ``path``."""
+    router = APIRouter(prefix=path, tags=["tasks"])
+
+    @router.get("", response_model=list[TaskOut])
+    async def list_tasks(
+        response: Response,
+        status: Annotated[list[TaskStatus] | None, Query()] = None,
+        func_name: str | None = None,
+        source: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        search: Annotated[str | None, Query(max_length=200)] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+        cursor: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Tasks newest first, one page at a time; the next page's cursor is in ``X-Next-Cursor``."""
+        query = TaskQuery(
+            status=status,
+            func_name=func_name,
+            source=source,
+            created_since=_aware(since, "since"),
+            created_until=_aware(until, "until"),
+            search=search,
+            limit=limit,
+            cursor=cursor,
+        )
+        try:
+            page = await task_manager.list_tasks(query)
+        except InvalidCursorError as exc:
+            raise HTTPException(422, str(exc)) from exc
+        if page.next_cursor:
+            response.headers["X-Next-Cursor"] = page.next_cursor
+            response.headers["Link"] = f'<{path}?cursor={page.next_cursor}&limit={limit}>; rel="next"'
+        return [record.to_dict(include_logs=False) for record in page.items]
+
+    @router.get("/metrics", response_model=MetricsOut)
+    async def metrics() -> dict[str, Any]:
+        """Counts by status, success rate over terminal tasks, per-function durations."""
+        return (await task_manager.metrics()).to_dict()
+
+    @router.get(
+        "/{task_id}",
+        response_model=TaskDetailOut,
+        responses={404: {"description": "Task not found"}},
+    )
+    async def get_task(task_id: str) -> dict[str, Any]:
+        """One task with its log lines."""
+        record = await task_manager.get_task(task_id)
+        if record is None:
+            raise HTTPException(404, "Task not found")
+        return record.to_dict()
+
+    return router
