@@ -50,7 +50,10 @@ class RedisBackend(SnapshotBackend):
     """
 
     def __init__(
-        self, url: str = "redis://localhost:6379/0", prefix: str = "taskflow", ttl: int | None = None
+        self,
+        url: str = "redis://localhost:6379/0",
+        prefix: str = "taskflow",
+        ttl: int | None = None,
     ) -> None:
         super().__init__(url)
         self.prefix = prefix

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import Any
 
 from taskflow.models import LOG_LEVELS
 
 LogSink = Callable[[str, str, dict[str, Any]], None]
+Tokens = tuple[Token["TaskContext | None"], Token["LogSink | None"]]
 
 _fallback_logger = logging.getLogger("taskflow.task")
 _task_context: ContextVar[TaskContext | None] = ContextVar("taskflow_task_context", default=None)
@@ -46,7 +47,13 @@ def task_log(message: str, *, level: str = "info", **extra: Any) -> None:
     sink(level, str(message), extra)
 
 
-def bind(context: TaskContext, sink: LogSink) -> None:
+def bind(context: TaskContext, sink: LogSink) -> Tokens:
     """Set the task context and log sink in the current ``contextvars`` context."""
-    _task_context.set(context)
-    _log_sink.set(sink)
+    return (_task_context.set(context), _log_sink.set(sink))
+
+
+def unbind(tokens: Tokens) -> None:
+    """Undo ``bind``."""
+    context_token, sink_token = tokens
+    _log_sink.reset(sink_token)
+    _task_context.reset(context_token)

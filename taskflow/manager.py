@@ -21,6 +21,7 @@ from taskflow.exceptions import (
     NotStartedError,
     TaskArgumentError,
 )
+from taskflow.ids import new_task_id
 from taskflow.models import (
     ExecutorName,
     TaskConfig,
@@ -133,7 +134,9 @@ class TaskManager:
         ):
             if value is not None:
                 _check_positive(name, value)
-        self.create_tables = self.target.backend == "sqlite" if create_tables is None else create_tables
+        if create_tables is None:
+            create_tables = self.target.backend == "sqlite"
+        self.create_tables = create_tables
         self.snapshot_interval = snapshot_interval
         self.requeue_pending = requeue_pending
         self.merged_list_ttl = merged_list_ttl
@@ -167,6 +170,7 @@ class TaskManager:
         self._started = False
         self._stopping = False
         self._apps: set[int] = set()
+        self._shutdown_hooks: list[Callable[[], None]] = []
 
     # -- registration --------------------------------------------------------
 
@@ -265,7 +269,7 @@ class TaskManager:
         encoded = encode_arguments(args, kwargs, self.fernet)
         now = utcnow()
         return TaskRecord(
-            task_id=str(uuid.uuid4()),
+            task_id=new_task_id(),
             func_name=target.name,
             status=TaskStatus.PENDING,
             args=tuple(args) if encoded.readable else (),
@@ -294,30 +298,55 @@ class TaskManager:
         await self._wait_accepted(local)
         assert local.inserted is not None
         await asyncio.shield(local.inserted)
-        self.spawn(self.run_local(local))
+        self.dispatch(local)
         return local.record.task_id
 
     async def _wait_accepted(self, local: LocalTask) -> None:
         while local.inserted is None:
             await asyncio.sleep(0)
 
-    def dispatch_eager(self, local: LocalTask) -> None:
-        """Start a submitted task now, before the response is sent."""
+    def dispatch(self, local: LocalTask, after: LocalTask | None = None) -> None:
+        """Run a submitted task in the background once its row is committed.
+
+        ``after``: an earlier task of the same request whose first attempt
+        must be over first, so one request's tasks run in the order added,
+        as FastAPI runs them.  Callable from any thread.
+        """
+        coro = self._run_local(local, after)
         if self._on_loop_thread():
-            self.spawn(self.run_local(local))
+            self.spawn(coro, local.context)
         else:
             assert self._loop is not None
-            self._loop.call_soon_threadsafe(self.spawn, self.run_local(local))
+            self._loop.call_soon_threadsafe(self.spawn, coro, local.context)
 
-    async def run_local(self, local: LocalTask) -> None:
-        """Run a task submitted here (after its row is committed)."""
+    async def hand_off(self, local: LocalTask, after: LocalTask | None = None) -> None:
+        """What FastAPI runs after the response: hand the task over and return.
+
+        The request does not wait for the commit or the task, so many
+        requests' rows share one commit.  When the writer is due, one yield
+        to the event loop gives it (and the tasks it releases) a turn, even
+        when requests arrive back to back without any I/O wait.
+        """
+        self.dispatch(local, after)
+        if self._writer is not None and self._writer.overdue():
+            await asyncio.sleep(0)
+
+    async def _run_local(self, local: LocalTask, after: LocalTask | None) -> None:
+        if after is not None:
+            await after.settled.wait()
         await self._wait_accepted(local)
         assert self._runner is not None
         await self._runner.run(local)
 
-    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
-        """Run ``coro`` as a background task owned (and awaited at shutdown) by the manager."""
-        task = asyncio.get_running_loop().create_task(coro)
+    def spawn(
+        self, coro: Coroutine[Any, Any, Any], context: contextvars.Context | None = None
+    ) -> None:
+        """Run ``coro`` as a background task owned (and awaited at shutdown) by the manager.
+
+        With ``context``, the task runs in a copy of it (the request's context vars).
+        """
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(coro) if context is None else context.run(loop.create_task, coro)
         self._background.add(task)
         task.add_done_callback(self._background_done)
 
@@ -343,6 +372,12 @@ class TaskManager:
     async def merged_list(self) -> list[TaskRecord]:
         """The described system's full list; here the newest 1,000 tasks from the database."""
         return (await self.repository.list_tasks(TaskQuery(limit=1000))).items
+
+    async def drain(self) -> None:
+        """Wait until every local task has finished and its final state is committed."""
+        while self._local or any(not t.done() for t in self._background):
+            await asyncio.sleep(0.001)
+        await self.flush()
 
     async def flush(self) -> None:
         """Wait until every write made so far is committed."""
@@ -406,7 +441,14 @@ class TaskManager:
             if isinstance(executor, ThreadExecutor):
                 executor.shutdown()
         await self.repository.close()
+        for hook in reversed(self._shutdown_hooks):
+            hook()
+        self._shutdown_hooks.clear()
         self._started = False
+
+    def on_shutdown(self, hook: Callable[[], None]) -> None:
+        """Call ``hook`` once when the manager shuts down."""
+        self._shutdown_hooks.append(hook)
 
     def _release_unfinished(self) -> None:
         """Record what this instance still holds, so nothing is left looking alive."""

@@ -85,7 +85,7 @@ class TaskLogEntry:
         return f"{self.created_at.strftime('%Y-%m-%dT%H:%M:%S')} {self.message}"
 
 
-@dataclass
+@dataclass(slots=True)
 class TaskRecord:
     """Everything known about one task: the row of ``taskflow_tasks`` as a Python object.
 

@@ -12,7 +12,7 @@ import importlib
 import inspect
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from taskflow.exceptions import FunctionNotRegisteredError, RegistrationError
@@ -30,13 +30,12 @@ class RegisteredTask:
     func: Callable[..., Any]
     config: TaskConfig
     registered: bool = True
+    executor: str = field(init=False)
 
-    @property
-    def executor(self) -> str:
-        """The executor this function runs on: the configured one, else by its kind."""
-        if self.config.executor:
-            return self.config.executor
-        return "async" if is_async_callable(self.func) else "thread"
+    def __post_init__(self) -> None:
+        # The executor this function runs on: the configured one, else by its kind.
+        kind = self.config.executor or ("async" if is_async_callable(self.func) else "thread")
+        object.__setattr__(self, "executor", kind)
 
 
 def is_async_callable(func: Callable[..., Any]) -> bool:
@@ -60,11 +59,12 @@ def _is_module_level(func: Callable[..., Any]) -> bool:
 
 
 def _check_number(name: str, value: Any, *, minimum: float, integer: bool = False) -> None:
-    kinds: tuple[type, ...] = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds):
+    valid = isinstance(value, int) or (not integer and isinstance(value, float))
+    if isinstance(value, bool) or not valid:
         kind = "an integer" if integer else "a number"
         raise RegistrationError(f"{name} must be {kind}, got {value!r}")
-    if not math.isfinite(value) or value < minimum:
+    number = float(value)
+    if not math.isfinite(number) or number < minimum:
         raise RegistrationError(f"{name} must be >= {minimum}, got {value!r}")
 
 

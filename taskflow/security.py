@@ -20,7 +20,7 @@ def build_cipher(key: bytes | str | list[bytes | str]) -> Any:
         fernets = [Fernet(k) for k in keys]
     except (ValueError, TypeError) as exc:
         raise ConfigurationError(
-            "encrypt_args_key is not a valid Fernet key: generate one with "
-            "`python -c \"from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())\"`"
+            "encrypt_args_key is not a valid Fernet key: generate one with python -c "
+            '"from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
         ) from exc
     return fernets[0] if len(fernets) == 1 else MultiFernet(fernets)

@@ -119,7 +119,7 @@ def decode_arguments(
             ) from exc
     elif payload_format != PICKLE_FORMAT:
         raise TaskArgumentError(f"unknown payload format {payload_format!r}")
-    loaded_args, loaded_kwargs = pickle.loads(payload)  # noqa: S301 - our own rows
+    loaded_args, loaded_kwargs = pickle.loads(payload)
     return tuple(loaded_args), dict(loaded_kwargs)
 
 

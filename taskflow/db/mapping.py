@@ -7,9 +7,10 @@ from typing import Any
 
 from taskflow.models import TaskLogEntry, TaskRecord, TaskStatus
 
-# Columns a state change rewrites; everything else is fixed at insert.
+# Columns a state change rewrites (in table order); everything else is fixed at insert.
 MUTABLE_COLUMNS = (
     "status",
+    "executor",
     "attempt",
     "run_at",
     "updated_at",
@@ -19,7 +20,6 @@ MUTABLE_COLUMNS = (
     "error",
     "stacktrace",
     "result",
-    "executor",
     "owner",
     "lease_expires_at",
 )
@@ -68,7 +68,7 @@ def update_params(record: TaskRecord) -> dict[str, Any]:
     }
 
 
-def record_from_row(row: Mapping[str, Any]) -> TaskRecord:
+def record_from_row(row: Mapping[Any, Any]) -> TaskRecord:
     """A ``TaskRecord`` from a row mapping (columns missing from a narrow select get defaults)."""
     args = row.get("args")
     kwargs = row.get("kwargs")
@@ -120,7 +120,7 @@ def log_params(entry: TaskLogEntry) -> dict[str, Any]:
     }
 
 
-def log_from_row(row: Mapping[str, Any]) -> TaskLogEntry:
+def log_from_row(row: Mapping[Any, Any]) -> TaskLogEntry:
     return TaskLogEntry(
         task_id=row["task_id"],
         attempt=row["attempt"],

@@ -9,7 +9,7 @@ dispatcher's claim query and the dashboard's pages.  The Alembic migrations in
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -23,8 +23,9 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Table,
     Text,
-    UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -48,6 +49,7 @@ AutoId = BigInteger().with_variant(Integer(), "sqlite")
 
 TASK_STATUSES = ("pending", "running", "success", "failed", "interrupted", "cancelled")
 TASK_SOURCES = ("manual", "scheduled", "retry", "requeue")
+ACTIVE_ONLY = "status IN ('pending', 'running')"
 
 
 class Base(DeclarativeBase):
@@ -94,18 +96,41 @@ class TaskRow(Base):
     schedule_name: Mapped[str | None] = mapped_column(String(255))
     scheduled_for: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
+    # Every index costs every insert and most transitions, so there are only
+    # those a query needs.  The dispatcher's two indexes cover active rows only
+    # where the dialect has partial indexes (PostgreSQL, SQLite): they stay
+    # small however much history accumulates.
     __table_args__ = (
         CheckConstraint(_in("status", TASK_STATUSES), name="status"),
         CheckConstraint(_in("source", TASK_SOURCES), name="source"),
-        UniqueConstraint("schedule_name", "scheduled_for"),
-        Index("ix_taskflow_tasks_claim", "status", "run_at"),
         Index("ix_taskflow_tasks_created", "created_at", "id"),
         Index("ix_taskflow_tasks_status_created", "status", "created_at"),
         Index("ix_taskflow_tasks_func_created", "func_name", "created_at"),
         Index("ix_taskflow_tasks_finished", "finished_at"),
-        Index("ix_taskflow_tasks_updated", "updated_at"),
-        Index("ix_taskflow_tasks_lease", "owner", "lease_expires_at"),
-        Index("ix_taskflow_tasks_idempotency_key", "idempotency_key"),
+        Index(
+            "ix_taskflow_tasks_claim",
+            "status",
+            "priority",
+            "run_at",
+            postgresql_where=text(ACTIVE_ONLY),
+            sqlite_where=text(ACTIVE_ONLY),
+        ),
+        Index(
+            "ix_taskflow_tasks_lease",
+            "owner",
+            "lease_expires_at",
+            postgresql_where=text(ACTIVE_ONLY),
+            sqlite_where=text(ACTIVE_ONLY),
+        ),
+        # One firing per schedule slot, whichever instance fires it.
+        Index(
+            "uq_taskflow_tasks_schedule_slot",
+            "schedule_name",
+            "scheduled_for",
+            unique=True,
+            postgresql_where=text("schedule_name IS NOT NULL"),
+            sqlite_where=text("schedule_name IS NOT NULL"),
+        ),
     )
 
 
@@ -186,9 +211,9 @@ class AuditRow(Base):
 
 
 metadata = Base.metadata
-tasks_table = TaskRow.__table__
-task_logs_table = TaskLogRow.__table__
-idempotency_keys_table = IdempotencyKeyRow.__table__
-schedules_table = ScheduleRow.__table__
-instances_table = InstanceRow.__table__
-audit_table = AuditRow.__table__
+tasks_table = cast(Table, TaskRow.__table__)
+task_logs_table = cast(Table, TaskLogRow.__table__)
+idempotency_keys_table = cast(Table, IdempotencyKeyRow.__table__)
+schedules_table = cast(Table, ScheduleRow.__table__)
+instances_table = cast(Table, InstanceRow.__table__)
+audit_table = cast(Table, AuditRow.__table__)

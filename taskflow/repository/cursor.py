@@ -27,5 +27,5 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
             f"invalid cursor {cursor!r}: pass the next_cursor of a previous page"
         ) from exc
     if moment.tzinfo is None:
-        raise InvalidCursorError(f"invalid cursor {cursor!r}: pass the next_cursor of a previous page")
+        raise InvalidCursorError(f"invalid cursor {cursor!r}: not produced by taskflow")
     return moment, task_id

@@ -13,10 +13,8 @@ from typing import Any
 from sqlalchemy import (
     Select,
     and_,
-    bindparam,
     case,
     func,
-    insert,
     literal_column,
     or_,
     select,
@@ -25,16 +23,10 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from taskflow.db import dialects
+from taskflow.db.batch import BatchStatements
 from taskflow.db.engine import WRITE_OPTION
-from taskflow.db.mapping import (
-    MUTABLE_COLUMNS,
-    insert_params,
-    log_from_row,
-    log_params,
-    record_from_row,
-    render_logs,
-    update_params,
-)
+from taskflow.db.mapping import log_from_row, record_from_row, render_logs
+from taskflow.db.sqlite_writer import SqliteInlineWriter
 from taskflow.db.tables import task_logs_table, tasks_table
 from taskflow.models import (
     FunctionMetrics,
@@ -55,24 +47,17 @@ LIST_COLUMNS = [c for c in T.c if c.name not in ("payload", "stacktrace")]
 FINISHED = (TaskStatus.SUCCESS.value, TaskStatus.FAILED.value)
 
 
-def _guarded_update_statement() -> Any:
-    values = {name: bindparam(f"v_{name}") for name in MUTABLE_COLUMNS}
-    return (
-        update(T)
-        .where(T.c.id == bindparam("g_id"), T.c.lease_epoch == bindparam("g_epoch"))
-        .values(values)
-    )
-
-
-_GUARDED_UPDATE = _guarded_update_statement()
-
-
 class SqlTaskRepository(TaskRepository):
     """Tasks in a relational database through one async SQLAlchemy engine."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.write_engine = engine.execution_options(**{WRITE_OPTION: True})
+        self._statements = BatchStatements(engine.dialect)
+        self._inline: SqliteInlineWriter | None = None
+        database = engine.url.database
+        if dialects.is_sqlite(engine.dialect) and database not in (None, "", ":memory:"):
+            self._inline = SqliteInlineWriter(database, self._statements)
 
     @property
     def dialect_name(self) -> str:
@@ -83,40 +68,42 @@ class SqlTaskRepository(TaskRepository):
             await conn.exec_driver_sql("SELECT 1")
 
     async def close(self) -> None:
+        if self._inline is not None:
+            self._inline.close()
         await self.engine.dispose()
 
     # -- writes -----------------------------------------------------------
 
     async def apply(self, batch: WriteBatch) -> BatchOutcome:
+        if self._inline is not None:
+            return BatchOutcome(frozenset(await self._inline.apply(batch)))
         fenced: set[str] = set()
+        statements = self._statements
         async with self.write_engine.begin() as conn:
             if batch.inserts:
-                await conn.execute(insert(T), [insert_params(r) for r in batch.inserts])
+                rows = statements.task_rows(batch.inserts)
+                await conn.exec_driver_sql(statements.insert_task_sql, rows)
             if batch.updates:
                 fenced = await self._apply_updates(conn, batch.updates)
             if batch.logs:
-                await conn.execute(insert(L), [log_params(e) for e in batch.logs])
+                rows = statements.log_rows(batch.logs)
+                await conn.exec_driver_sql(statements.insert_log_sql, rows)
         return BatchOutcome(frozenset(fenced))
 
     async def _apply_updates(self, conn: AsyncConnection, records: list[TaskRecord]) -> set[str]:
         # A fixed lock order keeps two instances' batches from deadlocking.
         ordered = sorted(records, key=lambda r: r.task_id)
-        params = []
-        for record in ordered:
-            row = {f"v_{k}": v for k, v in update_params(record).items()}
-            row["g_id"] = record.task_id
-            row["g_epoch"] = record.lease_epoch
-            params.append(row)
-        result = await conn.execute(_GUARDED_UPDATE, params)
-        if dialects.reports_executemany_rowcount(conn.dialect) and result.rowcount == len(params):
+        rows = self._statements.update_rows(ordered)
+        result = await conn.exec_driver_sql(self._statements.update_task_sql, rows)
+        if dialects.reports_executemany_rowcount(conn.dialect) and result.rowcount == len(rows):
             return set()
         # Read back inside the same transaction: our updated rows are locked, so
         # an epoch that differs from ours means our guarded update did not apply.
         expected = {r.task_id: r.lease_epoch for r in ordered}
-        rows = await conn.execute(
+        found = await conn.execute(
             select(T.c.id, T.c.lease_epoch).where(T.c.id.in_(list(expected)))
         )
-        seen = {row.id: row.lease_epoch for row in rows}
+        seen = {row.id: row.lease_epoch for row in found}
         return {tid for tid, epoch in expected.items() if seen.get(tid) != epoch}
 
     async def transition(

@@ -1,8 +1,10 @@
 """Where a task's function runs: on the event loop, or in a thread pool.
 
-Each executor runs the function inside a ``contextvars.Context`` prepared by
-the runner (the request's context plus the task's own), so ``task_log()``,
-``get_task_context()`` and tracing work the same in both.
+The runner calls an executor from inside the task's own asyncio task, whose
+context already holds the request's context vars and the task's own, so
+``task_log()``, ``get_task_context()`` and tracing work the same everywhere:
+async functions are awaited right there, sync ones carry a copy of that
+context into their thread.
 """
 
 from __future__ import annotations
@@ -28,15 +30,8 @@ class AsyncExecutor:
         func: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        context: contextvars.Context,
     ) -> Any:
-        # Creating the task inside context.run makes the task run in (a copy of) it.
-        task: asyncio.Future[Any] = context.run(asyncio.ensure_future, func(*args, **kwargs))
-        try:
-            return await task
-        except asyncio.CancelledError:
-            task.cancel()
-            raise
+        return await func(*args, **kwargs)
 
     async def acquire(self) -> None:
         if self._slots is not None:
@@ -62,10 +57,10 @@ class ThreadExecutor:
         func: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        context: contextvars.Context,
     ) -> Any:
         loop = asyncio.get_running_loop()
         call = functools.partial(func, *args, **kwargs)
+        context = contextvars.copy_context()
         return await loop.run_in_executor(self._pool, context.run, call)
 
     async def acquire(self) -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Protocol
 
-from taskflow.context import TaskContext, bind
+from taskflow.context import TaskContext, Tokens, bind, unbind
 from taskflow.models import TaskLogEntry, TaskRecord, TaskStatus, utcnow
 from taskflow.registry import RegisteredTask
 from taskflow.repository.base import BatchOutcome
@@ -36,7 +36,6 @@ class Executor(Protocol):
         func: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        context: contextvars.Context,
     ) -> Any: ...
 
     async def acquire(self) -> None: ...
@@ -55,10 +54,12 @@ class LocalTask:
     context: contextvars.Context | None = None
     inserted: asyncio.Future[BatchOutcome] | None = None
     handle: asyncio.Task[Any] | None = None
+    # Set once the first attempt is over: the next task of the same request may start.
+    settled: asyncio.Event = field(default_factory=asyncio.Event)
     finished: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-Spawn = Callable[[Coroutine[Any, Any, None]], None]
+Spawn = Callable[[Coroutine[Any, Any, None], contextvars.Context | None], None]
 
 
 class TaskRunner:
@@ -81,6 +82,12 @@ class TaskRunner:
 
     async def run(self, task: LocalTask) -> None:
         """Run the next attempt; a retry is scheduled in the background, not awaited."""
+        try:
+            await self._run(task)
+        finally:
+            task.settled.set()
+
+    async def _run(self, task: LocalTask) -> None:
         if task.inserted is not None:
             outcome = await task.inserted
             task.inserted = None
@@ -95,7 +102,7 @@ class TaskRunner:
         if delay is None:
             self._finish(task)
         else:
-            self._spawn(self._retry_after(task, delay))
+            self._spawn(self._retry_after(task, delay), task.context)
 
     async def _retry_after(self, task: LocalTask, delay: float) -> None:
         await asyncio.sleep(delay)
@@ -110,14 +117,16 @@ class TaskRunner:
             if record.status is not TaskStatus.PENDING:
                 return None
             self._mark_running(record, executor.name)
-            context = self._attempt_context(task)
+            tokens = self._bind_attempt(task)
             started = time.perf_counter()
             try:
-                result = await executor.run(task.target.func, task.args, task.kwargs, context)
+                result = await executor.run(task.target.func, task.args, task.kwargs)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 return self._record_failure(task, exc, time.perf_counter() - started)
+            finally:
+                unbind(tokens)
             self._record_success(record, result, time.perf_counter() - started)
             return None
         finally:
@@ -134,9 +143,9 @@ class TaskRunner:
         record.lease_expires_at = now + self._lease
         self._writer.update(record)
 
-    def _attempt_context(self, task: LocalTask) -> contextvars.Context:
-        base = task.context if task.context is not None else contextvars.copy_context()
-        context = base.copy()
+    def _bind_attempt(self, task: LocalTask) -> Tokens:
+        # Bound in the caller's context and reset afterwards: after-response
+        # tasks share the request's context, and must not see each other's.
         record = task.record
         info = TaskContext(record.task_id, record.func_name, record.retries_used, dict(record.tags))
         attempt = record.retries_used
@@ -145,8 +154,7 @@ class TaskRunner:
         def sink(level: str, message: str, extra: dict[str, Any]) -> None:
             writer.log(TaskLogEntry(record.task_id, attempt, level, message, utcnow(), extra))
 
-        context.run(bind, info, sink)
-        return context
+        return bind(info, sink)
 
     def _record_success(self, record: TaskRecord, result: Any, elapsed: float) -> None:
         now = utcnow()

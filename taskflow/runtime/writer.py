@@ -10,6 +10,7 @@ so several changes of one task before a flush coalesce into its last state.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -40,13 +41,18 @@ class GroupCommitWriter:
         is_transient: TransientCheck = _always_transient,
         retry_initial: float = 0.05,
         retry_max: float = 5.0,
+        commit_interval: float = 0.002,
     ) -> None:
         self._repository = repository
         self._max_buffer = max_buffer
+        self._max_batch = 1000
         self._on_fenced = on_fenced
         self._is_transient = is_transient
         self._retry_initial = retry_initial
         self._retry_max = retry_max
+        self._commit_interval = commit_interval
+        self._last_commit = 0.0
+        self._urgent = False
         self._inserts: dict[str, TaskRecord] = {}
         self._updates: dict[str, TaskRecord] = {}
         self._logs: list[TaskLogEntry] = []
@@ -67,9 +73,26 @@ class GroupCommitWriter:
         """Writes accepted but not yet committed."""
         return len(self._inserts) + len(self._updates) + len(self._logs) + self._in_flight
 
+    def overdue(self) -> bool:
+        """Whether buffered writes have waited longer than the commit interval.
+
+        Callers that never yield to the event loop (back-to-back requests
+        served in-process) use it to yield only when the writer needs a turn.
+        """
+        if self._commit is None:
+            return False
+        loop = asyncio.get_running_loop()
+        return loop.time() - self._last_commit >= self._commit_interval
+
     def insert(self, record: TaskRecord) -> asyncio.Future[BatchOutcome]:
-        """Queue a new row; the returned future resolves when it is committed."""
-        if self.pending >= self._max_buffer:
+        """Queue a new row; the returned future resolves when it is committed.
+
+        Refused only while the database is failing and the buffer is full (or
+        at ten times the buffer size, whatever the cause): a burst on a healthy
+        database is absorbed by the next commits.
+        """
+        limit = self._max_buffer if self._failing_since is not None else self._max_buffer * 10
+        if self.pending >= limit:
             raise BackpressureError(
                 f"taskflow's write buffer is full ({self._max_buffer} writes waiting): the "
                 "database is not accepting writes. The task was not enqueued; retry later "
@@ -112,7 +135,9 @@ class GroupCommitWriter:
             self._task = self._loop.create_task(self._run(), name="taskflow-writer")
 
     async def flush(self) -> None:
-        """Wait until everything submitted so far is committed."""
+        """Wait until everything submitted so far is committed (now, not at the next tick)."""
+        self._urgent = True
+        self._wakeup.set()
         while self._commit is not None or self._in_flight:
             if self._commit is not None:
                 await asyncio.shield(self._commit)
@@ -128,18 +153,23 @@ class GroupCommitWriter:
         self._stopping = True
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
 
     # -- the loop ------------------------------------------------------------
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
+            # Commit at once when idle; under load, at most once per interval,
+            # so that many tasks share each commit.
+            wait = self._last_commit + self._commit_interval - loop.time()
+            if wait > 0 and not self._urgent and self.pending < self._max_batch:
+                await asyncio.sleep(wait)
+            self._urgent = False
             while self._commit is not None:
                 batch = WriteBatch(
                     inserts=list(self._inserts.values()),
@@ -154,6 +184,7 @@ class GroupCommitWriter:
                     outcome = await self._apply_until_done(batch)
                 finally:
                     self._in_flight = 0
+                self._last_commit = loop.time()
                 if not commit.done():
                     commit.set_result(outcome)
                 if outcome.fenced and self._on_fenced is not None:
@@ -163,15 +194,20 @@ class GroupCommitWriter:
         delay = self._retry_initial
         while True:
             try:
-                return await self._repository.apply(batch)
+                outcome = await self._repository.apply(batch)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 if not self._is_transient(exc):
                     return await self._apply_one_by_one(batch, exc)
+                if self._failing_since is None:
+                    self._failing_since = asyncio.get_running_loop().time()
                 logger.warning("taskflow write failed (%s); retrying in %.2fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._retry_max)
+            else:
+                self._failing_since = None
+                return outcome
 
     async def _apply_one_by_one(self, batch: WriteBatch, first: Exception) -> BatchOutcome:
         # A permanent error (a value the column rejects) must not block every

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from fastapi import BackgroundTasks
-from starlette.background import BackgroundTask
+from starlette.background import BackgroundTask, BackgroundTasks
 
 if TYPE_CHECKING:
     from taskflow.manager import TaskManager
+    from taskflow.runtime.runner import LocalTask
 
 
 class ManagedBackgroundTasks(BackgroundTasks):
@@ -29,6 +29,7 @@ class ManagedBackgroundTasks(BackgroundTasks):
         self.task_manager = task_manager
         if background_tasks is not None:
             self.tasks = background_tasks.tasks
+        self._previous: LocalTask | None = None
 
     def add_task(  # type: ignore[override]
         self,
@@ -53,7 +54,30 @@ class ManagedBackgroundTasks(BackgroundTasks):
         )
         run_eagerly = local.target.config.eager if eager is None else eager
         if run_eagerly:
-            manager.dispatch_eager(local)
+            manager.dispatch(local)
         else:
-            self.tasks.append(BackgroundTask(manager.run_local, local))
+            self.tasks.append(_RunAfterResponse(manager, local, self._previous))
+            self._previous = local
         return local.record.task_id
+
+
+class _RunAfterResponse(BackgroundTask):
+    """What FastAPI calls after the response: hand the durable task to the manager.
+
+    Looks like a ``BackgroundTask`` of the user's function (FastAPI's
+    telemetry reads ``func``), but skips its per-call introspection.
+    """
+
+    def __init__(
+        self, manager: TaskManager, local: LocalTask, after: LocalTask | None
+    ) -> None:
+        self.func = local.target.func
+        self.args = ()  # type: ignore[assignment]  # nothing to pass: __call__ is ours
+        self.kwargs = {}  # type: ignore[assignment]
+        self.is_async = True
+        self.manager = manager
+        self.local = local
+        self.after = after
+
+    async def __call__(self) -> None:
+        await self.manager.hand_off(self.local, self.after)

@@ -14,6 +14,9 @@ from taskflow.web.background import ManagedBackgroundTasks
 if TYPE_CHECKING:
     from taskflow.manager import TaskManager
 
+# The name FastAPI calls to build each request's BackgroundTasks.
+_FACTORY = "BackgroundTasks"
+
 
 def install(manager: TaskManager, app: FastAPI | None = None) -> None:
     """Make FastAPI build ``ManagedBackgroundTasks`` wherever it builds ``BackgroundTasks``.
@@ -21,7 +24,8 @@ def install(manager: TaskManager, app: FastAPI | None = None) -> None:
     FastAPI creates the request's ``BackgroundTasks`` through the name imported
     in ``fastapi.dependencies.utils``; pointing that name at a subclass bound
     to this manager covers both ``BackgroundTasks`` and ``ManagedBackgroundTasks``
-    annotations.  The patch is process-wide, as in the described system.
+    annotations.  The patch is process-wide, as in the described system, and
+    is undone when the manager shuts down.
     """
 
     class BoundManagedBackgroundTasks(ManagedBackgroundTasks):
@@ -30,7 +34,15 @@ def install(manager: TaskManager, app: FastAPI | None = None) -> None:
             if tasks:
                 self.tasks.extend(tasks)
 
-    fastapi_utils.BackgroundTasks = BoundManagedBackgroundTasks  # type: ignore[misc]
+    previous = getattr(fastapi_utils, _FACTORY)
+    setattr(fastapi_utils, _FACTORY, BoundManagedBackgroundTasks)
+
+    def uninstall() -> None:
+        # Only undo our own patch: a later install() by another manager stays.
+        if getattr(fastapi_utils, _FACTORY) is BoundManagedBackgroundTasks:
+            setattr(fastapi_utils, _FACTORY, previous)
+
+    manager.on_shutdown(uninstall)
     if app is not None:
         manager.init_app(app)
 

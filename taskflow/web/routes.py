@@ -40,7 +40,7 @@ def create_router(task_manager: TaskManager, *, path: str = "/tasks") -> APIRout
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
         cursor: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Tasks newest first, one page at a time; the next page's cursor is in ``X-Next-Cursor``."""
+        """Tasks newest first, a page at a time; the next page's cursor is in ``X-Next-Cursor``."""
         query = TaskQuery(
             status=status,
             func_name=func_name,
@@ -57,7 +57,8 @@ def create_router(task_manager: TaskManager, *, path: str = "/tasks") -> APIRout
             raise HTTPException(422, str(exc)) from exc
         if page.next_cursor:
             response.headers["X-Next-Cursor"] = page.next_cursor
-            response.headers["Link"] = f'<{path}?cursor={page.next_cursor}&limit={limit}>; rel="next"'
+            next_url = f"{path}?cursor={page.next_cursor}&limit={limit}"
+            response.headers["Link"] = f'<{next_url}>; rel="next"'
         return [record.to_dict(include_logs=False) for record in page.items]
 
     @router.get("/metrics", response_model=MetricsOut)

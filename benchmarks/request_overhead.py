@@ -1,0 +1,130 @@
+"""Per-request cost of "request + one no-op task": taskflow against plain BackgroundTasks.
+
+Both apps are driven in-process through httpx's ASGI transport, in the same
+run, with the same client.  For taskflow every transition is durable on a
+SQLite file (WAL); the clock stops only when every task's final state is
+committed.  Prints the per-request cost of each and their ratio.
+
+    python benchmarks/request_overhead.py --requests 3000 --concurrency 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import sqlite3
+import statistics
+import tempfile
+import time
+
+import httpx
+from fastapi import BackgroundTasks, FastAPI
+
+from taskflow import TaskAdmin, TaskManager
+
+
+def noop(n: int) -> None:
+    return None
+
+
+async def anoop(n: int) -> None:
+    return None
+
+
+def plain_app(sync_task: bool) -> FastAPI:
+    app = FastAPI()
+    func = noop if sync_task else anoop
+
+    @app.post("/work")
+    async def work(background_tasks: BackgroundTasks) -> dict[str, bool]:
+        background_tasks.add_task(func, 1)
+        return {"ok": True}
+
+    return app
+
+
+def taskflow_app(db_path: str, sync_task: bool) -> tuple[FastAPI, TaskManager]:
+    manager = TaskManager(database_url=f"sqlite:///{db_path}")
+    app = FastAPI()
+    TaskAdmin(app, manager, auto_install=True)
+    func = manager.task()(noop if sync_task else anoop)
+
+    @app.post("/work")
+    async def work(background_tasks: BackgroundTasks) -> dict[str, str]:
+        task_id = background_tasks.add_task(func, 1)
+        return {"task_id": task_id}  # type: ignore[dict-item]
+
+    return app, manager
+
+
+async def drive(app: FastAPI, requests: int, concurrency: int) -> float:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+        remaining = requests
+
+        async def worker() -> None:
+            nonlocal remaining
+            while remaining > 0:
+                remaining -= 1
+                response = await client.post("/work")
+                assert response.status_code == 200
+
+        for _ in range(50):  # warm-up
+            await client.post("/work")
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return time.perf_counter() - started
+
+
+async def measure_plain(requests: int, concurrency: int, sync_task: bool) -> float:
+    return await drive(plain_app(sync_task), requests, concurrency) / requests
+
+
+async def measure_taskflow(
+    requests: int, concurrency: int, sync_task: bool
+) -> tuple[float, int]:
+    with tempfile.TemporaryDirectory() as tmp:
+        db_path = os.path.join(tmp, "bench.db")
+        app, manager = taskflow_app(db_path, sync_task)
+        async with app.router.lifespan_context(app):
+            elapsed = await drive(app, requests, concurrency)
+            started = time.perf_counter()
+            await manager.drain()
+            elapsed += time.perf_counter() - started
+        with sqlite3.connect(db_path) as conn:
+            done = conn.execute(
+                "SELECT COUNT(*) FROM taskflow_tasks WHERE status = 'success'"
+            ).fetchone()[0]
+    return elapsed / requests, done
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--sync-task", action="store_true", help="a def task (thread pool)")
+    opts = parser.parse_args()
+    plain_runs, flow_runs = [], []
+    for _ in range(opts.rounds):
+        gc.collect()
+        plain_runs.append(await measure_plain(opts.requests, opts.concurrency, opts.sync_task))
+        gc.collect()
+        per_request, done = await measure_taskflow(opts.requests, opts.concurrency, opts.sync_task)
+        expected = opts.requests + 50
+        if done != expected:
+            raise SystemExit(f"only {done} of {expected} tasks reached success in the database")
+        flow_runs.append(per_request)
+    plain, flow = statistics.median(plain_runs), statistics.median(flow_runs)
+    kind = "sync (thread)" if opts.sync_task else "async"
+    print(f"{opts.requests} requests x {opts.rounds} rounds, concurrency {opts.concurrency}, "
+          f"{kind} no-op task")
+    print(f"  FastAPI BackgroundTasks (memory only): {plain * 1e6:8.1f} us/request")
+    print(f"  taskflow, durable on SQLite (WAL):     {flow * 1e6:8.1f} us/request")
+    print(f"  ratio: {flow / plain:.2f}x")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,1 @@
+"""taskflow's Alembic scripts; installed as the package ``taskflow._migrations``."""

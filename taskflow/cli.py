@@ -1,0 +1,175 @@
+"""The ``taskflow`` command line: ``taskflow db upgrade|downgrade|current|check``.
+
+Each command group adds itself to the top-level parser (see ``_GROUPS``) and
+sets a ``handler``: an async function of the parsed arguments and an engine,
+returning the exit status.  Errors are one line on stderr, never a traceback:
+2 for a bad invocation or configuration, 1 for a failure or an out-of-sync
+database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+
+from alembic.util import CommandError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from taskflow.db import migrate
+from taskflow.db.engine import create_engine_for
+from taskflow.exceptions import ConfigurationError, TaskflowError
+from taskflow.settings import ENV_DATABASE_URL, DatabaseTarget, resolve_database_url
+
+Handler = Callable[[argparse.Namespace, AsyncEngine], Awaitable[int]]
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+def _add_url_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--url",
+        metavar="URL",
+        help=f"database URL, e.g. postgresql://user@host/db (default: ${ENV_DATABASE_URL})",
+    )
+
+
+def _describe_revision(revision: str | None, head: str | None) -> str:
+    if revision is None:
+        return "base (no taskflow migration applied)"
+    return f"{revision} (head)" if revision == head else f"{revision} (head is {head})"
+
+
+async def _db_upgrade(args: argparse.Namespace, engine: AsyncEngine) -> int:
+    before = await migrate.current(engine)
+    await migrate.upgrade(engine, args.revision)
+    after = await migrate.current(engine)
+    head = migrate.head_revision()
+    print(f"upgraded from {before or 'base'} to {_describe_revision(after, head)}")
+    return EXIT_OK
+
+
+async def _db_downgrade(args: argparse.Namespace, engine: AsyncEngine) -> int:
+    before = await migrate.current(engine)
+    await migrate.downgrade(engine, args.revision)
+    after = await migrate.current(engine)
+    print(f"downgraded from {before or 'base'} to {after or 'base'}")
+    return EXIT_OK
+
+
+async def _db_current(args: argparse.Namespace, engine: AsyncEngine) -> int:
+    print(_describe_revision(await migrate.current(engine), migrate.head_revision()))
+    return EXIT_OK
+
+
+async def _db_check(args: argparse.Namespace, engine: AsyncEngine) -> int:
+    differences = await migrate.check(engine)
+    revision, head = await migrate.current(engine), migrate.head_revision()
+    if not differences:
+        print(f"in sync: the database matches taskflow's models (revision {revision})")
+        return EXIT_OK
+    print(f"{len(differences)} difference(s) between taskflow's models and the database:")
+    for difference in differences:
+        print(f"  {difference}")
+    if revision != head:
+        print(f"the database is at {revision or 'base'}, head is {head}: run `taskflow db upgrade`")
+    return EXIT_FAILURE
+
+
+def _add_db_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    db = commands.add_parser("db", help="create and migrate taskflow's tables (Alembic)")
+    actions = db.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    upgrade = actions.add_parser("upgrade", help="upgrade to a revision (default: head)")
+    upgrade.add_argument("revision", nargs="?", default="head", metavar="REV")
+    upgrade.set_defaults(handler=_db_upgrade)
+
+    downgrade = actions.add_parser("downgrade", help="downgrade to a revision ('base': drop all)")
+    downgrade.add_argument("revision", metavar="REV")
+    downgrade.set_defaults(handler=_db_downgrade)
+
+    current = actions.add_parser("current", help="show the database's revision")
+    current.set_defaults(handler=_db_current)
+
+    check = actions.add_parser(
+        "check", help="compare the database with taskflow's models; exit 1 when they differ"
+    )
+    check.set_defaults(handler=_db_check)
+
+    for action in (upgrade, downgrade, current, check):
+        _add_url_option(action)
+
+
+# Later groups (`tasks`, `report`) add themselves here.
+_GROUPS: tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None], ...] = (
+    _add_db_commands,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``taskflow`` argument parser with every command group."""
+    parser = argparse.ArgumentParser(
+        prog="taskflow", description="taskflow: durable FastAPI background tasks."
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add_group in _GROUPS:
+        add_group(commands)
+    return parser
+
+
+def _database_url(args: argparse.Namespace) -> str:
+    url: str | None = getattr(args, "url", None) or os.environ.get(ENV_DATABASE_URL)
+    if not url:
+        raise ConfigurationError(
+            f"no database URL: pass --url URL (e.g. --url postgresql://user@host/db) "
+            f"or set {ENV_DATABASE_URL}"
+        )
+    return url
+
+
+async def _run(handler: Handler, args: argparse.Namespace, target: DatabaseTarget) -> int:
+    engine = create_engine_for(target)
+    try:
+        return await handler(args, engine)
+    finally:
+        await engine.dispose()
+
+
+def _one_line(exc: BaseException) -> str:
+    # DBAPI errors carry the driver's message in .orig; SQLAlchemy appends a
+    # "background on this error" link on later lines.
+    source = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    lines = str(source).strip().splitlines()
+    return lines[0] if lines else type(source).__name__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``taskflow`` command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        target = resolve_database_url(_database_url(args))
+    except (ConfigurationError, ImportError) as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    try:
+        return asyncio.run(_run(handler, args, target))
+    except (SQLAlchemyError, OSError) as exc:
+        return _fail(f"{target.render()}: {_one_line(exc)}", EXIT_FAILURE)
+    except (TaskflowError, CommandError) as exc:
+        return _fail(_one_line(exc), EXIT_FAILURE)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _fail(message: str, status: int) -> int:
+    print(f"taskflow: error: {message}", file=sys.stderr)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
