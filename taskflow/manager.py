@@ -10,7 +10,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable, Coroutine
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from taskflow.backends import RedisBackend, SnapshotBackend
@@ -20,6 +20,7 @@ from taskflow.exceptions import (
     ConfigurationError,
     NotStartedError,
     TaskArgumentError,
+    TaskflowError,
 )
 from taskflow.ids import new_task_id
 from taskflow.models import (
@@ -32,12 +33,13 @@ from taskflow.models import (
     utcnow,
 )
 from taskflow.registry import RegisteredTask, TaskRegistry
-from taskflow.repository.base import TaskPage, TaskQuery, TaskRepository
+from taskflow.repository.base import InstanceInfo, TaskPage, TaskQuery, TaskRepository
 from taskflow.repository.sql import SqlTaskRepository
+from taskflow.runtime.dispatcher import Dispatcher
 from taskflow.runtime.executors import AsyncExecutor, ThreadExecutor
 from taskflow.runtime.runner import Executor, LocalTask, TaskRunner
 from taskflow.runtime.writer import GroupCommitWriter
-from taskflow.serialization import encode_arguments
+from taskflow.serialization import decode_arguments, encode_arguments
 from taskflow.settings import DatabaseTarget, resolve_database_url, sqlite_file_url
 
 if TYPE_CHECKING:
@@ -118,13 +120,25 @@ class TaskManager:
         retention_days: float | None = None,
         create_tables: bool | None = None,
         write_buffer_size: int = 10_000,
-        lease_seconds: float = 30.0,
+        lease_seconds: float = 20.0,
+        heartbeat_interval: float | None = None,
+        poll_interval: float = 1.0,
         shutdown_grace: float = 10.0,
     ) -> None:
         url = _pick_database_url(database_url, snapshot_backend, snapshot_db)
         self.target: DatabaseTarget = resolve_database_url(url)
         _check_positive("write_buffer_size", write_buffer_size)
         _check_positive("lease_seconds", lease_seconds)
+        _check_positive("poll_interval", poll_interval)
+        if heartbeat_interval is None:
+            heartbeat_interval = lease_seconds / 4
+        _check_positive("heartbeat_interval", heartbeat_interval)
+        if lease_seconds < 2 * heartbeat_interval:
+            raise ConfigurationError(
+                f"lease_seconds ({lease_seconds}) must be at least twice heartbeat_interval "
+                f"({heartbeat_interval}): one late heartbeat would otherwise let another "
+                "instance take over tasks that are still running here"
+            )
         if shutdown_grace < 0:
             raise ConfigurationError(f"shutdown_grace must be >= 0 seconds, got {shutdown_grace}")
         for name, value in (
@@ -155,6 +169,8 @@ class TaskManager:
         self.retention_days = retention_days
         self.write_buffer_size = write_buffer_size
         self.lease_seconds = lease_seconds
+        self.heartbeat_interval = heartbeat_interval
+        self.poll_interval = poll_interval
         self.shutdown_grace = shutdown_grace
         self.fernet = _build_cipher(encrypt_args_key)
         self.registry = TaskRegistry()
@@ -162,6 +178,7 @@ class TaskManager:
         self.repository: TaskRepository = SqlTaskRepository(create_engine_for(self.target))
         self._writer: GroupCommitWriter | None = None
         self._runner: TaskRunner | None = None
+        self._dispatcher: Dispatcher | None = None
         self._executors: dict[str, Executor] = {}
         self._local: dict[str, LocalTask] = {}
         self._background: set[asyncio.Task[Any]] = set()
@@ -314,10 +331,13 @@ class TaskManager:
         """
         coro = self._run_local(local, after)
         if self._on_loop_thread():
-            self.spawn(coro, local.context)
+            local.handle = self.spawn(coro, local.context)
         else:
             assert self._loop is not None
-            self._loop.call_soon_threadsafe(self.spawn, coro, local.context)
+            self._loop.call_soon_threadsafe(self._spawn_local, local, coro)
+
+    def _spawn_local(self, local: LocalTask, coro: Coroutine[Any, Any, None]) -> None:
+        local.handle = self.spawn(coro, local.context)
 
     async def hand_off(self, local: LocalTask, after: LocalTask | None = None) -> None:
         """What FastAPI runs after the response: hand the task over and return.
@@ -340,7 +360,7 @@ class TaskManager:
 
     def spawn(
         self, coro: Coroutine[Any, Any, Any], context: contextvars.Context | None = None
-    ) -> None:
+    ) -> asyncio.Task[Any]:
         """Run ``coro`` as a background task owned (and awaited at shutdown) by the manager.
 
         With ``context``, the task runs in a copy of it (the request's context vars).
@@ -349,6 +369,7 @@ class TaskManager:
         task = loop.create_task(coro) if context is None else context.run(loop.create_task, coro)
         self._background.add(task)
         task.add_done_callback(self._background_done)
+        return task
 
     def _background_done(self, task: asyncio.Task[Any]) -> None:
         self._background.discard(task)
@@ -419,14 +440,39 @@ class TaskManager:
             on_finished=self._on_finished,
             lease_seconds=self.lease_seconds,
         )
+        self._dispatcher = Dispatcher(
+            self.repository,
+            InstanceInfo(
+                instance_id=self.instance_id,
+                hostname=socket.gethostname(),
+                pid=os.getpid(),
+                started_at=utcnow(),
+                heartbeat_at=utcnow(),
+                version=_version(),
+            ),
+            on_claimed=self._adopt,
+            capacity=lambda: MAX_ADOPTED - len(self._local),
+            lease_seconds=self.lease_seconds,
+            heartbeat_interval=self.heartbeat_interval,
+            poll_max=self.poll_interval,
+        )
         self._stopping = False
         self._started = True
+        await self._dispatcher.start()
 
     async def shutdown(self) -> None:
-        """Let running tasks finish (``shutdown_grace``), record the rest, flush and close."""
+        """Stop claiming, let running tasks finish (``shutdown_grace``), record the rest.
+
+        Tasks still running after the grace period become ``interrupted`` (or
+        go back to ``pending`` for any instance when their function has
+        ``requeue_on_interrupt=True``); tasks not started are released so
+        another instance, or the next start, runs them.
+        """
         if not self._started:
             return
         self._stopping = True
+        if self._dispatcher is not None:
+            await self._dispatcher.stop()
         pending = [t for t in self._background if not t.done()]
         if pending:
             _done, still = await asyncio.wait(pending, timeout=self.shutdown_grace)
@@ -472,11 +518,59 @@ class TaskManager:
         self._local.pop(local.record.task_id, None)
 
     def _on_fenced(self, task_ids: frozenset[str]) -> None:
+        # Another instance took the task over (our lease had expired) or it was
+        # cancelled: stop working on it; whatever we would write is refused.
         for task_id in task_ids:
             local = self._local.pop(task_id, None)
-            if local is not None:
-                logger.warning("task %s was taken over or cancelled elsewhere", task_id)
-                local.record.status = TaskStatus.CANCELLED
+            if local is None:
+                continue
+            logger.warning("task %s was taken over or cancelled elsewhere; stopping it", task_id)
+            local.record.status = TaskStatus.CANCELLED
+            if local.handle is not None and not local.handle.done():
+                local.handle.cancel()
+
+    def _adopt(self, records: list[TaskRecord]) -> None:
+        """Take over claimed rows: run them, or record why they cannot run."""
+        assert self._writer is not None
+        for record in records:
+            local = self._adoptable(record)
+            if local is None:
+                self._writer.update(record)
+                continue
+            self._local[record.task_id] = local
+            self.dispatch(local)
+
+    def _adoptable(self, record: TaskRecord) -> LocalTask | None:
+        """A runnable LocalTask for a claimed row, or None after recording its end."""
+        now = utcnow()
+        try:
+            target = self.registry.resolve(record.func_name)
+            args, kwargs = decode_arguments(
+                record.args if record.args_stored else None,
+                record.kwargs if record.args_stored else None,
+                record.payload,
+                record.payload_format,
+                self.fernet,
+            )
+        except TaskflowError as exc:
+            _end(record, TaskStatus.FAILED, now, f"{type(exc).__name__}: {exc}")
+            return None
+        if record.status is TaskStatus.RUNNING:
+            # Its instance died mid-attempt: that attempt counts.
+            if not target.config.requeue_on_interrupt:
+                _end(record, TaskStatus.INTERRUPTED, now, INTERRUPTED_BY_CRASH)
+                return None
+            record.status = TaskStatus.PENDING
+            record.retries_used += 1
+            record.run_at = now
+            record.error = INTERRUPTED_BY_CRASH
+            record.updated_at = now
+            self._writer_update(record)
+        return LocalTask(record=record, target=target, args=args, kwargs=kwargs)
+
+    def _writer_update(self, record: TaskRecord) -> None:
+        assert self._writer is not None
+        self._writer.update(record)
 
     def _require_started(self) -> asyncio.AbstractEventLoop:
         if not self._started or self._loop is None or self._writer is None:
@@ -518,6 +612,28 @@ class TaskManager:
             return
         self._apps.add(id(app))
         wrap_lifespan(self, app)
+
+
+MAX_ADOPTED = 1000  # tasks claimed from the database and held locally at once
+INTERRUPTED_BY_CRASH = "interrupted: the instance running this task stopped responding"
+
+
+def _end(record: TaskRecord, status: TaskStatus, now: datetime, error: str) -> None:
+    record.status = status
+    record.error = error
+    record.end_time = now
+    record.updated_at = now
+    record.owner = None
+    record.lease_expires_at = None
+
+
+def _version() -> str | None:
+    try:
+        from importlib.metadata import version
+
+        return version("taskflow-sql")
+    except Exception:
+        return None
 
 
 def _check_positive(name: str, value: float) -> None:

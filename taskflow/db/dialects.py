@@ -6,6 +6,8 @@ so adding a dialect means reading one file.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.engine import Dialect
 
 
@@ -45,3 +47,25 @@ def supports_skip_locked(dialect: Dialect) -> bool:
 def supports_update_returning(dialect: Dialect) -> bool:
     """``UPDATE ... RETURNING``: PostgreSQL and SQLite 3.35+, not MySQL/MariaDB."""
     return bool(dialect.update_returning)
+
+
+def priority_first(dialect: Dialect, column: Any) -> Any:
+    """Highest priority first, unset (NULL) priorities last, on every dialect.
+
+    NULL sorts as the largest value on PostgreSQL and the smallest elsewhere,
+    so only PostgreSQL needs ``NULLS LAST`` (which MySQL cannot parse).
+    """
+    if is_postgresql(dialect):
+        return column.desc().nulls_last()
+    return column.desc()
+
+
+def claim_with_update_returning(dialect: Dialect) -> bool:
+    """Whether a claim is one ``UPDATE ... WHERE id IN (SELECT ... LIMIT n) RETURNING``.
+
+    PostgreSQL (with ``FOR UPDATE SKIP LOCKED`` in the subquery) and SQLite
+    (inside ``BEGIN IMMEDIATE``, which serialises writers) can; MySQL and
+    MariaDB allow neither ``LIMIT`` in an ``IN`` subquery nor ``UPDATE ...
+    RETURNING``, so they select with ``SKIP LOCKED``, update, then read back.
+    """
+    return is_postgresql(dialect) or is_sqlite(dialect)

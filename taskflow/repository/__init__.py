@@ -2,10 +2,11 @@
 
 from taskflow.repository.base import (
     BatchOutcome,
+    InstanceInfo,
     TaskPage,
     TaskQuery,
     TaskRepository,
     WriteBatch,
 )
 
-__all__ = ["BatchOutcome", "TaskPage", "TaskQuery", "TaskRepository", "WriteBatch"]
+__all__ = ["BatchOutcome", "InstanceInfo", "TaskPage", "TaskQuery", "TaskRepository", "WriteBatch"]

@@ -66,6 +66,19 @@ class TaskPage:
     next_cursor: str | None
 
 
+@dataclass(frozen=True)
+class InstanceInfo:
+    """A running app instance, as registered in ``taskflow_instances``."""
+
+    instance_id: str
+    hostname: str
+    pid: int
+    started_at: datetime
+    heartbeat_at: datetime
+    version: str | None = None
+    stopped_at: datetime | None = None
+
+
 class TaskRepository(abc.ABC):
     """Async storage of tasks, logs and their bookkeeping."""
 
@@ -113,3 +126,37 @@ class TaskRepository(abc.ABC):
         Out-of-band changes (cancel from the API, recovery) bump the epoch so
         that the instance running the task is fenced out.  True if it applied.
         """
+
+    @abc.abstractmethod
+    async def claim(
+        self, owner: str, *, now: datetime, lease_until: datetime, limit: int
+    ) -> list[TaskRecord]:
+        """Atomically take up to ``limit`` tasks no live instance holds.
+
+        Those are pending tasks that are due and unowned or whose owner's
+        lease expired, and running tasks whose owner's lease expired (their
+        instance died mid-attempt).  Each claimed row gets ``owner``, a new
+        lease and ``lease_epoch + 1`` (fencing out the previous owner); it
+        keeps its status, so the caller decides what a dead attempt becomes.
+        Two instances calling this concurrently never receive the same row.
+        """
+
+    @abc.abstractmethod
+    async def heartbeat(self, instance: InstanceInfo, *, lease_until: datetime) -> int:
+        """Record the instance as alive and renew the leases of all its active tasks.
+
+        One statement renews every lease, whatever the number of tasks.
+        Returns how many task leases were renewed.
+        """
+
+    @abc.abstractmethod
+    async def register_instance(self, instance: InstanceInfo) -> None:
+        """Insert (or refresh) the instance's row."""
+
+    @abc.abstractmethod
+    async def deregister_instance(self, instance_id: str, *, now: datetime) -> None:
+        """Mark the instance stopped."""
+
+    @abc.abstractmethod
+    async def list_instances(self, *, alive_since: datetime | None = None) -> list[InstanceInfo]:
+        """Instances, newest heartbeat first; only those seen since ``alive_since`` if given."""

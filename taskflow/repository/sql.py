@@ -8,6 +8,7 @@ opens them with ``BEGIN IMMEDIATE``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -36,7 +37,15 @@ from taskflow.models import (
     TaskStatus,
     utcnow,
 )
-from taskflow.repository.base import BatchOutcome, TaskPage, TaskQuery, TaskRepository, WriteBatch
+from taskflow.repository import leases
+from taskflow.repository.base import (
+    BatchOutcome,
+    InstanceInfo,
+    TaskPage,
+    TaskQuery,
+    TaskRepository,
+    WriteBatch,
+)
 from taskflow.repository.cursor import decode_cursor, encode_cursor
 
 T = tasks_table
@@ -262,6 +271,28 @@ class SqlTaskRepository(TaskRepository):
         )
         rows = await conn.execute(stmt)
         return {row.func_name: float(row.duration_ms) / 1000.0 for row in rows}
+
+
+    # -- leases and instances (SQL in taskflow.repository.leases) ------------
+
+    async def claim(
+        self, owner: str, *, now: datetime, lease_until: datetime, limit: int
+    ) -> list[TaskRecord]:
+        return await leases.claim(
+            self.write_engine, owner, now=now, lease_until=lease_until, limit=limit
+        )
+
+    async def heartbeat(self, instance: InstanceInfo, *, lease_until: datetime) -> int:
+        return await leases.heartbeat(self.write_engine, instance, lease_until)
+
+    async def register_instance(self, instance: InstanceInfo) -> None:
+        await leases.register_instance(self.write_engine, instance)
+
+    async def deregister_instance(self, instance_id: str, *, now: datetime) -> None:
+        await leases.deregister_instance(self.write_engine, instance_id, now)
+
+    async def list_instances(self, *, alive_since: datetime | None = None) -> list[InstanceInfo]:
+        return await leases.list_instances(self.engine, alive_since)
 
 
 def _seconds(ms: Any) -> float | None:

@@ -59,7 +59,7 @@ class LocalTask:
     finished: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-Spawn = Callable[[Coroutine[Any, Any, None], contextvars.Context | None], None]
+Spawn = Callable[[Coroutine[Any, Any, None], contextvars.Context | None], object]
 
 
 class TaskRunner:

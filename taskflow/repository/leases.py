@@ -1,0 +1,136 @@
+"""Claims, leases and instance rows: the SQL that decides which instance holds a task.
+
+Kept apart from the read/write repository because this is the part where
+the dialects differ most (``SKIP LOCKED``, ``RETURNING``) and where a mistake
+means a task runs twice.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from taskflow.db import dialects
+from taskflow.db.mapping import record_from_row
+from taskflow.db.tables import instances_table, tasks_table
+from taskflow.models import TaskRecord, TaskStatus
+from taskflow.repository.base import InstanceInfo
+
+T = tasks_table
+I = instances_table  # noqa: E741 - mirrors T for the tasks table
+ACTIVE = (TaskStatus.PENDING.value, TaskStatus.RUNNING.value)
+
+
+def _claimable(owner: str, now: datetime) -> Any:
+    others_expired = and_(T.c.owner != owner, T.c.lease_expires_at < now)
+    pending_due = and_(
+        T.c.status == TaskStatus.PENDING.value,
+        T.c.run_at <= now,
+        or_(T.c.owner.is_(None), others_expired),
+    )
+    abandoned = and_(T.c.status == TaskStatus.RUNNING.value, others_expired)
+    return or_(pending_due, abandoned)
+
+
+def _claim_values(owner: str, now: datetime, lease_until: datetime) -> dict[str, Any]:
+    return {
+        "owner": owner,
+        "lease_epoch": T.c.lease_epoch + 1,
+        "lease_expires_at": lease_until,
+        "updated_at": now,
+    }
+
+
+async def claim(
+    write_engine: AsyncEngine, owner: str, *, now: datetime, lease_until: datetime, limit: int
+) -> list[TaskRecord]:
+    """See ``TaskRepository.claim``."""
+    dialect = write_engine.dialect
+    candidates = (
+        select(T.c.id)
+        .where(_claimable(owner, now))
+        .order_by(dialects.priority_first(dialect, T.c.priority), T.c.run_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    values = _claim_values(owner, now, lease_until)
+    async with write_engine.begin() as conn:
+        if dialects.claim_with_update_returning(dialect):
+            stmt = update(T).where(T.c.id.in_(candidates)).values(values).returning(*T.c)
+            rows = (await conn.execute(stmt)).mappings().all()
+            return [record_from_row(r) for r in rows]
+        return await _claim_in_steps(conn, candidates, values)
+
+
+async def _claim_in_steps(
+    conn: AsyncConnection, candidates: Any, values: dict[str, Any]
+) -> list[TaskRecord]:
+    # MySQL/MariaDB: the SKIP LOCKED select locks the rows we take until commit.
+    ids = list((await conn.execute(candidates)).scalars())
+    if not ids:
+        return []
+    await conn.execute(update(T).where(T.c.id.in_(ids)).values(values))
+    rows = (await conn.execute(select(T).where(T.c.id.in_(ids)))).mappings().all()
+    return [record_from_row(r) for r in rows]
+
+
+async def heartbeat(
+    write_engine: AsyncEngine, instance: InstanceInfo, lease_until: datetime
+) -> int:
+    """See ``TaskRepository.heartbeat``."""
+    async with write_engine.begin() as conn:
+        await conn.execute(
+            update(I)
+            .where(I.c.id == instance.instance_id)
+            .values(heartbeat_at=instance.heartbeat_at)
+        )
+        result = await conn.execute(
+            update(T)
+            .where(T.c.owner == instance.instance_id, T.c.status.in_(ACTIVE))
+            .values(lease_expires_at=lease_until)
+        )
+    return int(result.rowcount or 0)
+
+
+async def register_instance(write_engine: AsyncEngine, instance: InstanceInfo) -> None:
+    async with write_engine.begin() as conn:
+        await conn.execute(
+            insert(I).values(
+                id=instance.instance_id,
+                hostname=instance.hostname,
+                pid=instance.pid,
+                started_at=instance.started_at,
+                heartbeat_at=instance.heartbeat_at,
+                version=instance.version,
+            )
+        )
+
+
+async def deregister_instance(write_engine: AsyncEngine, instance_id: str, now: datetime) -> None:
+    async with write_engine.begin() as conn:
+        await conn.execute(
+            update(I).where(I.c.id == instance_id).values(stopped_at=now, heartbeat_at=now)
+        )
+
+
+async def list_instances(engine: AsyncEngine, alive_since: datetime | None) -> list[InstanceInfo]:
+    stmt = select(I).order_by(I.c.heartbeat_at.desc())
+    if alive_since is not None:
+        stmt = stmt.where(I.c.heartbeat_at >= alive_since, I.c.stopped_at.is_(None))
+    async with engine.connect() as conn:
+        rows = (await conn.execute(stmt)).mappings().all()
+    return [
+        InstanceInfo(
+            instance_id=r["id"],
+            hostname=r["hostname"],
+            pid=r["pid"],
+            started_at=r["started_at"],
+            heartbeat_at=r["heartbeat_at"],
+            version=r["version"],
+            stopped_at=r["stopped_at"],
+        )
+        for r in rows
+    ]

@@ -1,0 +1,125 @@
+"""The dispatcher: heartbeats, and claims of work no local queue holds.
+
+Each instance renews the leases of everything it holds in one statement per
+heartbeat, and polls for tasks nobody holds: rows left by a dead instance,
+retries of another instance that stopped, rows inserted by other processes
+(``enqueue(session=...)``).  Polling is adaptive: right after a claim found
+work it polls again at once, and it backs off to ``poll_max`` while idle.
+``wake()`` cuts a wait short (a local signal that work may be there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import timedelta
+
+from taskflow.models import TaskRecord, utcnow
+from taskflow.repository.base import InstanceInfo, TaskRepository
+
+logger = logging.getLogger("taskflow.dispatcher")
+
+ClaimHandler = Callable[[list[TaskRecord]], None]
+
+
+class Dispatcher:
+    """Keeps this instance's leases alive and adopts abandoned or unowned tasks."""
+
+    def __init__(
+        self,
+        repository: TaskRepository,
+        instance: InstanceInfo,
+        *,
+        on_claimed: ClaimHandler,
+        capacity: Callable[[], int],
+        lease_seconds: float,
+        heartbeat_interval: float,
+        poll_min: float = 0.05,
+        poll_max: float = 2.0,
+        claim_batch: int = 100,
+    ) -> None:
+        self._repository = repository
+        self.instance = instance
+        self._on_claimed = on_claimed
+        self._capacity = capacity
+        self._lease = timedelta(seconds=lease_seconds)
+        self._heartbeat_interval = heartbeat_interval
+        self._poll_min = poll_min
+        self._poll_max = poll_max
+        self._claim_batch = claim_batch
+        self._wakeup = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.claimed_total = 0
+
+    async def start(self) -> None:
+        now = utcnow()
+        self.instance = replace(self.instance, started_at=now, heartbeat_at=now)
+        await self._repository.register_instance(self.instance)
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._heartbeat_loop(), name="taskflow-heartbeat"),
+            loop.create_task(self._claim_loop(), name="taskflow-claims"),
+        ]
+
+    async def stop(self) -> None:
+        """Stop claiming and heartbeating (leases then run out unless released)."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        try:
+            await self._repository.deregister_instance(self.instance.instance_id, now=utcnow())
+        except Exception as exc:  # the database may be the reason we stop
+            logger.warning("could not mark instance %s stopped: %s", self.instance.instance_id, exc)
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    async def beat(self) -> int:
+        """One heartbeat now; returns the number of leases renewed."""
+        now = utcnow()
+        self.instance = replace(self.instance, heartbeat_at=now)
+        return await self._repository.heartbeat(self.instance, lease_until=now + self._lease)
+
+    async def claim_once(self) -> int:
+        """One claim round now; returns how many tasks were adopted."""
+        room = min(self._claim_batch, self._capacity())
+        if room <= 0:
+            return 0
+        now = utcnow()
+        records = await self._repository.claim(
+            self.instance.instance_id, now=now, lease_until=now + self._lease, limit=room
+        )
+        if records:
+            self.claimed_total += len(records)
+            self._on_claimed(records)
+        return len(records)
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._heartbeat_interval)
+            try:
+                await self.beat()
+            except Exception as exc:
+                logger.warning("taskflow heartbeat failed (%s); retrying", exc)
+
+    async def _claim_loop(self) -> None:
+        delay = self._poll_min
+        while True:
+            try:
+                found = await self.claim_once()
+            except Exception as exc:
+                logger.warning("taskflow claim failed (%s); retrying", exc)
+                found = 0
+            delay = 0.0 if found else min(max(delay * 2, self._poll_min), self._poll_max)
+            if delay:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), delay)
+                self._wakeup.clear()
+            else:
+                await asyncio.sleep(0)
