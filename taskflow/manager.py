@@ -260,6 +260,7 @@ class TaskManager:
         else:
             if writer.pending >= self.write_buffer_size:
                 writer.insert(record)  # raises BackpressureError with its message
+            local.accepted = False
             loop.call_soon_threadsafe(self._accept_from_thread, local)
         return local
 
@@ -272,6 +273,7 @@ class TaskManager:
             self._writer._inserts[local.record.task_id] = local.record
             local.inserted = self._writer._next_commit()
         self._local[local.record.task_id] = local
+        local.accepted = True
 
     def _new_record(
         self,
@@ -319,7 +321,8 @@ class TaskManager:
         return local.record.task_id
 
     async def _wait_accepted(self, local: LocalTask) -> None:
-        while local.inserted is None:
+        # Only rows submitted from a worker thread wait here, for one loop turn.
+        while not local.accepted:
             await asyncio.sleep(0)
 
     def dispatch(self, local: LocalTask, after: LocalTask | None = None) -> None:

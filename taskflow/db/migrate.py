@@ -317,6 +317,9 @@ async def ensure_schema(engine: AsyncEngine) -> None:
     revision = await current(engine)
     if revision == head:
         return
+    if revision is None and await _has_unversioned_tables(engine):
+        await _adopt_unversioned(engine)
+        return
     if revision is not None:
         try:
             scripts.get_revision(revision)
@@ -326,3 +329,23 @@ async def ensure_schema(engine: AsyncEngine) -> None:
                 f"(newest: {head!r}): it was migrated by a newer taskflow-sql; upgrade it"
             ) from exc
     await upgrade(engine, "head")
+
+
+async def _has_unversioned_tables(engine: AsyncEngine) -> bool:
+    def probe(conn: Connection) -> bool:
+        return bool(inspect(conn).has_table("taskflow_tasks"))
+
+    async with engine.connect() as conn:
+        return await conn.run_sync(probe)
+
+
+async def _adopt_unversioned(engine: AsyncEngine) -> None:
+    """Stamp tables made without migrations (``metadata.create_all``) if they match the models."""
+    differences = await check(engine)
+    if differences:
+        raise MigrationError(
+            "taskflow's tables exist but were not created by its migrations, and differ "
+            "from the models: " + "; ".join(differences[:5]) + ". Drop them, or bring them "
+            "in line and run `taskflow db check`"
+        )
+    await _run_command(engine, lambda config: command.stamp(config, "head"))

@@ -53,6 +53,8 @@ class LocalTask:
     kwargs: dict[str, Any]
     context: contextvars.Context | None = None
     inserted: asyncio.Future[BatchOutcome] | None = None
+    # False while a row submitted from a worker thread waits to reach the writer.
+    accepted: bool = True
     handle: asyncio.Task[Any] | None = None
     # Set once the first attempt is over: the next task of the same request may start.
     settled: asyncio.Event = field(default_factory=asyncio.Event)
