@@ -44,7 +44,7 @@ from taskflow.settings import DatabaseTarget, resolve_database_url, sqlite_file_
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
-    from starlette.background import BackgroundTasks
+    from fastapi import BackgroundTasks
 
     from taskflow.web.background import ManagedBackgroundTasks
 
@@ -188,6 +188,7 @@ class TaskManager:
         self._stopping = False
         self._apps: set[int] = set()
         self._shutdown_hooks: list[Callable[[], None]] = []
+        self._dependency: Callable[[BackgroundTasks], ManagedBackgroundTasks] | None = None
 
     # -- registration --------------------------------------------------------
 
@@ -590,11 +591,17 @@ class TaskManager:
 
     # -- FastAPI glue (implemented in taskflow.web) ----------------------------
 
-    def get_tasks(self, background_tasks: BackgroundTasks) -> ManagedBackgroundTasks:
-        """FastAPI dependency: a ``ManagedBackgroundTasks`` sharing the request's task list."""
-        from taskflow.web.background import ManagedBackgroundTasks
+    @property
+    def get_tasks(self) -> Callable[[BackgroundTasks], ManagedBackgroundTasks]:
+        """FastAPI dependency: a ``ManagedBackgroundTasks`` sharing the request's task list.
 
-        return ManagedBackgroundTasks(self, background_tasks)
+        Use as ``tasks = Depends(task_manager.get_tasks)``; no ``install()`` needed.
+        """
+        if self._dependency is None:
+            from taskflow.web.install import make_dependency
+
+            self._dependency = make_dependency(self)
+        return self._dependency
 
     @property
     def background_tasks(self) -> Callable[[BackgroundTasks], ManagedBackgroundTasks]:

@@ -193,8 +193,14 @@ class SqlTaskRepository(TaskRepository):
         if query.created_until:
             stmt = stmt.where(T.c.created_at < query.created_until)
         if query.search:
-            pattern = "%" + query.search.replace("%", "").replace("_", "") + "%"
-            stmt = stmt.where(or_(T.c.id.like(pattern), T.c.func_name.like(pattern)))
+            # Case-insensitive on every dialect; % and _ are searched for, not wildcards.
+            term = query.search
+            stmt = stmt.where(
+                or_(
+                    T.c.id.icontains(term, autoescape=True),
+                    T.c.func_name.icontains(term, autoescape=True),
+                )
+            )
         return stmt
 
     async def metrics(self) -> TaskMetrics:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 import fastapi.dependencies.utils as fastapi_utils
-from fastapi import FastAPI
+from fastapi import BackgroundTasks, FastAPI
 
 from taskflow.web.background import ManagedBackgroundTasks
 
@@ -45,6 +45,21 @@ def install(manager: TaskManager, app: FastAPI | None = None) -> None:
     manager.on_shutdown(uninstall)
     if app is not None:
         manager.init_app(app)
+
+
+def make_dependency(
+    manager: TaskManager,
+) -> Callable[[BackgroundTasks], ManagedBackgroundTasks]:
+    """The function behind ``Depends(task_manager.get_tasks)``.
+
+    Defined here, where ``BackgroundTasks`` is a runtime name, so FastAPI can
+    read the annotation and inject the request's own ``BackgroundTasks``.
+    """
+
+    def get_tasks(background_tasks: BackgroundTasks) -> ManagedBackgroundTasks:
+        return ManagedBackgroundTasks(manager, background_tasks)
+
+    return get_tasks
 
 
 def wrap_lifespan(manager: TaskManager, app: FastAPI) -> None:
