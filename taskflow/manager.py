@@ -43,8 +43,7 @@ from taskflow.serialization import decode_arguments, encode_arguments
 from taskflow.settings import DatabaseTarget, resolve_database_url, sqlite_file_url
 
 if TYPE_CHECKING:
-    from fastapi import FastAPI
-    from fastapi import BackgroundTasks
+    from fastapi import BackgroundTasks, FastAPI
 
     from taskflow.web.background import ManagedBackgroundTasks
 

@@ -152,7 +152,7 @@ async def test_zombie_cannot_overwrite_the_attempt_that_replaced_it(
                 .where(T.c.id == task_id)
                 .values(lease_expires_at=utcnow() - timedelta(seconds=1))
             )
-        assert await rescuer._dispatcher.claim_once() == 1  # type: ignore[union-attr]
+        await rescuer._dispatcher.claim_once()  # type: ignore[union-attr]  # or its own loop does
 
         async def rescued() -> bool:
             record = await rescuer.get_task(task_id)
