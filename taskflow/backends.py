@@ -60,4 +60,32 @@ class RedisBackend(SnapshotBackend):
         self.ttl = ttl
 
 
+def choose_database_url(
+    database_url: str | None,
+    snapshot_backend: SnapshotBackend | str | None,
+    snapshot_db: str | None,
+) -> str | None:
+    """The URL named by the ways a ``TaskManager`` can be given a database, in precedence order."""
+    if database_url is not None:
+        return database_url
+    if isinstance(snapshot_backend, RedisBackend) or (
+        isinstance(snapshot_backend, str) and snapshot_backend.startswith(("redis://", "rediss://"))
+    ):
+        raise ConfigurationError(
+            "the Redis backend is not available in this release of taskflow: use a SQL "
+            "database_url (SQLite, PostgreSQL or MySQL/MariaDB)"
+        )
+    if isinstance(snapshot_backend, SnapshotBackend):
+        return snapshot_backend.database_url
+    if isinstance(snapshot_backend, str):
+        return snapshot_backend
+    if snapshot_backend is not None:
+        raise ConfigurationError(
+            f"snapshot_backend must be a SnapshotBackend or a URL, got {snapshot_backend!r}"
+        )
+    if snapshot_db is not None:
+        return sqlite_file_url(snapshot_db)
+    return None
+
+
 __all__ = ["MySQLBackend", "PostgresBackend", "RedisBackend", "SnapshotBackend", "SqliteBackend"]

@@ -10,19 +10,15 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable, Coroutine
-from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from taskflow.backends import RedisBackend, SnapshotBackend
+from taskflow.backends import SnapshotBackend, choose_database_url
 from taskflow.db.engine import create_engine_for
 from taskflow.exceptions import (
     BackpressureError,
     ConfigurationError,
     NotStartedError,
-    TaskArgumentError,
-    TaskflowError,
 )
-from taskflow.ids import new_task_id
 from taskflow.models import (
     ExecutorName,
     TaskConfig,
@@ -32,15 +28,18 @@ from taskflow.models import (
     TaskStatus,
     utcnow,
 )
-from taskflow.registry import RegisteredTask, TaskRegistry
+from taskflow.registry import TaskRegistry
 from taskflow.repository.base import InstanceInfo, TaskPage, TaskQuery, TaskRepository
 from taskflow.repository.sql import SqlTaskRepository
+from taskflow.runtime.bridge import BlockingBridge
 from taskflow.runtime.dispatcher import Dispatcher
 from taskflow.runtime.executors import AsyncExecutor, ThreadExecutor
+from taskflow.runtime.keys import MemoryKeys
+from taskflow.runtime.records import new_record
+from taskflow.runtime.recovery import adopt, release_unfinished
 from taskflow.runtime.runner import Executor, LocalTask, TaskRunner
 from taskflow.runtime.writer import GroupCommitWriter
-from taskflow.serialization import decode_arguments, encode_arguments
-from taskflow.settings import DatabaseTarget, resolve_database_url, sqlite_file_url
+from taskflow.settings import DatabaseTarget, resolve_database_url
 
 if TYPE_CHECKING:
     from fastapi import BackgroundTasks, FastAPI
@@ -49,34 +48,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("taskflow")
 F = TypeVar("F", bound=Callable[..., Any])
-MAX_KEY_LENGTH = 255
-
-
-def _pick_database_url(
-    database_url: str | None,
-    snapshot_backend: SnapshotBackend | str | None,
-    snapshot_db: str | None,
-) -> str | None:
-    if database_url is not None:
-        return database_url
-    if isinstance(snapshot_backend, RedisBackend) or (
-        isinstance(snapshot_backend, str) and snapshot_backend.startswith(("redis://", "rediss://"))
-    ):
-        raise ConfigurationError(
-            "the Redis backend is not available in this release of taskflow: use a SQL "
-            "database_url (SQLite, PostgreSQL or MySQL/MariaDB)"
-        )
-    if isinstance(snapshot_backend, SnapshotBackend):
-        return snapshot_backend.database_url
-    if isinstance(snapshot_backend, str):
-        return snapshot_backend
-    if snapshot_backend is not None:
-        raise ConfigurationError(
-            f"snapshot_backend must be a SnapshotBackend or a URL, got {snapshot_backend!r}"
-        )
-    if snapshot_db is not None:
-        return sqlite_file_url(snapshot_db)
-    return None
 
 
 class TaskManager:
@@ -124,7 +95,7 @@ class TaskManager:
         poll_interval: float = 1.0,
         shutdown_grace: float = 10.0,
     ) -> None:
-        url = _pick_database_url(database_url, snapshot_backend, snapshot_db)
+        url = choose_database_url(database_url, snapshot_backend, snapshot_db)
         self.target: DatabaseTarget = resolve_database_url(url)
         _check_positive("write_buffer_size", write_buffer_size)
         _check_positive("lease_seconds", lease_seconds)
@@ -188,6 +159,8 @@ class TaskManager:
         self._apps: set[int] = set()
         self._shutdown_hooks: list[Callable[[], None]] = []
         self._dependency: Callable[[BackgroundTasks], ManagedBackgroundTasks] | None = None
+        self._memory_keys = MemoryKeys()
+        self._bridge = BlockingBridge(lambda: SqlTaskRepository(_bridge_engine(self.target)))
 
     # -- registration --------------------------------------------------------
 
@@ -242,81 +215,122 @@ class TaskManager:
         tags: dict[str, Any] | None = None,
         priority: int | None = None,
         source: TaskSource = TaskSource.MANUAL,
-    ) -> LocalTask:
+    ) -> LocalTask | str:
         """Validate a call, create its row (buffered for commit) and hold it locally.
 
-        Safe to call from the event loop or from a worker thread (sync routes).
+        Returns the ``LocalTask`` to dispatch, or, when ``idempotency_key``
+        belongs to a live task already, that task's id (and nothing is
+        created).  Safe to call from the event loop or from a worker thread.
         """
-        loop = self._require_started()
-        target = self.registry.for_function(func)
-        record = self._new_record(target, args, kwargs, idempotency_key, tags, priority, source)
-        local = LocalTask(record=record, target=target, args=args, kwargs=kwargs)
-        local.context = contextvars.copy_context()
-        writer = self._writer
-        assert writer is not None
-        if self._on_loop_thread():
-            local.inserted = writer.insert(record)
-            self._local[record.task_id] = local
-        else:
-            if writer.pending >= self.write_buffer_size:
-                writer.insert(record)  # raises BackpressureError with its message
-            local.accepted = False
-            loop.call_soon_threadsafe(self._accept_from_thread, local)
+        local = self._prepare(func, args, kwargs, idempotency_key, tags, priority, source)
+        if self._keyed_in_database(local):
+            winner = self._insert_with_key_blocking(local.record)
+            if winner != local.record.task_id:
+                return winner
+        elif local.record.idempotency_key is not None:
+            winner = self._memory_keys.settle(local.record)
+            if winner != local.record.task_id:
+                return winner
+        self._register(local)
         return local
 
-    def _accept_from_thread(self, local: LocalTask) -> None:
-        assert self._writer is not None
-        try:
-            local.inserted = self._writer.insert(local.record)
-        except BackpressureError:
-            # Already promised to the caller: accept it past the limit, never drop it.
-            self._writer._inserts[local.record.task_id] = local.record
-            local.inserted = self._writer._next_commit()
-        self._local[local.record.task_id] = local
-        local.accepted = True
-
-    def _new_record(
+    def _prepare(
         self,
-        target: RegisteredTask,
+        func: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         idempotency_key: str | None,
         tags: dict[str, Any] | None,
         priority: int | None,
         source: TaskSource,
-    ) -> TaskRecord:
-        encoded = encode_arguments(args, kwargs, self.fernet)
-        now = utcnow()
-        return TaskRecord(
-            task_id=new_task_id(),
-            func_name=target.name,
-            status=TaskStatus.PENDING,
-            args=tuple(args) if encoded.readable else (),
-            kwargs=dict(kwargs) if encoded.readable else {},
-            created_at=now,
-            idempotency_key=_check_key(idempotency_key),
-            tags=_check_tags(tags),
-            source=source.value,
-            priority=priority if priority is not None else target.config.priority,
-            executor=target.executor,
-            max_retries=target.config.retries,
-            run_at=now,
-            updated_at=now,
-            args_stored=encoded.readable,
-            payload=encoded.payload,
-            payload_format=encoded.payload_format,
-            encrypted_payload=encoded.payload if encoded.payload_format == "fernet" else None,
+    ) -> LocalTask:
+        self._require_started()
+        target = self.registry.for_function(func)
+        record = new_record(
+            target,
+            args,
+            kwargs,
             owner=self.instance_id,
-            lease_epoch=1,
-            lease_expires_at=now + timedelta(seconds=self.lease_seconds),
+            lease_seconds=self.lease_seconds,
+            cipher=self.fernet,
+            idempotency_key=idempotency_key,
+            tags=tags,
+            priority=priority,
+            source=source,
         )
+        local = LocalTask(record=record, target=target, args=args, kwargs=kwargs)
+        local.context = contextvars.copy_context()
+        return local
 
-    async def enqueue(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> str:
-        """Create a task and return its id once its row is committed; it runs in the background."""
-        local = self.submit(func, args, kwargs)
-        await self._wait_accepted(local)
-        assert local.inserted is not None
-        await asyncio.shield(local.inserted)
+    def _keyed_in_database(self, local: LocalTask) -> bool:
+        # An in-memory database lives in this process only: the key map is ours.
+        return local.record.idempotency_key is not None and not self.target.is_memory
+
+    def _register(self, local: LocalTask) -> None:
+        """Hold the task locally; hand its row to the writer unless it is committed already."""
+        writer, loop = self._writer, self._loop
+        assert writer is not None and loop is not None
+        committed = self._keyed_in_database(local)
+        if self._on_loop_thread():
+            if not committed:
+                local.inserted = writer.insert(local.record)
+            self._local[local.record.task_id] = local
+            return
+        if not committed and writer.pending >= self.write_buffer_size:
+            writer.insert(local.record)  # raises BackpressureError with its message
+        local.accepted = False
+        loop.call_soon_threadsafe(self._accept_from_thread, local, committed)
+
+    def _accept_from_thread(self, local: LocalTask, committed: bool) -> None:
+        assert self._writer is not None
+        if not committed:
+            try:
+                local.inserted = self._writer.insert(local.record)
+            except BackpressureError:
+                # Already promised to the caller: accept it past the limit, never drop it.
+                local.inserted = self._writer.insert(local.record, force=True)
+        self._local[local.record.task_id] = local
+        local.accepted = True
+
+    def _insert_with_key_blocking(self, record: TaskRecord) -> str:
+        """Insert a keyed task now (its id depends on the database) and return the key's owner."""
+        if not self._on_loop_thread():
+            assert self._loop is not None
+            future = asyncio.run_coroutine_threadsafe(
+                self.repository.insert_with_key(record), self._loop
+            )
+            return future.result()
+        return self._bridge.call(lambda repository: repository.insert_with_key(record))
+
+    async def enqueue(
+        self,
+        func: Callable[..., Any],
+        /,
+        *args: Any,
+        idempotency_key: str | None = None,
+        tags: dict[str, Any] | None = None,
+        priority: int | None = None,
+        **kwargs: Any,
+    ) -> str:
+        """Create a task and return its id once its row is committed; it runs in the background.
+
+        With ``idempotency_key``, returns the id of the live task holding the
+        key if there is one, and creates nothing.
+        """
+        local = self._prepare(
+            func, args, kwargs, idempotency_key, tags, priority, TaskSource.MANUAL
+        )
+        if self._keyed_in_database(local):
+            winner = await self.repository.insert_with_key(local.record)
+            if winner != local.record.task_id:
+                return winner
+        elif local.record.idempotency_key is not None:
+            winner = self._memory_keys.settle(local.record)
+            if winner != local.record.task_id:
+                return winner
+        self._register(local)
+        if local.inserted is not None:
+            await asyncio.shield(local.inserted)
         self.dispatch(local)
         return local.record.task_id
 
@@ -489,6 +503,7 @@ class TaskManager:
         for executor in self._executors.values():
             if isinstance(executor, ThreadExecutor):
                 executor.shutdown()
+        await asyncio.to_thread(self._bridge.close)
         await self.repository.close()
         for hook in reversed(self._shutdown_hooks):
             hook()
@@ -502,18 +517,7 @@ class TaskManager:
     def _release_unfinished(self) -> None:
         """Record what this instance still holds, so nothing is left looking alive."""
         assert self._writer is not None
-        now = utcnow()
-        for local in list(self._local.values()):
-            record = local.record
-            if record.status is TaskStatus.RUNNING:
-                requeue = local.target.config.requeue_on_interrupt
-                record.status = TaskStatus.PENDING if requeue else TaskStatus.INTERRUPTED
-                record.end_time = None if requeue else now
-                record.error = None if requeue else "interrupted by shutdown"
-            if record.status is TaskStatus.PENDING:
-                record.owner = None  # let any instance take it
-                record.lease_expires_at = None
-            record.updated_at = now
+        for record in release_unfinished(list(self._local.values())):
             self._writer.update(record)
         self._local.clear()
 
@@ -536,44 +540,12 @@ class TaskManager:
         """Take over claimed rows: run them, or record why they cannot run."""
         assert self._writer is not None
         for record in records:
-            local = self._adoptable(record)
+            local = adopt(record, self.registry, self.fernet)
+            self._writer.update(record)
             if local is None:
-                self._writer.update(record)
                 continue
             self._local[record.task_id] = local
             self.dispatch(local)
-
-    def _adoptable(self, record: TaskRecord) -> LocalTask | None:
-        """A runnable LocalTask for a claimed row, or None after recording its end."""
-        now = utcnow()
-        try:
-            target = self.registry.resolve(record.func_name)
-            args, kwargs = decode_arguments(
-                record.args if record.args_stored else None,
-                record.kwargs if record.args_stored else None,
-                record.payload,
-                record.payload_format,
-                self.fernet,
-            )
-        except TaskflowError as exc:
-            _end(record, TaskStatus.FAILED, now, f"{type(exc).__name__}: {exc}")
-            return None
-        if record.status is TaskStatus.RUNNING:
-            # Its instance died mid-attempt: that attempt counts.
-            if not target.config.requeue_on_interrupt:
-                _end(record, TaskStatus.INTERRUPTED, now, INTERRUPTED_BY_CRASH)
-                return None
-            record.status = TaskStatus.PENDING
-            record.retries_used += 1
-            record.run_at = now
-            record.error = INTERRUPTED_BY_CRASH
-            record.updated_at = now
-            self._writer_update(record)
-        return LocalTask(record=record, target=target, args=args, kwargs=kwargs)
-
-    def _writer_update(self, record: TaskRecord) -> None:
-        assert self._writer is not None
-        self._writer.update(record)
 
     def _require_started(self) -> asyncio.AbstractEventLoop:
         if not self._started or self._loop is None or self._writer is None:
@@ -624,16 +596,10 @@ class TaskManager:
 
 
 MAX_ADOPTED = 1000  # tasks claimed from the database and held locally at once
-INTERRUPTED_BY_CRASH = "interrupted: the instance running this task stopped responding"
 
 
-def _end(record: TaskRecord, status: TaskStatus, now: datetime, error: str) -> None:
-    record.status = status
-    record.error = error
-    record.end_time = now
-    record.updated_at = now
-    record.owner = None
-    record.lease_expires_at = None
+def _bridge_engine(target: DatabaseTarget) -> Any:
+    return create_engine_for(target, pool_size=1, max_overflow=1)
 
 
 def _version() -> str | None:
@@ -648,32 +614,6 @@ def _version() -> str | None:
 def _check_positive(name: str, value: float) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise ConfigurationError(f"{name} must be a positive number, got {value!r}")
-
-
-def _check_key(key: str | None) -> str | None:
-    if key is None:
-        return None
-    if not isinstance(key, str) or not key:
-        raise TaskArgumentError(f"idempotency_key must be a non-empty string, got {key!r}")
-    if len(key) > MAX_KEY_LENGTH:
-        raise TaskArgumentError(
-            f"idempotency_key is {len(key)} characters; the limit is {MAX_KEY_LENGTH}: "
-            "hash long keys (e.g. sha256 hex) before passing them"
-        )
-    return key
-
-
-def _check_tags(tags: dict[str, Any] | None) -> dict[str, str]:
-    if tags is None:
-        return {}
-    if not isinstance(tags, dict):
-        raise TaskArgumentError(f"tags must be a dict of str to str, got {type(tags).__name__}")
-    checked: dict[str, str] = {}
-    for key, value in tags.items():
-        if not isinstance(key, str):
-            raise TaskArgumentError(f"tag names must be strings, got {key!r}")
-        checked[key] = value if isinstance(value, str) else str(value)
-    return checked
 
 
 def _build_cipher(key: bytes | str | list[bytes | str] | None) -> Any:

@@ -69,3 +69,23 @@ def claim_with_update_returning(dialect: Dialect) -> bool:
     RETURNING``, so they select with ``SKIP LOCKED``, update, then read back.
     """
     return is_postgresql(dialect) or is_sqlite(dialect)
+
+
+def insert_ignoring_duplicates(dialect: Dialect, table: Any) -> Any:
+    """An INSERT that silently skips rows whose key exists, without an error.
+
+    On PostgreSQL a duplicate-key error aborts the whole transaction, so the
+    conflict must never be raised: ``ON CONFLICT DO NOTHING`` there and on
+    SQLite, ``INSERT IGNORE`` on MySQL/MariaDB.  The rowcount says who won.
+    """
+    if is_postgresql(dialect):
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).on_conflict_do_nothing()
+    if is_sqlite(dialect):
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table).on_conflict_do_nothing()
+    from sqlalchemy import insert
+
+    return insert(table).prefix_with("IGNORE")

@@ -160,3 +160,12 @@ class TaskRepository(abc.ABC):
     @abc.abstractmethod
     async def list_instances(self, *, alive_since: datetime | None = None) -> list[InstanceInfo]:
         """Instances, newest heartbeat first; only those seen since ``alive_since`` if given."""
+
+    @abc.abstractmethod
+    async def insert_with_key(self, record: TaskRecord) -> str:
+        """Insert a task that has an idempotency key, unless the key is taken.
+
+        Returns the id of the task that holds the key: ``record``'s own id
+        when it was inserted, else the existing task's.  A failed task frees
+        its key.  Race-free across processes.
+        """

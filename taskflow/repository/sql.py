@@ -37,7 +37,7 @@ from taskflow.models import (
     TaskStatus,
     utcnow,
 )
-from taskflow.repository import leases
+from taskflow.repository import idempotency, leases
 from taskflow.repository.base import (
     BatchOutcome,
     InstanceInfo,
@@ -299,6 +299,9 @@ class SqlTaskRepository(TaskRepository):
 
     async def list_instances(self, *, alive_since: datetime | None = None) -> list[InstanceInfo]:
         return await leases.list_instances(self.engine, alive_since)
+
+    async def insert_with_key(self, record: TaskRecord) -> str:
+        return await idempotency.insert_with_key(self.write_engine, record)
 
 
 def _seconds(ms: Any) -> float | None:

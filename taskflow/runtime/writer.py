@@ -84,7 +84,7 @@ class GroupCommitWriter:
         loop = asyncio.get_running_loop()
         return loop.time() - self._last_commit >= self._commit_interval
 
-    def insert(self, record: TaskRecord) -> asyncio.Future[BatchOutcome]:
+    def insert(self, record: TaskRecord, *, force: bool = False) -> asyncio.Future[BatchOutcome]:
         """Queue a new row; the returned future resolves when it is committed.
 
         Refused only while the database is failing and the buffer is full (or
@@ -92,7 +92,7 @@ class GroupCommitWriter:
         database is absorbed by the next commits.
         """
         limit = self._max_buffer if self._failing_since is not None else self._max_buffer * 10
-        if self.pending >= limit:
+        if self.pending >= limit and not force:
             raise BackpressureError(
                 f"taskflow's write buffer is full ({self._max_buffer} writes waiting): the "
                 "database is not accepting writes. The task was not enqueued; retry later "

@@ -52,6 +52,8 @@ class ManagedBackgroundTasks(BackgroundTasks):
         local = manager.submit(
             func, args, kwargs, idempotency_key=idempotency_key, tags=tags, priority=priority
         )
+        if isinstance(local, str):
+            return local  # the idempotency key belongs to a live task: nothing enqueued
         run_eagerly = local.target.config.eager if eager is None else eager
         if run_eagerly:
             manager.dispatch(local)

@@ -1,0 +1,95 @@
+"""Building task records: validation of a call's options and the new row's fields."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from taskflow.exceptions import TaskArgumentError
+from taskflow.ids import new_task_id
+from taskflow.models import TaskRecord, TaskSource, TaskStatus, utcnow
+from taskflow.registry import RegisteredTask
+from taskflow.serialization import Cipher, encode_arguments
+
+MAX_KEY_LENGTH = 255
+
+
+def new_record(
+    target: RegisteredTask,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    owner: str | None,
+    lease_seconds: float,
+    cipher: Cipher | None,
+    idempotency_key: str | None = None,
+    tags: dict[str, Any] | None = None,
+    priority: int | None = None,
+    source: TaskSource = TaskSource.MANUAL,
+) -> TaskRecord:
+    """A pending task row for a call, leased to ``owner`` (None: any instance may claim it).
+
+    Raises:
+        TaskArgumentError: the arguments, key or tags cannot be stored.
+    """
+    encoded = encode_arguments(args, kwargs, cipher)
+    now = utcnow()
+    return TaskRecord(
+        task_id=new_task_id(),
+        func_name=target.name,
+        status=TaskStatus.PENDING,
+        args=tuple(args) if encoded.readable else (),
+        kwargs=dict(kwargs) if encoded.readable else {},
+        created_at=now,
+        idempotency_key=check_key(idempotency_key),
+        tags=check_tags(tags),
+        source=source.value,
+        priority=priority if priority is not None else target.config.priority,
+        executor=target.executor,
+        max_retries=target.config.retries,
+        run_at=now,
+        updated_at=now,
+        args_stored=encoded.readable,
+        payload=encoded.payload,
+        payload_format=encoded.payload_format,
+        encrypted_payload=encoded.payload if encoded.payload_format == "fernet" else None,
+        owner=owner,
+        lease_epoch=1,
+        lease_expires_at=now + timedelta(seconds=lease_seconds) if owner else None,
+    )
+
+
+def end_record(record: TaskRecord, status: TaskStatus, now: datetime, error: str) -> None:
+    """Mark a task finished without running it (``failed``, ``interrupted``...)."""
+    record.status = status
+    record.error = error
+    record.end_time = now
+    record.updated_at = now
+    record.owner = None
+    record.lease_expires_at = None
+
+
+def check_key(key: str | None) -> str | None:
+    if key is None:
+        return None
+    if not isinstance(key, str) or not key:
+        raise TaskArgumentError(f"idempotency_key must be a non-empty string, got {key!r}")
+    if len(key) > MAX_KEY_LENGTH:
+        raise TaskArgumentError(
+            f"idempotency_key is {len(key)} characters; the limit is {MAX_KEY_LENGTH}: "
+            "hash long keys (e.g. sha256 hex) before passing them"
+        )
+    return key
+
+
+def check_tags(tags: dict[str, Any] | None) -> dict[str, str]:
+    if tags is None:
+        return {}
+    if not isinstance(tags, dict):
+        raise TaskArgumentError(f"tags must be a dict of str to str, got {type(tags).__name__}")
+    checked: dict[str, str] = {}
+    for key, value in tags.items():
+        if not isinstance(key, str):
+            raise TaskArgumentError(f"tag names must be strings, got {key!r}")
+        checked[key] = value if isinstance(value, str) else str(value)
+    return checked

@@ -1,0 +1,76 @@
+"""What an instance does with tasks it claimed from the database.
+
+A claimed row is either runnable here (its function resolves and its
+arguments decode) or it is ended with the reason.  A row that was
+``running`` belonged to an instance that died mid-attempt: that attempt
+counts, and the task becomes ``interrupted`` unless its function asked to be
+run again (``requeue_on_interrupt=True``).
+"""
+
+from __future__ import annotations
+
+from taskflow.exceptions import TaskflowError
+from taskflow.models import TaskRecord, TaskStatus, utcnow
+from taskflow.registry import TaskRegistry
+from taskflow.runtime.records import end_record
+from taskflow.runtime.runner import LocalTask
+from taskflow.serialization import Cipher, decode_arguments
+
+INTERRUPTED_BY_CRASH = "interrupted: the instance running this task stopped responding"
+
+
+def adopt(record: TaskRecord, registry: TaskRegistry, cipher: Cipher | None) -> LocalTask | None:
+    """A runnable ``LocalTask`` for a claimed row, or None after ending the row (in place)."""
+    now = utcnow()
+    try:
+        target = registry.resolve(record.func_name)
+        args, kwargs = decode_arguments(
+            record.args if record.args_stored else None,
+            record.kwargs if record.args_stored else None,
+            record.payload,
+            record.payload_format,
+            cipher,
+        )
+    except TaskflowError as exc:
+        end_record(record, TaskStatus.FAILED, now, f"{type(exc).__name__}: {exc}")
+        return None
+    if record.status is TaskStatus.RUNNING:
+        if not target.config.requeue_on_interrupt:
+            end_record(record, TaskStatus.INTERRUPTED, now, INTERRUPTED_BY_CRASH)
+            return None
+        record.status = TaskStatus.PENDING
+        record.retries_used += 1
+        record.run_at = now
+        record.error = INTERRUPTED_BY_CRASH
+        record.updated_at = now
+    return LocalTask(record=record, target=target, args=args, kwargs=kwargs)
+
+
+def release_unfinished(tasks: list[LocalTask]) -> list[TaskRecord]:
+    """At shutdown: what becomes of the tasks this instance still holds.
+
+    Running ones become ``interrupted`` (or ``pending`` again with
+    ``requeue_on_interrupt``); pending ones lose their owner, so any instance,
+    or the next start, claims them at once instead of waiting for the lease.
+    """
+    now = utcnow()
+    released = []
+    for local in tasks:
+        record = local.record
+        if record.status is TaskStatus.RUNNING:
+            if local.target.config.requeue_on_interrupt:
+                record.status = TaskStatus.PENDING
+                record.end_time = None
+            else:
+                record.status = TaskStatus.INTERRUPTED
+                record.end_time = now
+                record.error = "interrupted by shutdown"
+        if record.status is TaskStatus.PENDING:
+            record.owner = None
+            record.lease_expires_at = None
+        if record.status is TaskStatus.INTERRUPTED:
+            record.owner = None
+            record.lease_expires_at = None
+        record.updated_at = now
+        released.append(record)
+    return released
