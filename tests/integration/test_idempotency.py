@@ -66,11 +66,11 @@ async def test_same_key_same_task_from_async_and_sync_routes(
 ) -> None:
     app, manager = build(schema_db_url)
     transport = httpx.ASGITransport(app=app)
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            first = (await client.post("/async/order-1")).json()["ids"]
-            again = (await client.post("/sync/order-1")).json()["ids"]
-            await manager.drain()
+    client = httpx.AsyncClient(transport=transport, base_url="http://t")
+    async with app.router.lifespan_context(app), client:
+        first = (await client.post("/async/order-1")).json()["ids"]
+        again = (await client.post("/sync/order-1")).json()["ids"]
+        await manager.drain()
     assert len(set(first + again)) == 1
     assert CALLS == ["order-1"]
     assert await count_rows(engine, "order-1") == (1, 1)
