@@ -144,7 +144,7 @@ class TaskManager:
         self.shutdown_grace = shutdown_grace
         self.fernet = _build_cipher(encrypt_args_key)
         self.registry = TaskRegistry()
-        self.instance_id = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.instance_id = _new_instance_id()
         self.repository: TaskRepository = SqlTaskRepository(create_engine_for(self.target))
         self._writer: GroupCommitWriter | None = None
         self._runner: TaskRunner | None = None
@@ -157,7 +157,7 @@ class TaskManager:
         self._started = False
         self._stopping = False
         self._apps: set[int] = set()
-        self._shutdown_hooks: list[Callable[[], None]] = []
+        self._lifecycle_hooks: list[tuple[Callable[[], None], Callable[[], None]]] = []
         self._dependency: Callable[[BackgroundTasks], ManagedBackgroundTasks] | None = None
         self._memory_keys = MemoryKeys()
         self._bridge = BlockingBridge(lambda: SqlTaskRepository(_bridge_engine(self.target)))
@@ -426,12 +426,16 @@ class TaskManager:
 
     @property
     def started(self) -> bool:
+        """Whether ``startup()`` has completed and ``shutdown()`` has not run since."""
         return self._started
 
     async def startup(self) -> None:
         """Connect, create the schema where configured, and start the writer."""
         if self._started:
             return
+        # A fresh identity per start: a restarted manager is a new instance to
+        # the others, and rows of its previous life are recovered like any.
+        self.instance_id = _new_instance_id()
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         if isinstance(self.repository, SqlTaskRepository) and self.create_tables:
@@ -475,7 +479,14 @@ class TaskManager:
         )
         self._stopping = False
         self._started = True
-        await self._dispatcher.start()
+        try:
+            await self._dispatcher.start()
+        except BaseException:
+            self._started = False
+            await self._writer.stop()
+            raise
+        for start_hook, _stop_hook in self._lifecycle_hooks:
+            start_hook()
 
     async def shutdown(self) -> None:
         """Stop claiming, let running tasks finish (``shutdown_grace``), record the rest.
@@ -505,14 +516,15 @@ class TaskManager:
                 executor.shutdown()
         await asyncio.to_thread(self._bridge.close)
         await self.repository.close()
-        for hook in reversed(self._shutdown_hooks):
-            hook()
-        self._shutdown_hooks.clear()
+        for _start_hook, stop_hook in reversed(self._lifecycle_hooks):
+            stop_hook()
         self._started = False
 
-    def on_shutdown(self, hook: Callable[[], None]) -> None:
-        """Call ``hook`` once when the manager shuts down."""
-        self._shutdown_hooks.append(hook)
+    def add_lifecycle_hooks(self, start: Callable[[], None], stop: Callable[[], None]) -> None:
+        """Call ``start`` at every startup (now too, if started) and ``stop`` at every shutdown."""
+        self._lifecycle_hooks.append((start, stop))
+        if self._started:
+            start()
 
     def _release_unfinished(self) -> None:
         """Record what this instance still holds, so nothing is left looking alive."""
@@ -600,6 +612,10 @@ MAX_ADOPTED = 1000  # tasks claimed from the database and held locally at once
 
 def _bridge_engine(target: DatabaseTarget) -> Any:
     return create_engine_for(target, pool_size=1, max_overflow=1)
+
+
+def _new_instance_id() -> str:
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def _version() -> str | None:

@@ -29,6 +29,7 @@ class TaskStatus(str, enum.Enum):
 
     @property
     def is_terminal(self) -> bool:
+        """Whether the task is over (success, failed, interrupted, cancelled)."""
         return self in TERMINAL_STATUSES
 
     def __str__(self) -> str:

@@ -25,6 +25,12 @@ _ASYNC_DRIVERS: dict[str, tuple[str, str, str]] = {
     "postgresql": ("asyncpg", "asyncpg", "postgres"),
     "mysql": ("aiomysql", "aiomysql", "mysql"),
 }
+# Sync drivers users commonly name; their URLs are switched to the async driver.
+_SYNC_TWINS: dict[str, tuple[str, ...]] = {
+    "sqlite": ("pysqlite",),
+    "postgresql": ("psycopg2", "psycopg", "pg8000"),
+    "mysql": ("pymysql", "mysqldb", "mysqlconnector"),
+}
 _BACKEND_ALIASES = {"postgres": "postgresql", "mariadb": "mysql", "sqlite": "sqlite"}
 @dataclass(frozen=True)
 class DatabaseTarget:
@@ -44,12 +50,14 @@ class DatabaseTarget:
 
 def _parse(raw: str) -> URL:
     try:
-        return make_url(raw)
-    except ArgumentError as exc:
+        url = make_url(raw)
+        url.port  # noqa: B018 - a non-numeric port only fails when read
+    except (ArgumentError, ValueError) as exc:
         raise ConfigurationError(
             f"cannot parse database URL {raw!r}: expected e.g. 'sqlite:///tasks.db', "
             "'postgresql://user:pass@host/db' or 'mysql://user:pass@host/db'"
         ) from exc
+    return url
 
 
 def _backend_of(url: URL, raw: str) -> str:
@@ -57,7 +65,8 @@ def _backend_of(url: URL, raw: str) -> str:
     backend = _BACKEND_ALIASES.get(name, name)
     if backend not in _ASYNC_DRIVERS:
         raise ConfigurationError(
-            f"unsupported database {name!r} in URL {raw!r}: taskflow supports SQLite, "
+            f"unsupported database {name!r} in URL {url.render_as_string(hide_password=True)!r}: "
+            "taskflow supports SQLite, "
             "PostgreSQL and MySQL/MariaDB (for Redis pass a redis:// URL as snapshot_backend)"
         )
     return backend
@@ -72,8 +81,10 @@ def resolve_database_url(raw: str | None) -> DatabaseTarget:
     """Turn a user URL (or the environment, or nothing) into an async SQLAlchemy target.
 
     ``None`` means ``TASKFLOW_DATABASE_URL`` when set, otherwise an in-memory
-    SQLite database.  Plain driver-less URLs get the async driver; an explicit
-    async driver is kept; an explicit sync driver is swapped for its async twin.
+    SQLite database.  Plain driver-less URLs get taskflow's async driver
+    (aiosqlite, asyncpg, aiomysql), and so do URLs naming the usual sync
+    drivers, so an app's existing URL works as is.  Any other driver is
+    refused: the write path feeds rows shaped for these three drivers.
     """
     if raw is None:
         raw = os.environ.get(ENV_DATABASE_URL) or MEMORY_URL
@@ -82,6 +93,12 @@ def resolve_database_url(raw: str | None) -> DatabaseTarget:
     url = _parse(raw.strip())
     backend = _backend_of(url, raw)
     driver, module, extra = _ASYNC_DRIVERS[backend]
+    given = url.drivername.partition("+")[2]
+    if given and given not in (driver, *_SYNC_TWINS[backend]):
+        raise ConfigurationError(
+            f"taskflow talks to {backend} through {driver}, not {given}: use a plain "
+            f"{url.get_backend_name()}:// URL (or {url.get_backend_name()}+{driver}://)"
+        )
     _require_module(module, extra, url.render_as_string(hide_password=True))
     # keep "mariadb" when the user wrote it: SQLAlchemy then applies MariaDB's rules
     dialect_name = "mariadb" if url.get_backend_name() == "mariadb" else backend

@@ -58,7 +58,7 @@ class ManagedBackgroundTasks(BackgroundTasks):
         if run_eagerly:
             manager.dispatch(local)
         else:
-            self.tasks.append(_RunAfterResponse(manager, local, self._previous))
+            self.tasks.append(_RunAfterResponse(manager, local, self._previous, self.tasks))
             self._previous = local
         return local.record.task_id
 
@@ -71,7 +71,11 @@ class _RunAfterResponse(BackgroundTask):
     """
 
     def __init__(
-        self, manager: TaskManager, local: LocalTask, after: LocalTask | None
+        self,
+        manager: TaskManager,
+        local: LocalTask,
+        after: LocalTask | None,
+        siblings: list[BackgroundTask],
     ) -> None:
         self.func = local.target.func
         self.args = ()  # type: ignore[assignment]  # nothing to pass: __call__ is ours
@@ -80,6 +84,15 @@ class _RunAfterResponse(BackgroundTask):
         self.manager = manager
         self.local = local
         self.after = after
+        self.siblings = siblings
 
     async def __call__(self) -> None:
         await self.manager.hand_off(self.local, self.after)
+        if self._plain_task_follows():
+            # FastAPI runs the list in order: a plain task added after this one
+            # must not start before this one's first attempt is over.
+            await self.local.settled.wait()
+
+    def _plain_task_follows(self) -> bool:
+        later = self.siblings[self.siblings.index(self) + 1 :]
+        return any(not isinstance(task, _RunAfterResponse) for task in later)

@@ -24,8 +24,8 @@ def install(manager: TaskManager, app: FastAPI | None = None) -> None:
     FastAPI creates the request's ``BackgroundTasks`` through the name imported
     in ``fastapi.dependencies.utils``; pointing that name at a subclass bound
     to this manager covers both ``BackgroundTasks`` and ``ManagedBackgroundTasks``
-    annotations.  The patch is process-wide, as in the described system, and
-    is undone when the manager shuts down.
+    annotations.  The patch is process-wide, as in the described system; it
+    is undone when the manager shuts down and applied again when it restarts.
     """
 
     class BoundManagedBackgroundTasks(ManagedBackgroundTasks):
@@ -35,14 +35,17 @@ def install(manager: TaskManager, app: FastAPI | None = None) -> None:
                 self.tasks.extend(tasks)
 
     previous = getattr(fastapi_utils, _FACTORY)
-    setattr(fastapi_utils, _FACTORY, BoundManagedBackgroundTasks)
 
-    def uninstall() -> None:
+    def patch() -> None:
+        setattr(fastapi_utils, _FACTORY, BoundManagedBackgroundTasks)
+
+    def unpatch() -> None:
         # Only undo our own patch: a later install() by another manager stays.
         if getattr(fastapi_utils, _FACTORY) is BoundManagedBackgroundTasks:
             setattr(fastapi_utils, _FACTORY, previous)
 
-    manager.on_shutdown(uninstall)
+    patch()
+    manager.add_lifecycle_hooks(patch, unpatch)
     if app is not None:
         manager.init_app(app)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from taskflow.models import TaskStatus
 from taskflow.repository.base import TaskQuery
@@ -30,6 +30,7 @@ def create_router(task_manager: TaskManager, *, path: str = "/tasks") -> APIRout
 
     @router.get("", response_model=list[TaskOut])
     async def list_tasks(
+        request: Request,
         response: Response,
         status: Annotated[list[TaskStatus] | None, Query()] = None,
         func_name: str | None = None,
@@ -57,7 +58,7 @@ def create_router(task_manager: TaskManager, *, path: str = "/tasks") -> APIRout
             raise HTTPException(422, str(exc)) from exc
         if page.next_cursor:
             response.headers["X-Next-Cursor"] = page.next_cursor
-            next_url = f"{path}?cursor={page.next_cursor}&limit={limit}"
+            next_url = request.url.include_query_params(cursor=page.next_cursor, limit=limit)
             response.headers["Link"] = f'<{next_url}>; rel="next"'
         return [record.to_dict(include_logs=False) for record in page.items]
 

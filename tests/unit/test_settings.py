@@ -1,0 +1,255 @@
+"""Database URL normalisation: async drivers, aliases, environment fallback, clear errors."""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+import pytest
+
+from taskflow import ConfigurationError, MissingDependencyError, TaskflowError, TaskManager
+from taskflow.settings import ENV_DATABASE_URL, MEMORY_URL, resolve_database_url, sqlite_file_url
+
+
+@pytest.fixture(autouse=True)
+def _no_env_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The developer's own TASKFLOW_DATABASE_URL must not leak into these tests."""
+    monkeypatch.delenv(ENV_DATABASE_URL, raising=False)
+
+
+@pytest.fixture
+def every_driver_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pretend every driver module is importable (no import happens: find_spec only)."""
+    real = importlib.util.find_spec
+
+    def fake(name: str, *args: Any, **kwargs: Any) -> Any:
+        return real(name, *args, **kwargs) or real("json")
+
+    monkeypatch.setattr(importlib.util, "find_spec", fake)
+
+
+def _missing(module: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+
+    def fake(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == module or name.startswith(module + "."):
+            return None
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib.util, "find_spec", fake)
+
+
+# -- plain URLs get the async driver ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "drivername", "backend"),
+    [
+        ("sqlite:///tasks.db", "sqlite+aiosqlite", "sqlite"),
+        ("sqlite:////abs/path/tasks.db", "sqlite+aiosqlite", "sqlite"),
+        ("postgresql://user:pw@db.example:5432/app", "postgresql+asyncpg", "postgresql"),
+        ("postgres://user:pw@db.example/app", "postgresql+asyncpg", "postgresql"),
+        ("mysql://root@127.0.0.1:3306/app", "mysql+aiomysql", "mysql"),
+        ("mariadb://root@127.0.0.1:3306/app", "mariadb+aiomysql", "mysql"),
+    ],
+)
+def test_plain_urls_map_to_async_drivers(raw: str, drivername: str, backend: str) -> None:
+    target = resolve_database_url(raw)
+    assert target.url.drivername == drivername
+    assert target.backend == backend
+    assert not target.is_memory
+
+
+def test_url_parts_survive_normalisation() -> None:
+    target = resolve_database_url("postgres://alice:s3cret@db.example:6543/app?ssl=require")
+    url = target.url
+    assert (url.username, url.password, url.host, url.port, url.database) == (
+        "alice",
+        "s3cret",
+        "db.example",
+        6543,
+        "app",
+    )
+    assert url.query == {"ssl": "require"}
+    assert "s3cret" not in target.render()
+
+
+def test_mariadb_url_keeps_the_mariadb_dialect() -> None:
+    # SQLAlchemy applies MariaDB's rules only under the "mariadb" dialect name.
+    target = resolve_database_url("mariadb://root@localhost/app")
+    assert target.url.get_backend_name() == "mariadb"
+    assert target.url.get_driver_name() == "aiomysql"
+    assert target.backend == "mysql"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "sqlite+aiosqlite:///tasks.db",
+        "postgresql+asyncpg://u@h/db",
+        "mysql+aiomysql://u@h/db",
+        "mariadb+aiomysql://u@h/db",
+    ],
+)
+def test_explicit_async_drivers_are_kept(raw: str) -> None:
+    assert resolve_database_url(raw).url.render_as_string(hide_password=False) == raw
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "mysql+asyncmy://u@h/db",
+        "mariadb+asyncmy://u@h/db",
+    ],
+)
+def test_other_async_drivers_are_refused_clearly(raw: str, every_driver_installed: None) -> None:
+    """taskflow's write path is built for one async driver per database: others are refused.
+
+    Swapping them silently would surprise; accepting them would break the
+    pre-compiled statements, which feed driver-specific rows.
+    """
+    with pytest.raises(ConfigurationError, match="use a plain"):
+        resolve_database_url(raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "drivername"),
+    [
+        ("sqlite+pysqlite:///tasks.db", "sqlite+aiosqlite"),
+        ("postgresql+psycopg2://u@h/db", "postgresql+asyncpg"),
+        ("postgresql+psycopg://u@h/db", "postgresql+asyncpg"),
+        ("mysql+pymysql://u@h/db", "mysql+aiomysql"),
+    ],
+)
+def test_explicit_sync_drivers_become_their_async_twin(raw: str, drivername: str) -> None:
+    assert resolve_database_url(raw).url.drivername == drivername
+
+
+# -- environment and defaults -------------------------------------------------
+
+
+def test_environment_url_is_used_when_none_is_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV_DATABASE_URL, "postgresql://u@envhost/envdb")
+    target = resolve_database_url(None)
+    assert target.url.drivername == "postgresql+asyncpg"
+    assert (target.url.host, target.url.database) == ("envhost", "envdb")
+
+
+def test_explicit_url_wins_over_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV_DATABASE_URL, "postgresql://u@envhost/envdb")
+    assert resolve_database_url("sqlite:///mine.db").url.database == "mine.db"
+
+
+def test_manager_reads_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV_DATABASE_URL, "mysql://root@envhost/envdb")
+    manager = TaskManager()
+    assert manager.target.backend == "mysql"
+    assert manager.target.url.host == "envhost"
+
+
+def test_default_is_in_memory_sqlite() -> None:
+    target = resolve_database_url(None)
+    assert target.backend == "sqlite"
+    assert target.is_memory
+    assert target.url.drivername == "sqlite+aiosqlite"
+    assert str(target.url) == MEMORY_URL
+
+
+def test_empty_environment_variable_means_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV_DATABASE_URL, "")
+    assert resolve_database_url(None).is_memory
+
+
+@pytest.mark.parametrize("raw", ["sqlite://", "sqlite:///:memory:"])
+def test_memory_urls(raw: str) -> None:
+    assert resolve_database_url(raw).is_memory
+
+
+def test_snapshot_db_shorthand() -> None:
+    assert sqlite_file_url("tasks.db") == "sqlite+aiosqlite:///tasks.db"
+    assert sqlite_file_url(":memory:") == MEMORY_URL
+    assert TaskManager(snapshot_db="x.db").target.url.database == "x.db"
+
+
+# -- errors ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("raw", ["", "   ", "not a url", "://nothing", "sqlite"])
+def test_unparseable_urls_raise_configuration_error(raw: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        resolve_database_url(raw)
+    assert isinstance(info.value, TaskflowError)
+
+
+def test_bad_port_raises_configuration_error() -> None:
+    with pytest.raises(ConfigurationError):
+        resolve_database_url("postgresql://user@host:notaport/db")
+
+
+def test_non_string_url_raises_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="non-empty string"):
+        resolve_database_url(123)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("raw", "name"),
+    [
+        ("oracle://scott:tiger@host/db", "oracle"),
+        ("mssql+pyodbc://host/db", "mssql"),
+        ("http://example.com/db", "http"),
+    ],
+)
+def test_unsupported_databases_are_named(raw: str, name: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        resolve_database_url(raw)
+    message = str(info.value)
+    assert repr(name) in message
+    assert "SQLite" in message and "PostgreSQL" in message and "MySQL" in message
+
+
+@pytest.mark.parametrize("raw", ["oracle://scott:tiger@host/db", "redis://:tiger@host/0"])
+def test_unsupported_database_error_hides_the_password(raw: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        resolve_database_url(raw)
+    assert "tiger" not in str(info.value)
+
+
+def test_manager_rejects_bad_url_at_construction() -> None:
+    with pytest.raises(ConfigurationError):
+        TaskManager(database_url="oracle://host/db")
+
+
+@pytest.mark.parametrize(
+    ("raw", "module", "extra"),
+    [
+        ("postgresql://u@h/db", "asyncpg", "postgres"),
+        ("postgres://u@h/db", "asyncpg", "postgres"),
+        ("mysql://u@h/db", "aiomysql", "mysql"),
+        ("mariadb://u@h/db", "aiomysql", "mysql"),
+        ("sqlite:///tasks.db", "aiosqlite", "sqlite"),
+    ],
+)
+def test_missing_driver_names_the_extra(
+    raw: str, module: str, extra: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _missing(module, monkeypatch)
+    with pytest.raises(MissingDependencyError) as info:
+        resolve_database_url(raw)
+    message = str(info.value)
+    assert f'pip install "taskflow-sql[{extra}]"' in message
+    assert module in message
+    assert isinstance(info.value, ImportError)
+    assert isinstance(info.value, TaskflowError)
+
+
+def test_missing_driver_message_hides_the_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    _missing("asyncpg", monkeypatch)
+    with pytest.raises(MissingDependencyError) as info:
+        resolve_database_url("postgresql://alice:s3cret@h/db")
+    assert "s3cret" not in str(info.value)
+
+
+def test_manager_reports_missing_driver_at_construction(monkeypatch: pytest.MonkeyPatch) -> None:
+    _missing("aiomysql", monkeypatch)
+    with pytest.raises(MissingDependencyError, match=r"taskflow-sql\[mysql\]"):
+        TaskManager(database_url="mysql://root@localhost/app")
