@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from datetime import datetime
 from typing import Any
 
-from taskflow.db.batch import BatchStatements
+from sqlalchemy.engine import Dialect
+
+from taskflow.db.batch import BatchStatements, datetime_converter
 from taskflow.db.engine import SQLITE_BUSY_TIMEOUT_MS
 from taskflow.models import TaskRecord
 from taskflow.repository.base import WriteBatch
@@ -32,9 +35,10 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
 class SqliteInlineWriter:
     """Applies write batches through one stdlib ``sqlite3`` connection."""
 
-    def __init__(self, path: str, statements: BatchStatements) -> None:
+    def __init__(self, path: str, statements: BatchStatements, dialect: Dialect) -> None:
         self._path = path
         self._statements = statements
+        self._dialect = dialect
         self._conn: sqlite3.Connection | None = None
 
     def _connection(self) -> sqlite3.Connection:
@@ -86,6 +90,37 @@ class SqliteInlineWriter:
             ).fetchall()
         )
         return {tid for tid, epoch in expected.items() if found.get(tid) != epoch}
+
+    async def execute_returning(self, statement: Any) -> list[tuple[Any, ...]]:
+        """Run one write statement with RETURNING in its own transaction (claims)."""
+        compiled = statement.compile(dialect=self._dialect)
+        convert = datetime_converter(self._dialect)
+        params = [
+            convert(value) if isinstance(value, datetime) else value
+            for value in (compiled.params[name] for name in compiled.positiontup or ())
+        ]
+        try:
+            return self._returning(compiled.string, params, busy_timeout_ms=0)
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc):
+                raise
+        return await asyncio.to_thread(
+            self._returning, compiled.string, params, SQLITE_BUSY_TIMEOUT_MS
+        )
+
+    def _returning(
+        self, sql: str, params: list[Any], busy_timeout_ms: int
+    ) -> list[tuple[Any, ...]]:
+        conn = self._connection()
+        conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            rows = conn.execute(sql, params).fetchall()
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return rows
 
     def close(self) -> None:
         if self._conn is not None:

@@ -44,18 +44,41 @@ def _claim_values(owner: str, now: datetime, lease_until: datetime) -> dict[str,
     }
 
 
-async def claim(
-    write_engine: AsyncEngine, owner: str, *, now: datetime, lease_until: datetime, limit: int
-) -> list[TaskRecord]:
-    """See ``TaskRepository.claim``."""
-    dialect = write_engine.dialect
-    candidates = (
+def claim_candidates(dialect: Any, owner: str, now: datetime, limit: int) -> Any:
+    """The rows a claim takes: due, nobody alive holds them, highest priority first."""
+    return (
         select(T.c.id)
         .where(_claimable(owner, now))
         .order_by(dialects.priority_first(dialect, T.c.priority), T.c.run_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
+
+
+def claim_ids_statement(
+    dialect: Any, owner: str, now: datetime, lease_until: datetime, limit: int
+) -> Any:
+    """``UPDATE ... WHERE id IN (candidates) RETURNING id`` (PostgreSQL, SQLite)."""
+    candidates = claim_candidates(dialect, owner, now, limit)
+    values = _claim_values(owner, now, lease_until)
+    return update(T).where(T.c.id.in_(candidates)).values(values).returning(T.c.id)
+
+
+async def read_claimed(engine: AsyncEngine, ids: list[str]) -> list[TaskRecord]:
+    """The full rows of tasks just claimed."""
+    if not ids:
+        return []
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(T).where(T.c.id.in_(ids)))).mappings().all()
+    return [record_from_row(r) for r in rows]
+
+
+async def claim(
+    write_engine: AsyncEngine, owner: str, *, now: datetime, lease_until: datetime, limit: int
+) -> list[TaskRecord]:
+    """See ``TaskRepository.claim``."""
+    dialect = write_engine.dialect
+    candidates = claim_candidates(dialect, owner, now, limit)
     values = _claim_values(owner, now, lease_until)
     async with write_engine.begin() as conn:
         if dialects.claim_with_update_returning(dialect):
