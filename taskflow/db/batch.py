@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import bindparam, insert, update
 from sqlalchemy.engine import Dialect
 
+from taskflow.db import dialects
 from taskflow.db.mapping import MUTABLE_COLUMNS
 from taskflow.db.tables import task_logs_table, tasks_table
 from taskflow.models import TaskLogEntry, TaskRecord
@@ -97,11 +98,13 @@ class BatchStatements:
 
     def __init__(self, dialect: Dialect) -> None:
         self._dt = _remember_last(datetime_converter(dialect))
+        # A retried batch whose first commit went through (the connection died
+        # after COMMIT) must not fail on its own rows: same id = already there.
         self.insert_task_sql = _compile(
             insert(tasks_table).values({c: bindparam(c) for c in TASK_INSERT_COLUMNS}),
             dialect,
             TASK_INSERT_COLUMNS,
-        )
+        ) + dialects.skip_same_id_clause(dialect)
         update_names = (*tuple(f"v_{c}" for c in MUTABLE_COLUMNS), "g_id", "g_epoch")
         self.update_task_sql = _compile(
             update(tasks_table)

@@ -89,3 +89,14 @@ def insert_ignoring_duplicates(dialect: Dialect, table: Any) -> Any:
     from sqlalchemy import insert
 
     return insert(table).prefix_with("IGNORE")
+
+
+def skip_same_id_clause(dialect: Dialect) -> str:
+    """The clause that makes an INSERT a no-op for rows whose ``id`` exists already.
+
+    Unlike ``INSERT IGNORE`` / ``INSERT OR IGNORE``, other violations (a CHECK,
+    a NOT NULL, truncation) still raise.
+    """
+    if is_postgresql(dialect) or is_sqlite(dialect):
+        return " ON CONFLICT (id) DO NOTHING"
+    return " ON DUPLICATE KEY UPDATE id = id"

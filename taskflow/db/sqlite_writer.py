@@ -40,6 +40,9 @@ class SqliteInlineWriter:
         self._statements = statements
         self._dialect = dialect
         self._conn: sqlite3.Connection | None = None
+        # One connection, used by batches and claims: never two transactions at
+        # once, even when a locked database sends one of them to a thread.
+        self._in_use = asyncio.Lock()
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -52,12 +55,13 @@ class SqliteInlineWriter:
 
     async def apply(self, batch: WriteBatch) -> set[str]:
         """Commit the batch; returns the ids of updates fenced out by their epoch guard."""
-        try:
-            return self._apply(batch, busy_timeout_ms=0)
-        except sqlite3.OperationalError as exc:
-            if not _is_busy(exc):
-                raise
-        return await asyncio.to_thread(self._apply, batch, SQLITE_BUSY_TIMEOUT_MS)
+        async with self._in_use:
+            try:
+                return self._apply(batch, busy_timeout_ms=0)
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc):
+                    raise
+            return await asyncio.to_thread(self._apply, batch, SQLITE_BUSY_TIMEOUT_MS)
 
     def _apply(self, batch: WriteBatch, busy_timeout_ms: int) -> set[str]:
         conn = self._connection()
@@ -72,7 +76,8 @@ class SqliteInlineWriter:
                 conn.executemany(statements.insert_log_sql, statements.log_rows(batch.logs))
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
         return fenced
 
@@ -99,14 +104,15 @@ class SqliteInlineWriter:
             convert(value) if isinstance(value, datetime) else value
             for value in (compiled.params[name] for name in compiled.positiontup or ())
         ]
-        try:
-            return self._returning(compiled.string, params, busy_timeout_ms=0)
-        except sqlite3.OperationalError as exc:
-            if not _is_busy(exc):
-                raise
-        return await asyncio.to_thread(
-            self._returning, compiled.string, params, SQLITE_BUSY_TIMEOUT_MS
-        )
+        async with self._in_use:
+            try:
+                return self._returning(compiled.string, params, busy_timeout_ms=0)
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc):
+                    raise
+            return await asyncio.to_thread(
+                self._returning, compiled.string, params, SQLITE_BUSY_TIMEOUT_MS
+            )
 
     def _returning(
         self, sql: str, params: list[Any], busy_timeout_ms: int
@@ -118,7 +124,8 @@ class SqliteInlineWriter:
             rows = conn.execute(sql, params).fetchall()
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
         return rows
 

@@ -27,7 +27,7 @@ from taskflow.db.errors import is_transient
 from taskflow.db.mapping import insert_params, log_params
 from taskflow.db.tables import task_logs_table, tasks_table
 from taskflow.models import TaskLogEntry, TaskRecord, TaskStatus, utcnow
-from taskflow.repository.base import TaskQuery, WriteBatch
+from taskflow.repository.base import BatchOutcome, TaskQuery, WriteBatch
 from taskflow.repository.cursor import InvalidCursorError, encode_cursor
 from taskflow.repository.sql import SqlTaskRepository
 
@@ -423,9 +423,10 @@ async def test_refused_batch_applies_nothing(repo: SqlTaskRepository) -> None:
     existing = make_record(1, lease_epoch=1)
     await repo.apply(WriteBatch(inserts=[existing]))
     good = make_record(2)
-    duplicate = make_record(1, func_name="other")  # same primary key
+    refused_row = make_record(3)
+    refused_row.func_name = None  # type: ignore[assignment]  # NOT NULL violation
     batch = WriteBatch(
-        inserts=[good, duplicate],
+        inserts=[good, refused_row],
         updates=[running(existing, 1, lease_epoch=1)],
         logs=[TaskLogEntry(existing.task_id, 0, "info", "never stored", BASE)],
     )
@@ -439,6 +440,21 @@ async def test_refused_batch_applies_nothing(repo: SqlTaskRepository) -> None:
     # The repository is usable afterwards (the failed transaction was rolled back).
     assert (await repo.apply(WriteBatch(inserts=[good]))).fenced == frozenset()
     assert await repo.get_task(good.task_id, with_logs=False) == good
+
+
+async def test_reapplied_insert_is_a_no_op(repo: SqlTaskRepository) -> None:
+    """A batch retried after its commit went through (connection lost after COMMIT)
+    must not fail on its own rows, nor change them."""
+    record = make_record(4, lease_epoch=1)
+    await repo.apply(WriteBatch(inserts=[record]))
+    moved_on = running(record, 1, lease_epoch=1)
+    await repo.apply(WriteBatch(updates=[moved_on]))
+    stale_copy = make_record(4, lease_epoch=1)
+    outcome = await repo.apply(WriteBatch(inserts=[stale_copy, make_record(5)]))
+    assert outcome == BatchOutcome()
+    stored = await repo.get_task(record.task_id, with_logs=False)
+    assert stored is not None and stored.status is TaskStatus.RUNNING
+    assert await repo.get_task(make_record(5).task_id, with_logs=False) is not None
 
 
 @pytest.mark.parametrize("backend_name", [pytest.param("sqlite", marks=pytest.mark.sqlite)])
