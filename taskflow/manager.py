@@ -18,6 +18,7 @@ from taskflow.exceptions import (
     BackpressureError,
     ConfigurationError,
     NotStartedError,
+    TaskArgumentError,
 )
 from taskflow.models import (
     ExecutorName,
@@ -310,13 +311,21 @@ class TaskManager:
         idempotency_key: str | None = None,
         tags: dict[str, Any] | None = None,
         priority: int | None = None,
+        session: Any = None,
         **kwargs: Any,
     ) -> str:
         """Create a task and return its id once its row is committed; it runs in the background.
 
         With ``idempotency_key``, returns the id of the live task holding the
-        key if there is one, and creates nothing.
+        key if there is one, and creates nothing.  With ``session`` (an
+        ``AsyncSession`` or ``Session`` on the same database), the row is added
+        to that session's transaction instead: the task exists when, and only
+        if, the caller commits, and then any instance may run it.
         """
+        if session is not None:
+            return await self._enqueue_in_session(
+                session, func, args, kwargs, idempotency_key, tags, priority
+            )
         local = self._prepare(
             func, args, kwargs, idempotency_key, tags, priority, TaskSource.MANUAL
         )
@@ -333,6 +342,71 @@ class TaskManager:
             await asyncio.shield(local.inserted)
         self.dispatch(local)
         return local.record.task_id
+
+    def add_to_session(
+        self, session: Any, func: Callable[..., Any], /, *args: Any, **kwargs: Any
+    ) -> str:
+        """Add a task to a synchronous SQLAlchemy ``Session``'s transaction; returns its id.
+
+        The task exists when, and only if, the session commits; then any
+        instance runs it (this one is woken at once).
+        """
+        from taskflow.repository.session import add_to_session
+
+        record = self._unowned_record(func, args, kwargs, None, None, None)
+        return add_to_session(session, record, self._wake_threadsafe)
+
+    async def _enqueue_in_session(
+        self,
+        session: Any,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        idempotency_key: str | None,
+        tags: dict[str, Any] | None,
+        priority: int | None,
+    ) -> str:
+        from taskflow.repository import session as sessions
+
+        record = self._unowned_record(func, args, kwargs, idempotency_key, tags, priority)
+        if sessions.is_async_session(session):
+            return await sessions.add_to_async_session(session, record, self._wake_threadsafe)
+        if sessions.is_session(session):
+            return sessions.add_to_session(session, record, self._wake_threadsafe)
+        raise TaskArgumentError(
+            f"session must be a SQLAlchemy Session or AsyncSession, got {type(session).__name__}"
+        )
+
+    def _unowned_record(
+        self,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        idempotency_key: str | None,
+        tags: dict[str, Any] | None,
+        priority: int | None,
+    ) -> TaskRecord:
+        # No owner: whichever instance claims it after the caller's commit runs it.
+        return new_record(
+            self.registry.for_function(func),
+            args,
+            kwargs,
+            owner=None,
+            lease_seconds=self.lease_seconds,
+            cipher=self.fernet,
+            idempotency_key=idempotency_key,
+            tags=tags,
+            priority=priority,
+        )
+
+    def _wake_threadsafe(self) -> None:
+        dispatcher, loop = self._dispatcher, self._loop
+        if dispatcher is None or loop is None or loop.is_closed():
+            return
+        if self._on_loop_thread():
+            dispatcher.wake()
+        else:
+            loop.call_soon_threadsafe(dispatcher.wake)
 
     async def _wait_accepted(self, local: LocalTask) -> None:
         # Only rows submitted from a worker thread wait here, for one loop turn.

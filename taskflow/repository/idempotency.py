@@ -39,7 +39,7 @@ async def insert_with_key(write_engine: AsyncEngine, record: TaskRecord) -> str:
     for attempt in range(MAX_ROUNDS):
         try:
             async with write_engine.begin() as conn:
-                winner = await _settle(conn, key, record)
+                winner = await settle(conn, key, record)
         except DBAPIError as exc:
             # InnoDB may pick one of two racing transactions as a deadlock
             # victim; the answer is simply to run it again.
@@ -52,7 +52,11 @@ async def insert_with_key(write_engine: AsyncEngine, record: TaskRecord) -> str:
     raise TaskflowError(f"idempotency key {key!r} kept changing hands; try again")
 
 
-async def _settle(conn: AsyncConnection, key: str, record: TaskRecord) -> str | None:
+async def settle(conn: AsyncConnection, key: str, record: TaskRecord) -> str | None:
+    """One round of taking ``key`` for ``record`` on ``conn`` (in its transaction).
+
+    Returns the id of the task holding the key, or None to go round again.
+    """
     now = utcnow()
     taken = await conn.execute(
         dialects.insert_ignoring_duplicates(conn.dialect, K).values(
