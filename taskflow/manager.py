@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import os
@@ -582,9 +583,12 @@ class TaskManager:
                 task.cancel()
             if still:
                 await asyncio.wait(still, timeout=5.0)
-        self._release_unfinished()
+        released = self._release_unfinished()
         assert self._writer is not None
         await self._writer.stop()
+        if released:
+            with contextlib.suppress(Exception):  # polling picks them up regardless
+                await self.repository.announce_work()
         for executor in self._executors.values():
             if isinstance(executor, ThreadExecutor):
                 executor.shutdown()
@@ -600,12 +604,18 @@ class TaskManager:
         if self._started:
             start()
 
-    def _release_unfinished(self) -> None:
-        """Record what this instance still holds, so nothing is left looking alive."""
+    def _release_unfinished(self) -> int:
+        """Record what this instance still holds, so nothing is left looking alive.
+
+        Returns how many tasks were handed back for another instance to run.
+        """
         assert self._writer is not None
+        handed_back = 0
         for record in release_unfinished(list(self._local.values())):
             self._writer.update(record)
+            handed_back += record.status is TaskStatus.PENDING
         self._local.clear()
+        return handed_back
 
     def _on_finished(self, local: LocalTask) -> None:
         self._local.pop(local.record.task_id, None)

@@ -8,7 +8,7 @@ interface.  Every method that changes a task is guarded: the caller names the
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -169,3 +169,15 @@ class TaskRepository(abc.ABC):
         when it was inserted, else the existing task's.  A failed task frees
         its key.  Race-free across processes.
         """
+
+    async def listen(self, on_wake: Callable[[], None]) -> Callable[[], Awaitable[None]] | None:
+        """Call ``on_wake`` when another instance announces unowned work.
+
+        Returns a coroutine function that stops listening, or None where the
+        store has no such channel (then polling alone finds the work).
+        """
+        return None
+
+    async def announce_work(self) -> None:
+        """Tell listening instances that unowned work was just committed."""
+        return None

@@ -14,11 +14,12 @@ from sqlalchemy import event, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from taskflow.db import dialects
 from taskflow.db.mapping import insert_params
 from taskflow.db.tables import tasks_table
 from taskflow.exceptions import TaskArgumentError
 from taskflow.models import TaskRecord
-from taskflow.repository import idempotency
+from taskflow.repository import idempotency, wakeups
 
 
 def _on_commit(session: Session, wake: Callable[[], None]) -> None:
@@ -43,6 +44,8 @@ async def add_to_async_session(
         winner = settled
     else:
         await conn.execute(insert(tasks_table).values(insert_params(record)))
+    if dialects.is_postgresql(conn.dialect):
+        await wakeups.notify(conn)  # other instances hear it when the caller commits
     _on_commit(session.sync_session, wake)
     return winner
 
@@ -55,6 +58,8 @@ def add_to_session(session: Session, record: TaskRecord, wake: Callable[[], None
             "AsyncSession with await task_manager.enqueue(..., session=...)"
         )
     session.execute(insert(tasks_table).values(insert_params(record)))
+    if dialects.is_postgresql(session.get_bind().dialect):
+        session.execute(wakeups.NOTIFY)
     _on_commit(session, wake)
     return record.task_id
 

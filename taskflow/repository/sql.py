@@ -7,7 +7,7 @@ opens them with ``BEGIN IMMEDIATE``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -37,7 +37,7 @@ from taskflow.models import (
     TaskStatus,
     utcnow,
 )
-from taskflow.repository import idempotency, leases
+from taskflow.repository import idempotency, leases, wakeups
 from taskflow.repository.base import (
     BatchOutcome,
     InstanceInfo,
@@ -309,6 +309,18 @@ class SqlTaskRepository(TaskRepository):
 
     async def insert_with_key(self, record: TaskRecord) -> str:
         return await idempotency.insert_with_key(self.write_engine, record)
+
+    async def listen(self, on_wake: Callable[[], None]) -> Callable[[], Awaitable[None]] | None:
+        if not dialects.is_postgresql(self.engine.dialect):
+            return None
+        listener = wakeups.PostgresListener(self.engine.url, on_wake)
+        await listener.start()
+        return listener.stop
+
+    async def announce_work(self) -> None:
+        if dialects.is_postgresql(self.engine.dialect):
+            async with self.engine.begin() as conn:
+                await wakeups.notify(conn)
 
 
 def _seconds(ms: Any) -> float | None:

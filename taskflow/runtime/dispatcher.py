@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import timedelta
 
@@ -52,12 +52,14 @@ class Dispatcher:
         self._claim_batch = claim_batch
         self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._unlisten: Callable[[], Awaitable[None]] | None = None
         self.claimed_total = 0
 
     async def start(self) -> None:
         now = utcnow()
         self.instance = replace(self.instance, started_at=now, heartbeat_at=now)
         await self._repository.register_instance(self.instance)
+        self._unlisten = await self._repository.listen(self.wake)
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._heartbeat_loop(), name="taskflow-heartbeat"),
@@ -72,6 +74,9 @@ class Dispatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        if self._unlisten is not None:
+            await self._unlisten()
+            self._unlisten = None
         try:
             await self._repository.deregister_instance(self.instance.instance_id, now=utcnow())
         except Exception as exc:  # the database may be the reason we stop

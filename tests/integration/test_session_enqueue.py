@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
@@ -109,3 +110,32 @@ async def test_idempotency_key_in_session(schema_db_url: str, engine: Any) -> No
         await manager.shutdown()
         await app.dispose()
     assert first == second and DONE == ["k"]
+
+
+@pytest.mark.parametrize("backend_name", [pytest.param("postgres", marks=pytest.mark.postgres)])
+async def test_postgres_notify_wakes_other_instances(schema_db_url: str) -> None:
+    """Another instance polling every 30 s picks the task up at once: LISTEN/NOTIFY woke it."""
+    DONE.clear()
+    managers = [TaskManager(database_url=schema_db_url, poll_interval=30.0) for _ in range(2)]
+    for manager in managers:
+        manager.task(name="remember")(remember)
+        await manager.startup()
+        manager._dispatcher._poll_min = 30.0  # type: ignore[union-attr]
+    worker, producer = managers
+    app = app_engine(schema_db_url)
+    try:
+        await asyncio.sleep(0.5)  # both pollers now wait 30 s between idle polls
+        async with AsyncSession(app) as session, session.begin():
+            task_id = await producer.enqueue(remember, "notified", session=session)
+        for _ in range(100):  # 2 s: only a notification can explain a pick-up this fast
+            record = await worker.get_task(task_id)
+            if record is not None and record.status is TaskStatus.SUCCESS:
+                break
+            await asyncio.sleep(0.02)
+        assert record is not None and record.status is TaskStatus.SUCCESS
+        assert record.owner is None
+    finally:
+        await producer.shutdown()
+        await worker.shutdown()
+        await app.dispose()
+    assert DONE == ["notified"]
