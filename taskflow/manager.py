@@ -450,6 +450,9 @@ class TaskManager:
         assert self._runner is not None
         await self._runner.run(local)
 
+    def _accepting(self) -> bool:
+        return not self._stopping
+
     def spawn(
         self, coro: Coroutine[Any, Any, Any], context: contextvars.Context | None = None
     ) -> asyncio.Task[Any]:
@@ -535,6 +538,7 @@ class TaskManager:
             spawn=self.spawn,
             on_finished=self._on_finished,
             lease_seconds=self.lease_seconds,
+            accepting=self._accepting,
         )
         self._dispatcher = Dispatcher(
             self.repository,
@@ -576,13 +580,7 @@ class TaskManager:
         self._stopping = True
         if self._dispatcher is not None:
             await self._dispatcher.stop()
-        pending = [t for t in self._background if not t.done()]
-        if pending:
-            _done, still = await asyncio.wait(pending, timeout=self.shutdown_grace)
-            for task in still:
-                task.cancel()
-            if still:
-                await asyncio.wait(still, timeout=5.0)
+        await self._finish_running_tasks()
         released = self._release_unfinished()
         assert self._writer is not None
         await self._writer.stop()
@@ -603,6 +601,30 @@ class TaskManager:
         self._lifecycle_hooks.append((start, stop))
         if self._started:
             start()
+
+    async def _finish_running_tasks(self) -> None:
+        """Give running attempts ``shutdown_grace`` to end; stop everything else now.
+
+        Tasks that have not started (queued behind another, waiting for a
+        retry, waiting for a concurrency slot) are not started any more: they
+        stay ``pending`` and are released for another instance at once.
+        """
+        running = {
+            local.handle
+            for local in self._local.values()
+            if local.record.status is TaskStatus.RUNNING and local.handle is not None
+        }
+        for task in self._background:
+            if task not in running:
+                task.cancel()
+        still = {task for task in running if not task.done()}
+        if still:
+            _done, still = await asyncio.wait(still, timeout=self.shutdown_grace)
+        for task in still:
+            task.cancel()
+        leftovers = [task for task in self._background if not task.done()]
+        if leftovers:
+            await asyncio.wait(leftovers, timeout=5.0)
 
     def _release_unfinished(self) -> int:
         """Record what this instance still holds, so nothing is left looking alive.

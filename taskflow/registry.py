@@ -116,6 +116,9 @@ class TaskRegistry:
     def __init__(self) -> None:
         self._by_name: dict[str, RegisteredTask] = {}
         self._by_func: dict[int, RegisteredTask] = {}
+        # Undecorated functions seen by add_task, so this process can run their
+        # rows again (after a restart of the manager) even when not importable.
+        self._seen: dict[str, RegisteredTask] = {}
 
     def register(self, func: Callable[..., Any], config: TaskConfig) -> RegisteredTask:
         """Register ``func``; a name already taken by a different function is an error."""
@@ -145,16 +148,20 @@ class TaskRegistry:
             raise RegistrationError(
                 f"add_task() needs a callable, got {type(func).__name__} {func!r}"
             )
-        return RegisteredTask(
-            name=import_path(func), func=func, config=TaskConfig(), registered=False
-        )
+        name = import_path(func)
+        seen = self._seen.get(name)
+        if seen is not None and seen.func is func:
+            return seen
+        entry = RegisteredTask(name=name, func=func, config=TaskConfig(), registered=False)
+        self._seen[name] = entry
+        return entry
 
     def get(self, name: str) -> RegisteredTask | None:
         return self._by_name.get(name)
 
     def resolve(self, name: str) -> RegisteredTask:
         """The function stored under ``name``: registered, or importable by its path."""
-        entry = self._by_name.get(name)
+        entry = self._by_name.get(name) or self._seen.get(name)
         if entry is not None:
             return entry
         func = _import_callable(name)

@@ -13,8 +13,9 @@ import asyncio
 import contextvars
 import functools
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+from taskflow.runtime.threads import DaemonThreadPool
 
 
 class AsyncExecutor:
@@ -48,9 +49,7 @@ class ThreadExecutor:
     name = "thread"
 
     def __init__(self, max_threads: int | None = None) -> None:
-        self._pool = ThreadPoolExecutor(
-            max_workers=max_threads, thread_name_prefix="taskflow-sync"
-        )
+        self._pool = DaemonThreadPool(max_threads, thread_name_prefix="taskflow-sync")
 
     async def run(
         self,

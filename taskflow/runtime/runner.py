@@ -75,12 +75,14 @@ class TaskRunner:
         spawn: Spawn,
         on_finished: Callable[[LocalTask], None],
         lease_seconds: float,
+        accepting: Callable[[], bool] = lambda: True,
     ) -> None:
         self._writer = writer
         self._executors = executors
         self._spawn = spawn
         self._on_finished = on_finished
         self._lease = timedelta(seconds=lease_seconds)
+        self._accepting = accepting
 
     async def run(self, task: LocalTask) -> None:
         """Run the next attempt; a retry is scheduled in the background, not awaited."""
@@ -100,7 +102,11 @@ class TaskRunner:
         if task.record.status is not TaskStatus.PENDING:
             self._finish(task)  # cancelled or taken over while it waited
             return
+        if not self._accepting():
+            return  # shutting down: left pending, and released for another instance
         delay = await self._attempt(task)
+        if delay is None and task.record.status is TaskStatus.PENDING:
+            return  # not started after all (shutting down): stays held, to be released
         if delay is None:
             self._finish(task)
         else:
@@ -116,7 +122,7 @@ class TaskRunner:
         executor = self._executors[task.target.executor]
         await executor.acquire()
         try:
-            if record.status is not TaskStatus.PENDING:
+            if record.status is not TaskStatus.PENDING or not self._accepting():
                 return None
             self._mark_running(record, executor.name)
             tokens = self._bind_attempt(task)

@@ -1,0 +1,1 @@
+"""Small FastAPI apps that the subprocess tests serve with uvicorn."""
