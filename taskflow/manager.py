@@ -705,12 +705,13 @@ class TaskManager:
 
     def init_app(self, app: FastAPI) -> None:
         """Run ``startup()``/``shutdown()`` with the app's lifespan; safe to call twice."""
-        from taskflow.web.install import wrap_lifespan
+        from taskflow.web.install import add_error_handlers, wrap_lifespan
 
         if id(app) in self._apps:
             return
         self._apps.add(id(app))
         wrap_lifespan(self, app)
+        add_error_handlers(app)
 
 
 MAX_ADOPTED = 1000  # tasks claimed from the database and held locally at once

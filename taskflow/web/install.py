@@ -7,8 +7,10 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 import fastapi.dependencies.utils as fastapi_utils
-from fastapi import BackgroundTasks, FastAPI
+from fastapi import BackgroundTasks, FastAPI, Request
+from fastapi.responses import JSONResponse
 
+from taskflow.exceptions import BackpressureError
 from taskflow.web.background import ManagedBackgroundTasks
 
 if TYPE_CHECKING:
@@ -63,6 +65,17 @@ def make_dependency(
         return ManagedBackgroundTasks(manager, background_tasks)
 
     return get_tasks
+
+
+async def _busy(_request: Request, exc: Exception) -> JSONResponse:
+    # The database has been unreachable long enough to fill the write buffer:
+    # the task was not accepted, and the client may try again shortly.
+    return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "5"})
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    """Answer 503 (with Retry-After) when a task cannot be accepted for now."""
+    app.add_exception_handler(BackpressureError, _busy)
 
 
 def wrap_lifespan(manager: TaskManager, app: FastAPI) -> None:
