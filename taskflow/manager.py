@@ -8,6 +8,7 @@ import contextvars
 import logging
 import os
 import socket
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Coroutine
@@ -445,7 +446,7 @@ class TaskManager:
 
     async def _run_local(self, local: LocalTask, after: LocalTask | None) -> None:
         if after is not None:
-            await after.settled.wait()
+            await after.wait_settled()
         await self._wait_accepted(local)
         assert self._runner is not None
         await self._runner.run(local)
@@ -461,7 +462,13 @@ class TaskManager:
         With ``context``, the task runs in a copy of it (the request's context vars).
         """
         loop = asyncio.get_running_loop()
-        task = loop.create_task(coro) if context is None else context.run(loop.create_task, coro)
+        if context is None:
+            task = loop.create_task(coro)
+        elif sys.version_info >= (3, 11):
+            # The context is this task's private copy already (made at add_task).
+            task = loop.create_task(coro, context=context)
+        else:
+            task = context.run(loop.create_task, coro)
         self._background.add(task)
         task.add_done_callback(self._background_done)
         return task

@@ -14,7 +14,7 @@ import logging
 import time
 import traceback
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
 
@@ -56,9 +56,22 @@ class LocalTask:
     # False while a row submitted from a worker thread waits to reach the writer.
     accepted: bool = True
     handle: asyncio.Task[Any] | None = None
-    # Set once the first attempt is over: the next task of the same request may start.
-    settled: asyncio.Event = field(default_factory=asyncio.Event)
-    finished: asyncio.Event = field(default_factory=asyncio.Event)
+    # Once the first attempt is over, the next task of the same request may start.
+    # The event is made only when someone waits: most tasks have no successor.
+    is_settled: bool = False
+    _settled: asyncio.Event | None = None
+
+    def mark_settled(self) -> None:
+        self.is_settled = True
+        if self._settled is not None:
+            self._settled.set()
+
+    async def wait_settled(self) -> None:
+        if self.is_settled:
+            return
+        if self._settled is None:
+            self._settled = asyncio.Event()
+        await self._settled.wait()
 
 
 Spawn = Callable[[Coroutine[Any, Any, None], contextvars.Context | None], object]
@@ -89,7 +102,7 @@ class TaskRunner:
         try:
             await self._run(task)
         finally:
-            task.settled.set()
+            task.mark_settled()
 
     async def _run(self, task: LocalTask) -> None:
         if task.inserted is not None:
@@ -204,5 +217,4 @@ class TaskRunner:
         record.lease_expires_at = None
 
     def _finish(self, task: LocalTask) -> None:
-        task.finished.set()
         self._on_finished(task)

@@ -91,7 +91,7 @@ class _RunAfterResponse(BackgroundTask):
         if self._plain_task_follows():
             # FastAPI runs the list in order: a plain task added after this one
             # must not start before this one's first attempt is over.
-            await self.local.settled.wait()
+            await self.local.wait_settled()
 
     def _plain_task_follows(self) -> bool:
         later = self.siblings[self.siblings.index(self) + 1 :]
