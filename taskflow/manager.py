@@ -12,7 +12,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from taskflow.backends import SnapshotBackend, choose_database_url
 from taskflow.db.engine import create_engine_for
@@ -50,6 +50,14 @@ if TYPE_CHECKING:
     from taskflow.web.background import ManagedBackgroundTasks
 
 logger = logging.getLogger("taskflow")
+
+
+class Service(Protocol):
+    """Something that runs while the manager runs."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -161,6 +169,7 @@ class TaskManager:
         self._stopping = False
         self._apps: set[int] = set()
         self._lifecycle_hooks: list[tuple[Callable[[], None], Callable[[], None]]] = []
+        self._services: list[Service] = []
         self._dependency: Callable[[BackgroundTasks], ManagedBackgroundTasks] | None = None
         self._memory_keys = MemoryKeys()
         self._bridge = BlockingBridge(lambda: SqlTaskRepository(_bridge_engine(self.target)))
@@ -573,6 +582,8 @@ class TaskManager:
             raise
         for start_hook, _stop_hook in self._lifecycle_hooks:
             start_hook()
+        for service in self._services:
+            await service.start()
 
     async def shutdown(self) -> None:
         """Stop claiming, let running tasks finish (``shutdown_grace``), record the rest.
@@ -585,6 +596,11 @@ class TaskManager:
         if not self._started:
             return
         self._stopping = True
+        for service in reversed(self._services):
+            try:
+                await service.stop()
+            except Exception:  # one failing service must not skip the rest of shutdown
+                logger.exception("taskflow service %r failed to stop", service)
         if self._dispatcher is not None:
             await self._dispatcher.stop()
         await self._finish_running_tasks()
@@ -602,6 +618,14 @@ class TaskManager:
         for _start_hook, stop_hook in reversed(self._lifecycle_hooks):
             stop_hook()
         self._started = False
+
+    def add_service(self, service: Service) -> None:
+        """Run ``service.start()`` after every startup and ``service.stop()`` first at shutdown.
+
+        For parts that live as long as the manager runs (the scheduler).  A
+        service added while the manager runs is started by the next startup.
+        """
+        self._services.append(service)
 
     def add_lifecycle_hooks(self, start: Callable[[], None], stop: Callable[[], None]) -> None:
         """Call ``start`` at every startup (now too, if started) and ``stop`` at every shutdown."""
