@@ -236,15 +236,19 @@ class TaskManager:
         """
         local = self._prepare(func, args, kwargs, idempotency_key, tags, priority, source)
         if self._keyed_in_database(local):
-            winner = self._insert_with_key_blocking(local.record)
-            if winner != local.record.task_id:
-                return winner
-        elif local.record.idempotency_key is not None:
-            winner = self._memory_keys.settle(local.record)
-            if winner != local.record.task_id:
-                return winner
+            holder = self._insert_with_key_blocking(local.record)
+        else:
+            holder = self._key_holder_in_memory(local)
+        if holder != local.record.task_id:
+            return holder
         self._register(local)
         return local
+
+    def _key_holder_in_memory(self, local: LocalTask) -> str:
+        """The task holding the key when the database is in memory (else ``local``'s own id)."""
+        if local.record.idempotency_key is None:
+            return local.record.task_id
+        return self._memory_keys.settle(local.record)
 
     def _prepare(
         self,
@@ -341,13 +345,11 @@ class TaskManager:
             func, args, kwargs, idempotency_key, tags, priority, TaskSource.MANUAL
         )
         if self._keyed_in_database(local):
-            winner = await self.repository.insert_with_key(local.record)
-            if winner != local.record.task_id:
-                return winner
-        elif local.record.idempotency_key is not None:
-            winner = self._memory_keys.settle(local.record)
-            if winner != local.record.task_id:
-                return winner
+            holder = await self.repository.insert_with_key(local.record)
+        else:
+            holder = self._key_holder_in_memory(local)
+        if holder != local.record.task_id:
+            return holder
         self._register(local)
         if local.inserted is not None:
             await asyncio.shield(local.inserted)
