@@ -27,6 +27,15 @@ from taskflow.exceptions import (
 )
 from taskflow.manager import TaskManager
 from taskflow.models import TaskConfig, TaskRecord, TaskStatus
+from taskflow.observe import (
+    FileLogger,
+    InMemoryLogger,
+    LifecycleEvent,
+    LogEvent,
+    LoggerChain,
+    StdoutLogger,
+    TaskObserver,
+)
 from taskflow.repository.base import TaskPage, TaskQuery
 from taskflow.web.admin import TaskAdmin
 from taskflow.web.background import ManagedBackgroundTasks
@@ -39,8 +48,13 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 __all__ = [
     "BackpressureError",
     "ConfigurationError",
+    "FileLogger",
     "FunctionNotRegisteredError",
+    "InMemoryLogger",
     "InvalidTransitionError",
+    "LifecycleEvent",
+    "LogEvent",
+    "LoggerChain",
     "ManagedBackgroundTasks",
     "MissingDependencyError",
     "MySQLBackend",
@@ -51,12 +65,14 @@ __all__ = [
     "RegistrationError",
     "SnapshotBackend",
     "SqliteBackend",
+    "StdoutLogger",
     "TaskAdmin",
     "TaskArgumentError",
     "TaskConfig",
     "TaskContext",
     "TaskManager",
     "TaskNotFoundError",
+    "TaskObserver",
     "TaskPage",
     "TaskQuery",
     "TaskRecord",

@@ -31,6 +31,8 @@ from taskflow.models import (
     TaskStatus,
     utcnow,
 )
+from taskflow.observe.observer import LoggerChain
+from taskflow.observe.setup import build_observers
 from taskflow.registry import TaskRegistry
 from taskflow.repository.base import InstanceInfo, TaskPage, TaskQuery, TaskRepository
 from taskflow.repository.sql import SqlTaskRepository
@@ -154,6 +156,9 @@ class TaskManager:
         self.poll_interval = poll_interval
         self.shutdown_grace = shutdown_grace
         self.fernet = _build_cipher(encrypt_args_key)
+        self.logger: LoggerChain | None = build_observers(
+            self.loggers, log_file, self.log_file_options
+        )
         self.registry = TaskRegistry()
         self.instance_id = _new_instance_id()
         self.repository: TaskRepository = SqlTaskRepository(create_engine_for(self.target))
@@ -539,6 +544,8 @@ class TaskManager:
 
             await ensure_schema(self.repository.engine)
         await self.repository.open()
+        if self.logger is not None:
+            await self.logger.startup()
         self._executors = {
             "async": AsyncExecutor(self.max_concurrent_tasks),
             "thread": ThreadExecutor(self.max_sync_threads),
@@ -557,6 +564,7 @@ class TaskManager:
             on_finished=self._on_finished,
             lease_seconds=self.lease_seconds,
             accepting=self._accepting,
+            events=self.logger,
         )
         self._dispatcher = Dispatcher(
             self.repository,
@@ -615,6 +623,8 @@ class TaskManager:
         for executor in self._executors.values():
             if isinstance(executor, ThreadExecutor):
                 executor.shutdown()
+        if self.logger is not None:
+            await self.logger.close()
         await asyncio.to_thread(self._bridge.close)
         await self.repository.close()
         for _start_hook, stop_hook in reversed(self._lifecycle_hooks):
@@ -669,6 +679,8 @@ class TaskManager:
         for record in release_unfinished(list(self._local.values())):
             self._writer.update(record)
             handed_back += record.status is TaskStatus.PENDING
+            if record.status is TaskStatus.INTERRUPTED and self._runner is not None:
+                self._runner.announce(record)
         self._local.clear()
         return handed_back
 
@@ -694,6 +706,8 @@ class TaskManager:
             local = adopt(record, self.registry, self.fernet)
             self._writer.update(record)
             if local is None:
+                if self._runner is not None:
+                    self._runner.announce(record)
                 continue
             self._local[record.task_id] = local
             self.dispatch(local)

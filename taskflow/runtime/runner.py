@@ -20,6 +20,8 @@ from typing import Any, Protocol
 
 from taskflow.context import TaskContext, Tokens, bind, unbind
 from taskflow.models import TaskLogEntry, TaskRecord, TaskStatus, utcnow
+from taskflow.observe.events import LifecycleEvent, LogEvent
+from taskflow.observe.observer import LoggerChain
 from taskflow.registry import RegisteredTask
 from taskflow.repository.base import BatchOutcome
 from taskflow.runtime.writer import GroupCommitWriter
@@ -89,6 +91,7 @@ class TaskRunner:
         on_finished: Callable[[LocalTask], None],
         lease_seconds: float,
         accepting: Callable[[], bool] = lambda: True,
+        events: LoggerChain | None = None,
     ) -> None:
         self._writer = writer
         self._executors = executors
@@ -96,6 +99,7 @@ class TaskRunner:
         self._on_finished = on_finished
         self._lease = timedelta(seconds=lease_seconds)
         self._accepting = accepting
+        self._events = events
 
     async def run(self, task: LocalTask) -> None:
         """Run the next attempt; a retry is scheduled in the background, not awaited."""
@@ -163,6 +167,12 @@ class TaskRunner:
         record.updated_at = now
         record.lease_expires_at = now + self._lease
         self._writer.update(record)
+        self.announce(record)
+
+    def announce(self, record: TaskRecord) -> None:
+        """Tell observers about the record's current status (no-op without observers)."""
+        if self._events is not None:
+            self._events.emit(lifecycle_event(record))
 
     def _bind_attempt(self, task: LocalTask) -> Tokens:
         # Bound in the caller's context and reset afterwards: after-response
@@ -171,9 +181,24 @@ class TaskRunner:
         info = TaskContext(record.task_id, record.func_name, record.retries_used, dict(record.tags))
         attempt = record.retries_used
         writer = self._writer
+        events = self._events
 
         def sink(level: str, message: str, extra: dict[str, Any]) -> None:
-            writer.log(TaskLogEntry(record.task_id, attempt, level, message, utcnow(), extra))
+            moment = utcnow()
+            writer.log(TaskLogEntry(record.task_id, attempt, level, message, moment, extra))
+            if events is not None:
+                events.emit(
+                    LogEvent(
+                        record.task_id,
+                        record.func_name,
+                        message,
+                        level,
+                        moment,
+                        attempt,
+                        dict(record.tags),
+                        dict(extra),
+                    )
+                )
 
         return bind(info, sink)
 
@@ -185,6 +210,7 @@ class TaskRunner:
         record.stacktrace = None
         self._close(record, now, elapsed)
         self._writer.update(record)
+        self.announce(record)
 
     def _record_failure(self, task: LocalTask, exc: Exception, elapsed: float) -> float | None:
         record = task.record
@@ -206,6 +232,7 @@ class TaskRunner:
         record.status = TaskStatus.FAILED
         self._close(record, now, elapsed)
         self._writer.update(record)
+        self.announce(record)
         return None
 
     @staticmethod
@@ -218,3 +245,19 @@ class TaskRunner:
 
     def _finish(self, task: LocalTask) -> None:
         self._on_finished(task)
+
+
+def lifecycle_event(record: TaskRecord) -> LifecycleEvent:
+    """The observers' view of a record's current status."""
+    return LifecycleEvent(
+        task_id=record.task_id,
+        func_name=record.func_name,
+        status=record.status,
+        timestamp=record.updated_at,
+        attempt=record.retries_used,
+        retries_used=record.retries_used,
+        duration=record.duration if record.status.is_terminal else None,
+        error=record.error,
+        stacktrace=record.stacktrace,
+        tags=dict(record.tags),
+    )
