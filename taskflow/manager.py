@@ -19,8 +19,10 @@ from taskflow.db.engine import create_engine_for
 from taskflow.exceptions import (
     BackpressureError,
     ConfigurationError,
+    InvalidTransitionError,
     NotStartedError,
     TaskArgumentError,
+    TaskNotFoundError,
 )
 from taskflow.models import (
     ExecutorName,
@@ -40,7 +42,7 @@ from taskflow.runtime.bridge import BlockingBridge
 from taskflow.runtime.dispatcher import Dispatcher
 from taskflow.runtime.executors import AsyncExecutor, ThreadExecutor
 from taskflow.runtime.keys import MemoryKeys
-from taskflow.runtime.records import new_record
+from taskflow.runtime.records import end_record, new_record
 from taskflow.runtime.recovery import adopt, release_unfinished
 from taskflow.runtime.runner import Executor, LocalTask, TaskRunner
 from taskflow.runtime.writer import GroupCommitWriter
@@ -60,6 +62,8 @@ class Service(Protocol):
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
+
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -512,6 +516,64 @@ class TaskManager:
         """The described system's full list; here the newest 1,000 tasks from the database."""
         return (await self.repository.list_tasks(TaskQuery(limit=1000))).items
 
+    async def cancel(self, task_id: str) -> TaskRecord:
+        """Cancel a pending or running task, on this instance or any other.
+
+        A pending task never starts.  A running async task is cancelled; a
+        running sync task stops being awaited and is recorded ``cancelled``
+        (a thread cannot be stopped; the error says so).  A task held by
+        another instance is cancelled in the database, which fences that
+        instance out: its next write is refused and it drops the task.
+
+        Raises:
+            TaskNotFoundError: no task has that id.
+            InvalidTransitionError: the task is already finished.
+        """
+        local = self._local.get(task_id)
+        if local is not None and local.record.status is TaskStatus.RUNNING:
+            await self._cancel_running(local)
+        elif local is not None and local.record.status is TaskStatus.PENDING:
+            self._cancel_pending(local)
+        else:
+            await self._cancel_elsewhere(task_id)
+        await self.flush()
+        record = await self.get_task(task_id)
+        assert record is not None
+        return record
+
+    async def _cancel_running(self, local: LocalTask) -> None:
+        local.cancel_requested = True
+        if local.handle is not None and not local.handle.done():
+            local.handle.cancel()
+            await asyncio.wait({local.handle}, timeout=5.0)
+
+    def _cancel_pending(self, local: LocalTask) -> None:
+        assert self._writer is not None and self._runner is not None
+        end_record(local.record, TaskStatus.CANCELLED, utcnow(), "cancelled before it started")
+        self._writer.update(local.record)
+        self._runner.announce(local.record)
+        self._local.pop(local.record.task_id, None)
+        if local.handle is not None and not local.handle.done():
+            local.handle.cancel()  # a retry waiting for its time, or a task not yet started
+
+    async def _cancel_elsewhere(self, task_id: str) -> None:
+        cancelled = await self.repository.transition(
+            task_id,
+            expected_status=[TaskStatus.PENDING, TaskStatus.RUNNING],
+            expected_epoch=None,
+            status=TaskStatus.CANCELLED,
+            error="cancelled",
+        )
+        if cancelled:
+            return
+        record = await self.repository.get_task(task_id, with_logs=False)
+        if record is None:
+            raise TaskNotFoundError(f"no task has id {task_id!r}")
+        raise InvalidTransitionError(
+            f"task {task_id} is {record.status.value}: only pending or running tasks "
+            "can be cancelled"
+        )
+
     async def drain(self) -> None:
         """Wait until every local task has finished and its final state is committed."""
         while self._local or any(not t.done() for t in self._background):
@@ -578,6 +640,8 @@ class TaskManager:
             ),
             on_claimed=self._adopt,
             capacity=lambda: MAX_ADOPTED - len(self._local),
+            held=self._held_epochs,
+            on_lost=self._on_fenced,
             lease_seconds=self.lease_seconds,
             heartbeat_interval=self.heartbeat_interval,
             poll_max=self.poll_interval,
@@ -686,6 +750,14 @@ class TaskManager:
 
     def _on_finished(self, local: LocalTask) -> None:
         self._local.pop(local.record.task_id, None)
+
+    def _held_epochs(self) -> dict[str, int]:
+        # Only rows known to be committed: a pending insert is not lost, just late.
+        return {
+            task_id: local.record.lease_epoch
+            for task_id, local in self._local.items()
+            if local.inserted is None or local.inserted.done()
+        }
 
     def _on_fenced(self, task_ids: frozenset[str]) -> None:
         # Another instance took the task over (our lease had expired) or it was

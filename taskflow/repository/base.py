@@ -181,3 +181,11 @@ class TaskRepository(abc.ABC):
     async def announce_work(self) -> None:
         """Tell listening instances that unowned work was just committed."""
         return None
+
+    @abc.abstractmethod
+    async def lost_tasks(self, owner: str, held: dict[str, int]) -> set[str]:
+        """Of the tasks this instance holds (id -> lease_epoch), those it no longer holds.
+
+        A task is lost when another instance took it over, or it was cancelled
+        or otherwise changed by someone else (its epoch moved on).
+        """

@@ -157,3 +157,20 @@ async def list_instances(engine: AsyncEngine, alive_since: datetime | None) -> l
         )
         for r in rows
     ]
+
+
+async def lost_tasks(engine: AsyncEngine, owner: str, held: dict[str, int]) -> set[str]:
+    """See ``TaskRepository.lost_tasks``."""
+    if not held:
+        return set()
+    ids = list(held)
+    still: dict[str, int] = {}
+    async with engine.connect() as conn:
+        for start in range(0, len(ids), 500):
+            rows = await conn.execute(
+                select(T.c.id, T.c.lease_epoch).where(
+                    T.c.id.in_(ids[start : start + 500]), T.c.owner == owner
+                )
+            )
+            still.update({row.id: row.lease_epoch for row in rows})
+    return {task_id for task_id, epoch in held.items() if still.get(task_id) != epoch}

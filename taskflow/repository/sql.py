@@ -322,6 +322,9 @@ class SqlTaskRepository(TaskRepository):
             async with self.engine.begin() as conn:
                 await wakeups.notify(conn)
 
+    async def lost_tasks(self, owner: str, held: dict[str, int]) -> set[str]:
+        return await leases.lost_tasks(self.engine, owner, held)
+
 
 def _seconds(ms: Any) -> float | None:
     return float(ms) / 1000.0 if ms is not None else None

@@ -35,6 +35,8 @@ class Dispatcher:
         *,
         on_claimed: ClaimHandler,
         capacity: Callable[[], int],
+        held: Callable[[], dict[str, int]] = dict,
+        on_lost: Callable[[frozenset[str]], None] = lambda _ids: None,
         lease_seconds: float,
         heartbeat_interval: float,
         poll_min: float = 0.05,
@@ -44,6 +46,8 @@ class Dispatcher:
         self._repository = repository
         self.instance = instance
         self._on_claimed = on_claimed
+        self._held = held
+        self._on_lost = on_lost
         self._capacity = capacity
         self._lease = timedelta(seconds=lease_seconds)
         self._heartbeat_interval = heartbeat_interval
@@ -89,7 +93,15 @@ class Dispatcher:
         """One heartbeat now; returns the number of leases renewed."""
         now = utcnow()
         self.instance = replace(self.instance, heartbeat_at=now)
-        return await self._repository.heartbeat(self.instance, lease_until=now + self._lease)
+        renewed = await self._repository.heartbeat(self.instance, lease_until=now + self._lease)
+        # Tasks cancelled or taken over elsewhere: stop working on them now,
+        # not only when their next write is refused.
+        held = self._held()
+        if held:
+            lost = await self._repository.lost_tasks(self.instance.instance_id, held)
+            if lost:
+                self._on_lost(frozenset(lost))
+        return renewed
 
     async def claim_once(self) -> int:
         """One claim round now; returns how many tasks were adopted."""

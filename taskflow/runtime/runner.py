@@ -58,6 +58,7 @@ class LocalTask:
     # False while a row submitted from a worker thread waits to reach the writer.
     accepted: bool = True
     handle: asyncio.Task[Any] | None = None
+    cancel_requested: bool = False
     # Once the first attempt is over, the next task of the same request may start.
     # The event is made only when someone waits: most tasks have no successor.
     is_settled: bool = False
@@ -76,7 +77,7 @@ class LocalTask:
         await self._settled.wait()
 
 
-Spawn = Callable[[Coroutine[Any, Any, None], contextvars.Context | None], object]
+Spawn = Callable[[Coroutine[Any, Any, None], contextvars.Context | None], "asyncio.Task[Any]"]
 
 
 class TaskRunner:
@@ -127,7 +128,7 @@ class TaskRunner:
         if delay is None:
             self._finish(task)
         else:
-            self._spawn(self._retry_after(task, delay), task.context)
+            task.handle = self._spawn(self._retry_after(task, delay), task.context)
 
     async def _retry_after(self, task: LocalTask, delay: float) -> None:
         await asyncio.sleep(delay)
@@ -144,10 +145,19 @@ class TaskRunner:
             self._mark_running(record, executor.name)
             tokens = self._bind_attempt(task)
             started = time.perf_counter()
+            timeout = task.target.config.timeout
             try:
-                result = await executor.run(task.target.func, task.args, task.kwargs)
+                call = executor.run(task.target.func, task.args, task.kwargs)
+                result = await (call if timeout is None else asyncio.wait_for(call, timeout))
             except asyncio.CancelledError:
-                raise
+                if not task.cancel_requested:
+                    raise  # shutdown: recorded as interrupted by the manager
+                self._record_cancelled(task, time.perf_counter() - started)
+                return None
+            except (TimeoutError, asyncio.TimeoutError) as exc:
+                if timeout is not None and not str(exc):
+                    exc = TimeoutError(f"the task ran longer than its timeout of {timeout:g}s")
+                return self._record_failure(task, exc, time.perf_counter() - started)
             except Exception as exc:
                 return self._record_failure(task, exc, time.perf_counter() - started)
             finally:
@@ -209,6 +219,16 @@ class TaskRunner:
         record.error = None
         record.stacktrace = None
         self._close(record, now, elapsed)
+        self._writer.update(record)
+        self.announce(record)
+
+    def _record_cancelled(self, task: LocalTask, elapsed: float) -> None:
+        record = task.record
+        record.status = TaskStatus.CANCELLED
+        record.error = "cancelled while running"
+        if record.executor == "thread":
+            record.error += "; a thread cannot be stopped, so its code may still be running"
+        self._close(record, utcnow(), elapsed)
         self._writer.update(record)
         self.announce(record)
 

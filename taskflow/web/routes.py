@@ -7,10 +7,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
+from taskflow.exceptions import InvalidTransitionError, TaskNotFoundError
 from taskflow.models import TaskStatus
 from taskflow.repository.base import TaskQuery
 from taskflow.repository.cursor import InvalidCursorError
-from taskflow.web.schemas import MetricsOut, TaskDetailOut, TaskOut
+from taskflow.web.schemas import CancelOut, MetricsOut, TaskDetailOut, TaskOut
 
 if TYPE_CHECKING:
     from taskflow.manager import TaskManager
@@ -78,5 +79,20 @@ def create_router(task_manager: TaskManager, *, path: str = "/tasks") -> APIRout
         if record is None:
             raise HTTPException(404, "Task not found")
         return record.to_dict()
+
+    @router.post(
+        "/{task_id}/cancel",
+        response_model=CancelOut,
+        responses={404: {"description": "Task not found"}, 400: {"description": "Finished"}},
+    )
+    async def cancel_task(task_id: str) -> dict[str, Any]:
+        """Cancel a pending or running task (on any instance)."""
+        try:
+            record = await task_manager.cancel(task_id)
+        except TaskNotFoundError as exc:
+            raise HTTPException(404, "Task not found") from exc
+        except InvalidTransitionError as exc:
+            raise HTTPException(400, str(exc)) from exc
+        return {"task_id": task_id, "task": record.to_dict()}
 
     return router

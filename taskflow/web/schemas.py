@@ -64,3 +64,10 @@ class MetricsOut(BaseModel):
     success_rate: float | None
     avg_duration_seconds: float | None
     by_function: list[FunctionMetricsOut]
+
+
+class CancelOut(BaseModel):
+    """The cancelled task."""
+
+    task_id: str
+    task: TaskDetailOut
