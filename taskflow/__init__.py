@@ -37,6 +37,7 @@ from taskflow.observe import (
     TaskObserver,
 )
 from taskflow.repository.base import TaskPage, TaskQuery
+from taskflow.schedules import ScheduleNotFoundError, ScheduleState
 from taskflow.web.admin import TaskAdmin
 from taskflow.web.background import ManagedBackgroundTasks
 
@@ -63,6 +64,8 @@ __all__ = [
     "PostgresBackend",
     "RedisBackend",
     "RegistrationError",
+    "ScheduleNotFoundError",
+    "ScheduleState",
     "SnapshotBackend",
     "SqliteBackend",
     "StdoutLogger",

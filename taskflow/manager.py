@@ -12,6 +12,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Callable, Coroutine
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from taskflow.backends import SnapshotBackend, choose_database_url
@@ -44,8 +45,17 @@ from taskflow.runtime.executors import AsyncExecutor, ThreadExecutor
 from taskflow.runtime.keys import MemoryKeys
 from taskflow.runtime.records import end_record, new_record
 from taskflow.runtime.recovery import adopt, release_unfinished
+from taskflow.runtime.retention import RetentionService
 from taskflow.runtime.runner import Executor, LocalTask, TaskRunner
+from taskflow.runtime.scheduler import PeriodicScheduler
 from taskflow.runtime.writer import GroupCommitWriter
+from taskflow.schedules import (
+    CatchUp,
+    ScheduledEntry,
+    ScheduleState,
+    check_catch_up,
+    make_trigger,
+)
 from taskflow.settings import DatabaseTarget, resolve_database_url
 
 if TYPE_CHECKING:
@@ -179,6 +189,11 @@ class TaskManager:
         self._apps: set[int] = set()
         self._lifecycle_hooks: list[tuple[Callable[[], None], Callable[[], None]]] = []
         self._services: list[Service] = []
+        self._scheduler: PeriodicScheduler | None = None
+        self.retention: RetentionService | None = None
+        if retention_days is not None:
+            self.retention = RetentionService(self.repository, retention_days)
+            self._services.append(self.retention)
         self._dependency: Callable[[BackgroundTasks], ManagedBackgroundTasks] | None = None
         self._memory_keys = MemoryKeys()
         self._bridge = BlockingBridge(lambda: SqlTaskRepository(_bridge_engine(self.target)))
@@ -223,6 +238,80 @@ class TaskManager:
             return func
 
         return decorator
+
+    def schedule(
+        self,
+        *,
+        every: float | timedelta | None = None,
+        cron: str | None = None,
+        retries: int = 0,
+        delay: float = 0.0,
+        backoff: float = 1.0,
+        name: str | None = None,
+        run_on_startup: bool = False,
+        timezone: str = "UTC",
+        executor: ExecutorName | None = None,
+        catch_up: CatchUp = "once",
+    ) -> Callable[[F], F]:
+        """Register a function that runs every ``every`` seconds or on a ``cron`` expression.
+
+        Each slot fires exactly once, however many instances share the
+        database; the function is also a normal task that ``add_task()`` can
+        enqueue by hand.  After downtime a missed schedule fires once
+        (``catch_up="all"``: once per missed slot).  ``cron`` is read in
+        ``timezone`` and needs ``pip install "taskflow-sql[scheduler]"``.
+
+        Raises:
+            RegistrationError: not exactly one of ``every`` / ``cron``, ``every <= 0``,
+                a malformed cron expression, an unknown timezone, or invalid task settings.
+            MissingDependencyError: ``cron`` without croniter installed.
+        """
+        trigger = make_trigger(every=every, cron=cron, timezone=timezone)
+        policy = check_catch_up(catch_up)
+        config = TaskConfig(
+            retries=retries, delay=delay, backoff=backoff, name=name, executor=executor
+        )
+
+        def decorator(func: F) -> F:
+            target = self.registry.register(func, config)
+            entry = ScheduledEntry(target, trigger, bool(run_on_startup), policy)
+            self._periodic().add(entry)
+            return func
+
+        return decorator
+
+    async def list_schedules(self) -> list[ScheduleState]:
+        """Every schedule in the database (any instance's), with next run, last run and paused."""
+        return await self.repository.list_schedules()
+
+    async def pause_schedule(self, name: str) -> ScheduleState:
+        """Stop firing schedule ``name`` on every instance until ``resume_schedule(name)``.
+
+        Raises:
+            ScheduleNotFoundError: no schedule has that name.
+        """
+        return await self._periodic().set_paused(name, True)
+
+    async def resume_schedule(self, name: str) -> ScheduleState:
+        """Fire schedule ``name`` again, from its next slot after now (missed runs are skipped).
+
+        Raises:
+            ScheduleNotFoundError: no schedule has that name.
+        """
+        return await self._periodic().set_paused(name, False)
+
+    def _periodic(self) -> PeriodicScheduler:
+        scheduler = self._scheduler
+        if scheduler is None:
+            scheduler = self._scheduler = PeriodicScheduler(
+                self.repository, cipher=self.fernet, on_fired=self._wake_threadsafe
+            )
+            self.add_service(scheduler)
+            loop = self._loop
+            if self._started and loop is not None and not loop.is_closed():
+                # Added while running: start it now rather than at the next startup.
+                loop.call_soon_threadsafe(lambda: self.spawn(scheduler.start()))
+        return scheduler
 
     # -- enqueueing ----------------------------------------------------------
 
@@ -301,8 +390,8 @@ class TaskManager:
                 local.inserted = writer.insert(local.record)
             self._local[local.record.task_id] = local
             return
-        if not committed and writer.pending >= self.write_buffer_size:
-            writer.insert(local.record)  # raises BackpressureError with its message
+        if not committed:
+            writer.check_capacity()
         local.accepted = False
         loop.call_soon_threadsafe(self._accept_from_thread, local, committed)
 
@@ -694,6 +783,27 @@ class TaskManager:
         for _start_hook, stop_hook in reversed(self._lifecycle_hooks):
             stop_hook()
         self._started = False
+
+    def set_retention(self, days: float | None) -> None:
+        """Change ``retention_days`` (``TaskAdmin(retention_days=...)`` overrides the manager's)."""
+        self.retention_days = days
+        if self.retention is not None:
+            if days is None:
+                self._services.remove(self.retention)
+                self.retention = None
+            else:
+                self.retention.days = days
+        elif days is not None:
+            self.retention = RetentionService(self.repository, days)
+            self._services.append(self.retention)
+
+    async def delete_history(self, older_than: timedelta) -> int:
+        """Delete finished tasks (and their logs) older than ``older_than``; returns how many.
+
+        Terminal means success, failed, interrupted and cancelled, here and in
+        ``retention_days`` alike; pending and running tasks are never deleted.
+        """
+        return await self.repository.delete_finished_before(utcnow() - older_than)
 
     def add_service(self, service: Service) -> None:
         """Run ``service.start()`` after every startup and ``service.stop()`` first at shutdown.

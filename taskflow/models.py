@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
 
+from taskflow.ids import new_task_id
+
 ExecutorName = Literal["async", "thread", "process"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error")
@@ -80,6 +82,7 @@ class TaskLogEntry:
     message: str
     created_at: datetime
     extra: dict[str, Any] = field(default_factory=dict)
+    entry_id: str = field(default_factory=lambda: new_task_id())
 
     def render(self) -> str:
         """The described system's stored line format: ``%Y-%m-%dT%H:%M:%S message``."""

@@ -129,7 +129,7 @@ def _create_tasks() -> None:
 def _create_task_logs() -> None:
     op.create_table(
         "taskflow_task_logs",
-        sa.Column("id", _auto_id(), autoincrement=True, nullable=False),
+        sa.Column("id", sa.String(length=36), nullable=False),
         sa.Column("task_id", sa.String(length=36), nullable=False),
         sa.Column("attempt", sa.Integer(), nullable=False),
         sa.Column("level", sa.String(length=16), nullable=False),

@@ -28,13 +28,37 @@ Converter = Callable[[Any], Any]
 
 # Column order of the pre-compiled statements; the row builders below follow it.
 TASK_INSERT_COLUMNS = (
-    "id", "func_name", "status", "source", "executor", "priority", "attempt", "max_retries",
-    "run_at", "created_at", "updated_at", "started_at", "finished_at", "duration_ms", "error",
-    "stacktrace", "tags", "args", "kwargs", "payload", "payload_format", "result", "owner",
-    "lease_epoch", "lease_expires_at", "idempotency_key", "retried_from", "schedule_name",
+    "id",
+    "func_name",
+    "status",
+    "source",
+    "executor",
+    "priority",
+    "attempt",
+    "max_retries",
+    "run_at",
+    "created_at",
+    "updated_at",
+    "started_at",
+    "finished_at",
+    "duration_ms",
+    "error",
+    "stacktrace",
+    "tags",
+    "args",
+    "kwargs",
+    "payload",
+    "payload_format",
+    "result",
+    "owner",
+    "lease_epoch",
+    "lease_expires_at",
+    "idempotency_key",
+    "retried_from",
+    "schedule_name",
     "scheduled_for",
 )
-LOG_INSERT_COLUMNS = ("task_id", "attempt", "level", "message", "extra", "created_at")
+LOG_INSERT_COLUMNS = ("id", "task_id", "attempt", "level", "message", "extra", "created_at")
 
 
 _encode_json = json.JSONEncoder(separators=(",", ":")).encode
@@ -120,20 +144,40 @@ class BatchStatements:
             insert(task_logs_table).values({c: bindparam(c) for c in LOG_INSERT_COLUMNS}),
             dialect,
             LOG_INSERT_COLUMNS,
-        )
+        ) + dialects.skip_same_id_clause(dialect)
 
     def task_rows(self, records: Sequence[TaskRecord]) -> list[tuple[Any, ...]]:
         dt = self._dt
         return [
             (
-                r.task_id, r.func_name, r.status.value, r.source, r.executor, r.priority,
-                r.retries_used, r.max_retries, dt(r.run_at), dt(r.created_at), dt(r.updated_at),
-                dt(r.start_time), dt(r.end_time), r.duration_ms, r.error, r.stacktrace,
+                r.task_id,
+                r.func_name,
+                r.status.value,
+                r.source,
+                r.executor,
+                r.priority,
+                r.retries_used,
+                r.max_retries,
+                dt(r.run_at),
+                dt(r.created_at),
+                dt(r.updated_at),
+                dt(r.start_time),
+                dt(r.end_time),
+                r.duration_ms,
+                r.error,
+                r.stacktrace,
                 _json(r.tags or None),
                 _json(list(r.args)) if r.args_stored else None,
                 _json(r.kwargs) if r.args_stored else None,
-                r.payload, r.payload_format, _json(r.result), r.owner, r.lease_epoch,
-                dt(r.lease_expires_at), r.idempotency_key, r.retried_from, r.schedule_name,
+                r.payload,
+                r.payload_format,
+                _json(r.result),
+                r.owner,
+                r.lease_epoch,
+                dt(r.lease_expires_at),
+                r.idempotency_key,
+                r.retried_from,
+                r.schedule_name,
                 dt(r.scheduled_for),
             )
             for r in records
@@ -143,10 +187,21 @@ class BatchStatements:
         dt = self._dt
         return [
             (
-                r.status.value, r.executor, r.retries_used, dt(r.run_at), dt(r.updated_at),
-                dt(r.start_time), dt(r.end_time), r.duration_ms, r.error, r.stacktrace,
-                _json(r.result), r.owner, dt(r.lease_expires_at),
-                r.task_id, r.lease_epoch,
+                r.status.value,
+                r.executor,
+                r.retries_used,
+                dt(r.run_at),
+                dt(r.updated_at),
+                dt(r.start_time),
+                dt(r.end_time),
+                r.duration_ms,
+                r.error,
+                r.stacktrace,
+                _json(r.result),
+                r.owner,
+                dt(r.lease_expires_at),
+                r.task_id,
+                r.lease_epoch,
             )
             for r in records
         ]
@@ -154,6 +209,14 @@ class BatchStatements:
     def log_rows(self, entries: Sequence[TaskLogEntry]) -> list[tuple[Any, ...]]:
         dt = self._dt
         return [
-            (e.task_id, e.attempt, e.level, e.message, _json(e.extra or None), dt(e.created_at))
+            (
+                e.entry_id,
+                e.task_id,
+                e.attempt,
+                e.level,
+                e.message,
+                _json(e.extra or None),
+                dt(e.created_at),
+            )
             for e in entries
         ]

@@ -11,6 +11,7 @@ from sqlalchemy.pool import StaticPool
 from taskflow.settings import DatabaseTarget
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+CONNECT_TIMEOUT_S = 10
 
 
 def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
@@ -53,6 +54,13 @@ def create_engine_for(target: DatabaseTarget, **options: Any) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _configure_sqlite_connection)
         event.listen(engine.sync_engine, "begin", _emit_begin)
         return engine
+    # A server that stops answering must surface as an error, not a hang.
+    connect_args = dict(options.pop("connect_args", {}))
+    if target.backend == "postgresql":
+        connect_args.setdefault("timeout", CONNECT_TIMEOUT_S)
+    else:
+        connect_args.setdefault("connect_timeout", CONNECT_TIMEOUT_S)
+    options["connect_args"] = connect_args
     options.setdefault("pool_pre_ping", True)
     options.setdefault("pool_size", 10)
     options.setdefault("max_overflow", 10)

@@ -111,6 +111,7 @@ def record_from_row(row: Mapping[Any, Any]) -> TaskRecord:
 
 def log_params(entry: TaskLogEntry) -> dict[str, Any]:
     return {
+        "id": entry.entry_id,
         "task_id": entry.task_id,
         "attempt": entry.attempt,
         "level": entry.level,
@@ -128,6 +129,7 @@ def log_from_row(row: Mapping[Any, Any]) -> TaskLogEntry:
         message=row["message"],
         created_at=row["created_at"],
         extra=dict(row["extra"] or {}),
+        entry_id=row["id"],
     )
 
 

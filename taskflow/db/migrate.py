@@ -305,47 +305,49 @@ async def check(engine: AsyncEngine) -> list[str]:
 async def ensure_schema(engine: AsyncEngine) -> None:
     """Bring the database to the newest revision; a no-op when it is there already.
 
-    Safe when several processes start at once: upgrades queue on a lock (the
-    SQLite write lock taken by taskflow's ``BEGIN IMMEDIATE``, a PostgreSQL
-    advisory lock, MySQL's ``GET_LOCK``) and the later ones find nothing to do.
+    Safe when several processes start at once: the whole decision (read the
+    revision, upgrade, or adopt tables made by ``metadata.create_all``) runs
+    under a lock (the SQLite write lock taken by ``BEGIN IMMEDIATE``, a
+    PostgreSQL advisory lock, MySQL's ``GET_LOCK``), so later processes find
+    the work done, even on MySQL where DDL is not transactional.
 
     Raises:
-        MigrationError: the database was migrated by a newer taskflow.
+        MigrationError: the database was migrated by a newer taskflow, or has
+            taskflow tables that differ from the models and no revision.
     """
     scripts = ScriptDirectory.from_config(make_config())
     head = scripts.get_current_head()
-    revision = await current(engine)
-    if revision == head:
-        return
-    if revision is None and await _has_unversioned_tables(engine):
-        await _adopt_unversioned(engine)
-        return
-    if revision is not None:
-        try:
-            scripts.get_revision(revision)
-        except CommandError as exc:
-            raise MigrationError(
-                f"the database is at revision {revision!r}, unknown to this taskflow "
-                f"(newest: {head!r}): it was migrated by a newer taskflow-sql; upgrade it"
-            ) from exc
-    await upgrade(engine, "head")
+    if await current(engine) == head:
+        return  # the common case, without taking the lock
 
-
-async def _has_unversioned_tables(engine: AsyncEngine) -> bool:
-    def probe(conn: Connection) -> bool:
-        return bool(inspect(conn).has_table("taskflow_tasks"))
+    def decide_and_migrate(conn: Connection) -> None:
+        revision = _current(conn)
+        if revision == head:
+            return
+        if revision is None and inspect(conn).has_table("taskflow_tasks"):
+            _adopt_unversioned(conn)
+            return
+        if revision is not None:
+            try:
+                scripts.get_revision(revision)
+            except CommandError as exc:
+                raise MigrationError(
+                    f"the database is at revision {revision!r}, unknown to this taskflow "
+                    f"(newest: {head!r}): it was migrated by a newer taskflow-sql; upgrade it"
+                ) from exc
+        command.upgrade(make_config(conn), "head")
 
     async with engine.connect() as conn:
-        return await conn.run_sync(probe)
+        await conn.run_sync(run_exclusive, decide_and_migrate)
 
 
-async def _adopt_unversioned(engine: AsyncEngine) -> None:
+def _adopt_unversioned(conn: Connection) -> None:
     """Stamp tables made without migrations (``metadata.create_all``) if they match the models."""
-    differences = await check(engine)
+    differences = _check(conn)
     if differences:
         raise MigrationError(
             "taskflow's tables exist but were not created by its migrations, and differ "
             "from the models: " + "; ".join(differences[:5]) + ". Drop them, or bring them "
             "in line and run `taskflow db check`"
         )
-    await _run_command(engine, lambda config: command.stamp(config, "head"))
+    command.stamp(make_config(conn), "head")

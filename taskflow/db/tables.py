@@ -135,11 +135,16 @@ class TaskRow(Base):
 
 
 class TaskLogRow(Base):
-    """One ``task_log()`` line, kept per attempt."""
+    """One ``task_log()`` line, kept per attempt.
+
+    The id is made by the writer (a time-ordered UUID), not by the database:
+    a batch retried after its commit went through then skips lines it
+    already stored instead of storing them twice.
+    """
 
     __tablename__ = "taskflow_task_logs"
 
-    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
     task_id: Mapped[str] = mapped_column(
         String(36), ForeignKey("taskflow_tasks.id", ondelete="CASCADE")
     )

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from taskflow.models import TaskLogEntry, TaskMetrics, TaskRecord, TaskStatus
+from taskflow.schedules import FireOutcome, ScheduleDefinition, ScheduleState
 
 
 @dataclass
@@ -188,4 +189,65 @@ class TaskRepository(abc.ABC):
 
         A task is lost when another instance took it over, or it was cancelled
         or otherwise changed by someone else (its epoch moved on).
+        """
+
+    # -- schedules (the SQL is in taskflow.repository.schedules) ---------------
+
+    @abc.abstractmethod
+    async def sync_schedule(
+        self,
+        definition: ScheduleDefinition,
+        *,
+        first_run_at: datetime,
+        now: datetime,
+        run_now_unless_fired_since: datetime | None = None,
+    ) -> ScheduleState:
+        """Create the schedule's row, or bring its trigger up to date; return the row.
+
+        A new row (or a changed trigger) gets ``first_run_at``.  ``paused`` and
+        a ``next_run_at`` another instance set are kept.  With
+        ``run_now_unless_fired_since``, the next run is brought forward to
+        ``now`` unless the schedule fired since then (``run_on_startup``).
+        """
+
+    @abc.abstractmethod
+    async def fire_schedule(
+        self,
+        name: str,
+        *,
+        slot: datetime,
+        next_run_at: datetime,
+        record: TaskRecord,
+        now: datetime,
+    ) -> FireOutcome:
+        """Fire ``slot`` if it is still the schedule's next run and not paused.
+
+        In one transaction: move ``next_run_at`` from ``slot`` to
+        ``next_run_at`` (compare-and-swap) and insert ``record``, whose
+        ``(schedule_name, scheduled_for)`` is unique.  Any number of instances
+        may call this for the same slot: exactly one gets ``FIRED``.
+        """
+
+    @abc.abstractmethod
+    async def get_schedule(self, name: str) -> ScheduleState | None:
+        """One schedule with the status of its last task, or None."""
+
+    @abc.abstractmethod
+    async def list_schedules(self) -> list[ScheduleState]:
+        """Every schedule by name, with the status of its last task."""
+
+    @abc.abstractmethod
+    async def set_schedule_paused(
+        self, name: str, paused: bool, *, resume_at: datetime | None, now: datetime
+    ) -> ScheduleState | None:
+        """Pause or resume a schedule for every instance; None when it does not exist.
+
+        Resuming moves a next run that passed during the pause to ``resume_at``.
+        """
+
+    @abc.abstractmethod
+    async def delete_finished_before(self, cutoff: datetime, *, batch: int = 1000) -> int:
+        """Delete terminal tasks (and their logs) that finished before ``cutoff``; returns how many.
+
+        Never touches pending or running tasks.
         """

@@ -37,7 +37,7 @@ from taskflow.models import (
     TaskStatus,
     utcnow,
 )
-from taskflow.repository import idempotency, leases, wakeups
+from taskflow.repository import idempotency, leases, retention, schedules, wakeups
 from taskflow.repository.base import (
     BatchOutcome,
     InstanceInfo,
@@ -47,6 +47,7 @@ from taskflow.repository.base import (
     WriteBatch,
 )
 from taskflow.repository.cursor import decode_cursor, encode_cursor
+from taskflow.schedules import FireOutcome, ScheduleDefinition, ScheduleState
 
 T = tasks_table
 L = task_logs_table
@@ -324,6 +325,54 @@ class SqlTaskRepository(TaskRepository):
 
     async def lost_tasks(self, owner: str, held: dict[str, int]) -> set[str]:
         return await leases.lost_tasks(self.engine, owner, held)
+
+    # -- schedules (SQL in taskflow.repository.schedules) ----------------------
+
+    async def sync_schedule(
+        self,
+        definition: ScheduleDefinition,
+        *,
+        first_run_at: datetime,
+        now: datetime,
+        run_now_unless_fired_since: datetime | None = None,
+    ) -> ScheduleState:
+        return await schedules.sync(
+            self.write_engine,
+            definition,
+            first_run_at=first_run_at,
+            now=now,
+            run_now_unless_fired_since=run_now_unless_fired_since,
+        )
+
+    async def fire_schedule(
+        self,
+        name: str,
+        *,
+        slot: datetime,
+        next_run_at: datetime,
+        record: TaskRecord,
+        now: datetime,
+    ) -> FireOutcome:
+        return await schedules.fire(
+            self.write_engine, name, slot=slot, next_run_at=next_run_at, record=record, now=now
+        )
+
+    async def get_schedule(self, name: str) -> ScheduleState | None:
+        return await schedules.get(self.engine, name)
+
+    async def list_schedules(self) -> list[ScheduleState]:
+        return await schedules.list_all(self.engine)
+
+    async def set_schedule_paused(
+        self, name: str, paused: bool, *, resume_at: datetime | None, now: datetime
+    ) -> ScheduleState | None:
+        found = await schedules.set_paused(
+            self.write_engine, name, paused, resume_at=resume_at, now=now
+        )
+        return await schedules.get(self.engine, name) if found else None
+
+    async def delete_finished_before(self, cutoff: datetime, *, batch: int = 1000) -> int:
+        return await retention.delete_finished_before(self.write_engine, cutoff, batch)
 
 
 def _seconds(ms: Any) -> float | None:

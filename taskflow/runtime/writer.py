@@ -42,6 +42,7 @@ class GroupCommitWriter:
         retry_initial: float = 0.05,
         retry_max: float = 5.0,
         commit_interval: float = 0.002,
+        stall_after: float = 5.0,
     ) -> None:
         self._repository = repository
         self._max_buffer = max_buffer
@@ -51,6 +52,7 @@ class GroupCommitWriter:
         self._retry_initial = retry_initial
         self._retry_max = retry_max
         self._commit_interval = commit_interval
+        self._stall_after = stall_after
         self._last_commit = 0.0
         self._urgent = False
         self._inserts: dict[str, TaskRecord] = {}
@@ -91,15 +93,31 @@ class GroupCommitWriter:
         at ten times the buffer size, whatever the cause): a burst on a healthy
         database is absorbed by the next commits.
         """
-        limit = self._max_buffer if self._failing_since is not None else self._max_buffer * 10
-        if self.pending >= limit and not force:
-            raise BackpressureError(
-                f"taskflow's write buffer is full ({self._max_buffer} writes waiting): the "
-                "database is not accepting writes. The task was not enqueued; retry later "
-                "(raise write_buffer_size to ride out longer outages)"
-            )
+        if not force:
+            self.check_capacity()
         self._inserts[record.task_id] = record
         return self._next_commit()
+
+    def check_capacity(self) -> None:
+        """Raise ``BackpressureError`` if a new row would not be accepted; changes nothing.
+
+        Safe from any thread (it only reads), so sync routes can be refused
+        before anything is queued for them.
+        """
+        failing = self._failing_since is not None
+        limit = self._max_buffer if failing else self._max_buffer * 10
+        waiting = self.pending
+        if waiting < limit:
+            return
+        reason = (
+            "the database is not accepting writes"
+            if failing
+            else "the database is accepting writes more slowly than tasks arrive"
+        )
+        raise BackpressureError(
+            f"taskflow's write buffer is full ({waiting} writes waiting): {reason}. The task "
+            "was not enqueued; retry later (raise write_buffer_size to ride out longer outages)"
+        )
 
     def update(self, record: TaskRecord) -> asyncio.Future[BatchOutcome]:
         """Queue the record's current state; never refused, since it must not be lost."""
@@ -194,7 +212,7 @@ class GroupCommitWriter:
         delay = self._retry_initial
         while True:
             try:
-                outcome = await self._repository.apply(batch)
+                outcome = await self._apply_watching_for_stalls(batch)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -208,6 +226,17 @@ class GroupCommitWriter:
             else:
                 self._failing_since = None
                 return outcome
+
+    async def _apply_watching_for_stalls(self, batch: WriteBatch) -> BatchOutcome:
+        # A database that stops answering raises nothing: count a commit that
+        # takes longer than stall_after as a failure for backpressure, while
+        # still letting it finish (cancelling mid-commit would gain nothing).
+        attempt = asyncio.ensure_future(self._repository.apply(batch))
+        done, _pending = await asyncio.wait({attempt}, timeout=self._stall_after)
+        if not done and self._failing_since is None:
+            self._failing_since = asyncio.get_running_loop().time()
+            logger.warning("taskflow write has not finished after %.0fs", self._stall_after)
+        return await attempt
 
     async def _apply_one_by_one(self, batch: WriteBatch, first: Exception) -> BatchOutcome:
         # A permanent error (a value the column rejects) must not block every

@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from taskflow.exceptions import ConfigurationError
 from taskflow.web.routes import create_router
+from taskflow.web.schedule_routes import create_schedule_router
 
 if TYPE_CHECKING:
     from taskflow.manager import TaskManager
@@ -53,7 +54,9 @@ class TaskAdmin:
         self.poll_interval = poll_interval
         self.title = title
         if retention_days is not None:
-            task_manager.retention_days = retention_days
+            task_manager.set_retention(retention_days)
+        # Schedules first: the task router's {path}/{task_id} would match "schedules".
+        app.include_router(create_schedule_router(task_manager, path=path))
         app.include_router(create_router(task_manager, path=path))
         if auto_install:
             task_manager.install(app)

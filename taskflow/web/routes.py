@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
@@ -11,12 +11,13 @@ from taskflow.exceptions import InvalidTransitionError, TaskNotFoundError
 from taskflow.models import TaskStatus
 from taskflow.repository.base import TaskQuery
 from taskflow.repository.cursor import InvalidCursorError
-from taskflow.web.schemas import CancelOut, MetricsOut, TaskDetailOut, TaskOut
+from taskflow.web.schemas import CancelOut, DeletedOut, MetricsOut, TaskDetailOut, TaskOut
 
 if TYPE_CHECKING:
     from taskflow.manager import TaskManager
 
 MAX_PAGE = 500
+UNIT_MINUTES = {"min": 1, "hour": 60, "day": 24 * 60}
 
 
 def _aware(value: datetime | None, name: str) -> datetime | None:
@@ -62,6 +63,15 @@ def create_router(task_manager: TaskManager, *, path: str = "/tasks") -> APIRout
             next_url = request.url.include_query_params(cursor=page.next_cursor, limit=limit)
             response.headers["Link"] = f'<{next_url}>; rel="next"'
         return [record.to_dict(include_logs=False) for record in page.items]
+
+    @router.delete("/history", response_model=DeletedOut)
+    async def delete_history(
+        value: Annotated[int, Query(gt=0, description="How many units back")],
+        unit: Annotated[Literal["min", "hour", "day"], Query()] = "day",
+    ) -> dict[str, int]:
+        """Delete finished tasks (success, failed, interrupted, cancelled) older than value unit."""
+        deleted = await task_manager.delete_history(timedelta(minutes=value * UNIT_MINUTES[unit]))
+        return {"deleted": deleted}
 
     @router.get("/metrics", response_model=MetricsOut)
     async def metrics() -> dict[str, Any]:

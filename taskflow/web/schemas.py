@@ -71,3 +71,9 @@ class CancelOut(BaseModel):
 
     task_id: str
     task: TaskDetailOut
+
+
+class DeletedOut(BaseModel):
+    """How many finished tasks were deleted."""
+
+    deleted: int

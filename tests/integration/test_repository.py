@@ -275,7 +275,7 @@ async def test_fast_path_stores_what_sqlalchemy_types_store(
     reference = full_record(2, payload=None, schedule_name="nightly-ref")
     log_at = datetime(2024, 5, 6, 7, 8, 9, 700001, tzinfo=timezone.utc)
     fast_log = TaskLogEntry(fast.task_id, 1, "warning", "über ✓", log_at, {"k": ["v", 1]})
-    ref_log = dataclasses.replace(fast_log, task_id=reference.task_id)
+    ref_log = dataclasses.replace(fast_log, task_id=reference.task_id, entry_id=tid(99))
 
     await repo.apply(WriteBatch(inserts=[fast], logs=[fast_log]))
     async with engine.begin() as conn:

@@ -1,0 +1,65 @@
+"""The schedules API: list, pause and resume, answered from the database by any instance."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel
+
+from taskflow.schedules import ScheduleNotFoundError
+
+if TYPE_CHECKING:
+    from taskflow.manager import TaskManager
+
+
+class ScheduleOut(BaseModel):
+    """A schedule: its trigger, next and last run, last task and whether it is paused."""
+
+    name: str
+    func_name: str
+    trigger: str
+    every: float | None = None
+    cron: str | None = None
+    timezone: str = "UTC"
+    next_run: datetime | None = None
+    last_run: datetime | None = None
+    last_task_id: str | None = None
+    last_status: str | None = None
+    paused: bool = False
+
+
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No schedule has that name"}}
+
+
+def create_schedule_router(task_manager: TaskManager, *, path: str = "/tasks") -> APIRouter:
+    """``GET {path}/schedules`` and ``POST {path}/schedules/{name}/pause|resume``.
+
+    Include it before the task router, whose ``{path}/{task_id}`` would
+    otherwise answer ``GET {path}/schedules``.
+    """
+    router = APIRouter(prefix=f"{path}/schedules", tags=["schedules"])
+
+    @router.get("", response_model=list[ScheduleOut])
+    async def list_schedules() -> list[dict[str, Any]]:
+        """Every schedule (all instances share them), by name."""
+        return [state.to_dict() for state in await task_manager.list_schedules()]
+
+    @router.post("/{name}/pause", response_model=ScheduleOut, responses=NOT_FOUND)
+    async def pause_schedule(name: str) -> dict[str, Any]:
+        """Stop firing the schedule, on every instance, until it is resumed."""
+        try:
+            return (await task_manager.pause_schedule(name)).to_dict()
+        except ScheduleNotFoundError as exc:
+            raise HTTPException(404, str(exc)) from exc
+
+    @router.post("/{name}/resume", response_model=ScheduleOut, responses=NOT_FOUND)
+    async def resume_schedule(name: str) -> dict[str, Any]:
+        """Fire the schedule again from its next slot; runs missed while paused are skipped."""
+        try:
+            return (await task_manager.resume_schedule(name)).to_dict()
+        except ScheduleNotFoundError as exc:
+            raise HTTPException(404, str(exc)) from exc
+
+    return router
