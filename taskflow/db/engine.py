@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.pool import AsyncAdaptedQueuePool
 
 from taskflow.settings import DatabaseTarget
 
@@ -47,8 +47,12 @@ def create_engine_for(target: DatabaseTarget, **options: Any) -> AsyncEngine:
     """
     if target.backend == "sqlite":
         if target.is_memory:
-            # One shared connection: every connection to :memory: is its own database.
-            options.setdefault("poolclass", StaticPool)
+            # Every connection to :memory: is its own database, so there must be
+            # exactly one; a pool of one (not StaticPool, which hands the same
+            # connection to everyone at once) also keeps transactions apart.
+            options.setdefault("poolclass", AsyncAdaptedQueuePool)
+            options.setdefault("pool_size", 1)
+            options.setdefault("max_overflow", 0)
         options.setdefault("connect_args", {"check_same_thread": False})
         engine = create_async_engine(target.url, **options)
         event.listen(engine.sync_engine, "connect", _configure_sqlite_connection)

@@ -23,6 +23,7 @@ from taskflow.repository.base import InstanceInfo, TaskRepository
 logger = logging.getLogger("taskflow.dispatcher")
 
 ClaimHandler = Callable[[list[TaskRecord]], None]
+STOP_TIMEOUT_S = 10.0
 
 
 class Dispatcher:
@@ -57,10 +58,12 @@ class Dispatcher:
         self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._unlisten: Callable[[], Awaitable[None]] | None = None
+        self._stopped = False
         self.claimed_total = 0
 
     async def start(self) -> None:
         now = utcnow()
+        self._stopped = False
         self.instance = replace(self.instance, started_at=now, heartbeat_at=now)
         await self._repository.register_instance(self.instance)
         self._unlisten = await self._repository.listen(self.wake)
@@ -71,10 +74,22 @@ class Dispatcher:
         ]
 
     async def stop(self) -> None:
-        """Stop claiming and heartbeating (leases then run out unless released)."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
+        """Stop claiming and heartbeating (leases then run out unless released).
+
+        The claim loop is asked to stop and finishes the claim it is in: cancelling
+        it mid-transaction could leave a connection holding row locks.
+        """
+        self._stopped = True
+        self._wakeup.set()
+        heartbeat, claims = self._tasks or (None, None)
+        if heartbeat is not None:
+            heartbeat.cancel()
+        pending = [task for task in self._tasks if not task.done()]
+        if claims is not None and not claims.done():
+            _done, late = await asyncio.wait({claims}, timeout=STOP_TIMEOUT_S)
+            for task in late:
+                task.cancel()
+        for task in pending:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
@@ -127,7 +142,7 @@ class Dispatcher:
 
     async def _claim_loop(self) -> None:
         delay = self._poll_min
-        while True:
+        while not self._stopped:
             try:
                 found = await self.claim_once()
             except Exception as exc:
@@ -135,8 +150,13 @@ class Dispatcher:
                 found = 0
             delay = 0.0 if found else min(max(delay * 2, self._poll_min), self._poll_max)
             if delay:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), delay)
+                # asyncio.wait, not wait_for: wait_for may swallow a cancellation
+                # on Python < 3.12.
+                waiter = asyncio.ensure_future(self._wakeup.wait())
+                try:
+                    await asyncio.wait({waiter}, timeout=delay)
+                finally:
+                    waiter.cancel()
                 self._wakeup.clear()
             else:
                 await asyncio.sleep(0)
