@@ -36,7 +36,7 @@ from taskflow.models import (
 )
 from taskflow.observe.observer import LoggerChain
 from taskflow.observe.setup import build_observers
-from taskflow.registry import TaskRegistry
+from taskflow.registry import RegisteredTask, TaskRegistry
 from taskflow.repository.base import InstanceInfo, TaskPage, TaskQuery, TaskRepository
 from taskflow.repository.sql import SqlTaskRepository
 from taskflow.runtime.bridge import BlockingBridge
@@ -360,18 +360,10 @@ class TaskManager:
     ) -> LocalTask:
         self._require_started()
         target = self.registry.for_function(func)
-        record = new_record(
-            target,
-            args,
-            kwargs,
-            owner=self.instance_id,
-            lease_seconds=self.lease_seconds,
-            cipher=self.fernet,
-            idempotency_key=idempotency_key,
-            tags=tags,
-            priority=priority,
-            source=source,
+        record = self._record_for(
+            target, args, kwargs, idempotency_key, tags, priority, owner=self.instance_id
         )
+        record.source = source.value
         local = LocalTask(record=record, target=target, args=args, kwargs=kwargs)
         local.context = contextvars.copy_context()
         return local
@@ -498,11 +490,25 @@ class TaskManager:
         priority: int | None,
     ) -> TaskRecord:
         # No owner: whichever instance claims it after the caller's commit runs it.
+        target = self.registry.for_function(func)
+        return self._record_for(target, args, kwargs, idempotency_key, tags, priority, owner=None)
+
+    def _record_for(
+        self,
+        target: RegisteredTask,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        idempotency_key: str | None,
+        tags: dict[str, Any] | None,
+        priority: int | None,
+        *,
+        owner: str | None,
+    ) -> TaskRecord:
         return new_record(
-            self.registry.for_function(func),
+            target,
             args,
             kwargs,
-            owner=None,
+            owner=owner,
             lease_seconds=self.lease_seconds,
             cipher=self.fernet,
             idempotency_key=idempotency_key,
