@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from taskflow.exceptions import BackpressureError
@@ -53,6 +54,8 @@ class GroupCommitWriter:
         self._retry_max = retry_max
         self._commit_interval = commit_interval
         self._stall_after = stall_after
+        self._apply_started: float | None = None
+        self._stall_reported = False
         self._last_commit = 0.0
         self._urgent = False
         self._inserts: dict[str, TaskRecord] = {}
@@ -104,7 +107,7 @@ class GroupCommitWriter:
         Safe from any thread (it only reads), so sync routes can be refused
         before anything is queued for them.
         """
-        failing = self._failing_since is not None
+        failing = self._failing_since is not None or self._stalled()
         limit = self._max_buffer if failing else self._max_buffer * 10
         waiting = self.pending
         if waiting < limit:
@@ -228,15 +231,24 @@ class GroupCommitWriter:
                 return outcome
 
     async def _apply_watching_for_stalls(self, batch: WriteBatch) -> BatchOutcome:
-        # A database that stops answering raises nothing: count a commit that
-        # takes longer than stall_after as a failure for backpressure, while
-        # still letting it finish (cancelling mid-commit would gain nothing).
-        attempt = asyncio.ensure_future(self._repository.apply(batch))
-        done, _pending = await asyncio.wait({attempt}, timeout=self._stall_after)
-        if not done and self._failing_since is None:
-            self._failing_since = asyncio.get_running_loop().time()
+        # A database that stops answering raises nothing: a commit in flight for
+        # longer than stall_after counts as a failure for backpressure (see
+        # _stalled), while it is still allowed to finish.
+        self._apply_started = time.monotonic()
+        try:
+            return await self._repository.apply(batch)
+        finally:
+            self._apply_started = None
+            self._stall_reported = False
+
+    def _stalled(self) -> bool:
+        started = self._apply_started
+        if started is None or time.monotonic() - started < self._stall_after:
+            return False
+        if not self._stall_reported:
+            self._stall_reported = True
             logger.warning("taskflow write has not finished after %.0fs", self._stall_after)
-        return await attempt
+        return True
 
     async def _apply_one_by_one(self, batch: WriteBatch, first: Exception) -> BatchOutcome:
         # A permanent error (a value the column rejects) must not block every
