@@ -456,7 +456,9 @@ class TaskManager:
         """
         from taskflow.repository.session import add_to_session
 
-        record = self._unowned_record(func, args, kwargs, None, None, None)
+        target = self.registry.for_function(func)
+        # No owner: whichever instance claims it after the caller's commit runs it.
+        record = self._record_for(target, args, kwargs, None, None, None, owner=None)
         return add_to_session(session, record, self._wake_threadsafe)
 
     async def _enqueue_in_session(
@@ -471,7 +473,10 @@ class TaskManager:
     ) -> str:
         from taskflow.repository import session as sessions
 
-        record = self._unowned_record(func, args, kwargs, idempotency_key, tags, priority)
+        target = self.registry.for_function(func)
+        record = self._record_for(
+            target, args, kwargs, idempotency_key, tags, priority, owner=None
+        )
         if sessions.is_async_session(session):
             return await sessions.add_to_async_session(session, record, self._wake_threadsafe)
         if sessions.is_session(session):
@@ -479,19 +484,6 @@ class TaskManager:
         raise TaskArgumentError(
             f"session must be a SQLAlchemy Session or AsyncSession, got {type(session).__name__}"
         )
-
-    def _unowned_record(
-        self,
-        func: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        idempotency_key: str | None,
-        tags: dict[str, Any] | None,
-        priority: int | None,
-    ) -> TaskRecord:
-        # No owner: whichever instance claims it after the caller's commit runs it.
-        target = self.registry.for_function(func)
-        return self._record_for(target, args, kwargs, idempotency_key, tags, priority, owner=None)
 
     def _record_for(
         self,

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,8 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
+from tests.processes import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.subprocess
 
@@ -42,11 +43,6 @@ ACTIVE = ("pending", "running")
 
 # -- processes ---------------------------------------------------------------
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -131,7 +127,7 @@ def launch(schema_db_url: str, tmp_path: Path, journal_dir: Path) -> Iterator[La
     started: list[Instance] = []
 
     def start(name: str, *, wait: bool = True, **env_overrides: str) -> Instance:
-        port = _free_port()
+        port = free_port()
         env = dict(
             os.environ,
             PYTHONPATH=str(ROOT),

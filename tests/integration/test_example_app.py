@@ -8,7 +8,6 @@ response, and its row is there for plain SQL afterwards.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,14 +18,11 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
+from tests.processes import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.subprocess
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 
@@ -34,7 +30,7 @@ def _free_port() -> int:
 def served_app(
     backend_name: str, schema_db_url: str, tmp_path: Path
 ) -> Iterator[tuple[str, str]]:
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     workdir = tmp_path / "app"
     workdir.mkdir()

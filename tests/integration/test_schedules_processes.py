@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ from sqlalchemy.pool import NullPool
 
 from taskflow.db.tables import tasks_table as T
 from taskflow.settings import resolve_database_url
+from tests.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.subprocess
@@ -40,11 +40,6 @@ RUN_FOR = 3.0  # seconds with all three instances up
 STARTUP_TIMEOUT = 30.0
 UVICORN = [sys.executable, "-m", "uvicorn", "tests.apps.scheduled_app:app", "--host", "127.0.0.1"]
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -97,7 +92,7 @@ def instances(schema_db_url: str, tmp_path: Path) -> Iterator[list[Instance]]:
     started: list[Instance] = []
     try:
         for name in ("a", "b", "c"):
-            port = _free_port()
+            port = free_port()
             env = dict(
                 os.environ,
                 PYTHONPATH=str(ROOT),
