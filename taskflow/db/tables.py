@@ -215,6 +215,40 @@ class AuditRow(Base):
     __table_args__ = (Index("ix_taskflow_audit_created", "created_at"),)
 
 
+class AdminSessionRow(Base):
+    """One dashboard login; the id is a hash of the cookie's token, never the token itself."""
+
+    __tablename__ = "taskflow_admin_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    username: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class TaskStatsRow(Base):
+    """Counts and a duration histogram of finished tasks, per function and status.
+
+    Kept current in the transactions that finish or delete tasks, so metrics
+    never scan the history.  ``bucket`` is a log-scale duration bucket (-1 for
+    tasks that never ran); ``stripe`` spreads concurrent writers over rows.
+    """
+
+    __tablename__ = "taskflow_task_stats"
+
+    func_name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    bucket: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    stripe: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    task_count: Mapped[int] = mapped_column(BigInteger)
+    duration_sum: Mapped[float] = mapped_column(Double)
+    duration_min: Mapped[float | None] = mapped_column(Double)
+    duration_max: Mapped[float | None] = mapped_column(Double)
+
+
 metadata = Base.metadata
 tasks_table = cast(Table, TaskRow.__table__)
 task_logs_table = cast(Table, TaskLogRow.__table__)
@@ -222,3 +256,5 @@ idempotency_keys_table = cast(Table, IdempotencyKeyRow.__table__)
 schedules_table = cast(Table, ScheduleRow.__table__)
 instances_table = cast(Table, InstanceRow.__table__)
 audit_table = cast(Table, AuditRow.__table__)
+admin_sessions_table = cast(Table, AdminSessionRow.__table__)
+task_stats_table = cast(Table, TaskStatsRow.__table__)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI
 
 from taskflow.exceptions import ConfigurationError
+from taskflow.web.access import AdminAccess, OpenAccess
 from taskflow.web.routes import create_router
 from taskflow.web.schedule_routes import create_schedule_router
 
@@ -55,9 +56,10 @@ class TaskAdmin:
         self.title = title
         if retention_days is not None:
             task_manager.set_retention(retention_days)
+        self.access: AdminAccess = OpenAccess()
         # Schedules first: the task router's {path}/{task_id} would match "schedules".
-        app.include_router(create_schedule_router(task_manager, path=path))
-        app.include_router(create_router(task_manager, path=path))
+        app.include_router(create_schedule_router(task_manager, path=path, access=self.access))
+        app.include_router(create_router(task_manager, path=path, access=self.access))
         if auto_install:
             task_manager.install(app)
         task_manager.init_app(app)

@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
 from taskflow.exceptions import InvalidTransitionError, TaskNotFoundError
 from taskflow.models import TaskStatus
 from taskflow.repository.base import TaskQuery
 from taskflow.repository.cursor import InvalidCursorError
+from taskflow.web.access import Actor, AdminAccess, OpenAccess
 from taskflow.web.schemas import CancelOut, DeletedOut, MetricsOut, TaskDetailOut, TaskOut
 
 if TYPE_CHECKING:
@@ -26,9 +27,13 @@ def _aware(value: datetime | None, name: str) -> datetime | None:
     return value
 
 
-def create_router(task_manager: TaskManager, *, path: str = "/tasks") -> APIRouter:
-    """The task API under ``path``."""
-    router = APIRouter(prefix=path, tags=["tasks"])
+def create_router(
+    task_manager: TaskManager, *, path: str = "/tasks", access: AdminAccess | None = None
+) -> APIRouter:
+    """The task API under ``path``: reads need ``access.viewer``, changes ``access.operator``."""
+    access = access or OpenAccess()
+    router = APIRouter(prefix=path, tags=["tasks"], dependencies=[Depends(access.viewer)])
+    operator = Depends(access.operator)
 
     @router.get("", response_model=list[TaskOut])
     async def list_tasks(
@@ -68,6 +73,7 @@ def create_router(task_manager: TaskManager, *, path: str = "/tasks") -> APIRout
     async def delete_history(
         value: Annotated[int, Query(gt=0, description="How many units back")],
         unit: Annotated[Literal["min", "hour", "day"], Query()] = "day",
+        actor: Actor = operator,
     ) -> dict[str, int]:
         """Delete finished tasks (success, failed, interrupted, cancelled) older than value unit."""
         deleted = await task_manager.delete_history(timedelta(minutes=value * UNIT_MINUTES[unit]))
@@ -95,7 +101,7 @@ def create_router(task_manager: TaskManager, *, path: str = "/tasks") -> APIRout
         response_model=CancelOut,
         responses={404: {"description": "Task not found"}, 400: {"description": "Finished"}},
     )
-    async def cancel_task(task_id: str) -> dict[str, Any]:
+    async def cancel_task(task_id: str, actor: Actor = operator) -> dict[str, Any]:
         """Cancel a pending or running task (on any instance)."""
         try:
             record = await task_manager.cancel(task_id)

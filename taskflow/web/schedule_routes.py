@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel
 
 from taskflow.schedules import ScheduleNotFoundError
+from taskflow.web.access import AdminAccess, OpenAccess
 
 if TYPE_CHECKING:
     from taskflow.manager import TaskManager
@@ -33,20 +34,30 @@ class ScheduleOut(BaseModel):
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No schedule has that name"}}
 
 
-def create_schedule_router(task_manager: TaskManager, *, path: str = "/tasks") -> APIRouter:
+def create_schedule_router(
+    task_manager: TaskManager, *, path: str = "/tasks", access: AdminAccess | None = None
+) -> APIRouter:
     """``GET {path}/schedules`` and ``POST {path}/schedules/{name}/pause|resume``.
 
     Include it before the task router, whose ``{path}/{task_id}`` would
     otherwise answer ``GET {path}/schedules``.
     """
-    router = APIRouter(prefix=f"{path}/schedules", tags=["schedules"])
+    access = access or OpenAccess()
+    router = APIRouter(
+        prefix=f"{path}/schedules", tags=["schedules"], dependencies=[Depends(access.viewer)]
+    )
 
     @router.get("", response_model=list[ScheduleOut])
     async def list_schedules() -> list[dict[str, Any]]:
         """Every schedule (all instances share them), by name."""
         return [state.to_dict() for state in await task_manager.list_schedules()]
 
-    @router.post("/{name}/pause", response_model=ScheduleOut, responses=NOT_FOUND)
+    @router.post(
+        "/{name}/pause",
+        response_model=ScheduleOut,
+        responses=NOT_FOUND,
+        dependencies=[Depends(access.operator)],
+    )
     async def pause_schedule(name: str) -> dict[str, Any]:
         """Stop firing the schedule, on every instance, until it is resumed."""
         try:
@@ -54,7 +65,12 @@ def create_schedule_router(task_manager: TaskManager, *, path: str = "/tasks") -
         except ScheduleNotFoundError as exc:
             raise HTTPException(404, str(exc)) from exc
 
-    @router.post("/{name}/resume", response_model=ScheduleOut, responses=NOT_FOUND)
+    @router.post(
+        "/{name}/resume",
+        response_model=ScheduleOut,
+        responses=NOT_FOUND,
+        dependencies=[Depends(access.operator)],
+    )
     async def resume_schedule(name: str) -> dict[str, Any]:
         """Fire the schedule again from its next slot; runs missed while paused are skipped."""
         try:
