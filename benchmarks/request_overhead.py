@@ -82,9 +82,7 @@ async def measure_plain(requests: int, concurrency: int, sync_task: bool) -> flo
     return await drive(plain_app(sync_task), requests, concurrency) / requests
 
 
-async def measure_taskflow(
-    requests: int, concurrency: int, sync_task: bool
-) -> tuple[float, int]:
+async def measure_taskflow(requests: int, concurrency: int, sync_task: bool) -> tuple[float, int]:
     with tempfile.TemporaryDirectory() as tmp:
         db_path = os.path.join(tmp, "bench.db")
         app, manager = taskflow_app(db_path, sync_task)
@@ -119,8 +117,10 @@ async def main() -> None:
         flow_runs.append(per_request)
     plain, flow = statistics.median(plain_runs), statistics.median(flow_runs)
     kind = "sync (thread)" if opts.sync_task else "async"
-    print(f"{opts.requests} requests x {opts.rounds} rounds, concurrency {opts.concurrency}, "
-          f"{kind} no-op task")
+    print(
+        f"{opts.requests} requests x {opts.rounds} rounds, concurrency {opts.concurrency}, "
+        f"{kind} no-op task"
+    )
     print(f"  FastAPI BackgroundTasks (memory only): {plain * 1e6:8.1f} us/request")
     print(f"  taskflow, durable on SQLite (WAL):     {flow * 1e6:8.1f} us/request")
     print(f"  ratio: {flow / plain:.2f}x")

@@ -25,6 +25,7 @@ from taskflow.exceptions import (
     TaskflowError,
     TaskNotFoundError,
 )
+from taskflow.executors import TaskExecutionContext
 from taskflow.manager import TaskManager
 from taskflow.models import TaskConfig, TaskRecord, TaskStatus
 from taskflow.observe import (
@@ -39,6 +40,7 @@ from taskflow.observe import (
 from taskflow.repository.base import TaskPage, TaskQuery
 from taskflow.schedules import ScheduleNotFoundError, ScheduleState
 from taskflow.web.admin import TaskAdmin
+from taskflow.web.auth import TaskAuthBackend
 from taskflow.web.background import ManagedBackgroundTasks
 
 try:
@@ -71,8 +73,10 @@ __all__ = [
     "StdoutLogger",
     "TaskAdmin",
     "TaskArgumentError",
+    "TaskAuthBackend",
     "TaskConfig",
     "TaskContext",
+    "TaskExecutionContext",
     "TaskManager",
     "TaskNotFoundError",
     "TaskObserver",

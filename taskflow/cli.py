@@ -1,4 +1,4 @@
-"""The ``taskflow`` command line: ``taskflow db upgrade|downgrade|current|check``.
+"""The ``taskflow`` command line: ``taskflow db upgrade|downgrade|current|check|rebuild-stats``.
 
 Each command group adds itself to the top-level parser (see ``_GROUPS``) and
 sets a ``handler``: an async function of the parsed arguments and an engine,
@@ -81,6 +81,16 @@ async def _db_check(args: argparse.Namespace, engine: AsyncEngine) -> int:
     return EXIT_FAILURE
 
 
+async def _db_rebuild_stats(args: argparse.Namespace, engine: AsyncEngine) -> int:
+    # Imported here: the other db commands must work without the repository layer.
+    from taskflow.db.engine import WRITE_OPTION
+    from taskflow.repository.stats import rebuild_stats
+
+    counted = await rebuild_stats(engine.execution_options(**{WRITE_OPTION: True}))
+    print(f"rebuilt task statistics from {counted} finished task(s)")
+    return EXIT_OK
+
+
 def _add_db_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     db = commands.add_parser("db", help="create and migrate taskflow's tables (Alembic)")
     actions = db.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -101,7 +111,13 @@ def _add_db_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
     )
     check.set_defaults(handler=_db_check)
 
-    for action in (upgrade, downgrade, current, check):
+    rebuild = actions.add_parser(
+        "rebuild-stats",
+        help="recompute the metrics roll-up from the tasks table (after editing history by hand)",
+    )
+    rebuild.set_defaults(handler=_db_rebuild_stats)
+
+    for action in (upgrade, downgrade, current, check, rebuild):
         _add_url_option(action)
 
 

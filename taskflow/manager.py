@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import json
 import logging
 import os
 import socket
 import sys
 import threading
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -26,6 +27,7 @@ from taskflow.exceptions import (
     TaskNotFoundError,
 )
 from taskflow.models import (
+    AuditEntry,
     ExecutorName,
     TaskConfig,
     TaskMetrics,
@@ -36,13 +38,23 @@ from taskflow.models import (
 )
 from taskflow.observe.observer import LoggerChain
 from taskflow.observe.setup import build_observers
+from taskflow.observe.tracing import task_tracer
 from taskflow.registry import RegisteredTask, TaskRegistry
-from taskflow.repository.base import InstanceInfo, TaskPage, TaskQuery, TaskRepository
+from taskflow.replay import Replayer, RetryReport
+from taskflow.repository.base import (
+    InstanceInfo,
+    InstanceStatus,
+    TaskPage,
+    TaskQuery,
+    TaskRepository,
+)
 from taskflow.repository.sql import SqlTaskRepository
 from taskflow.runtime.bridge import BlockingBridge
+from taskflow.runtime.changes import ChangeFeed
 from taskflow.runtime.dispatcher import Dispatcher
 from taskflow.runtime.executors import AsyncExecutor, ThreadExecutor
 from taskflow.runtime.keys import MemoryKeys
+from taskflow.runtime.processes import ProcessExecutor, ship_function
 from taskflow.runtime.records import end_record, new_record
 from taskflow.runtime.recovery import adopt, release_unfinished
 from taskflow.runtime.retention import RetentionService
@@ -92,6 +104,14 @@ class TaskManager:
         lease_seconds: how long another instance waits before it treats this
             instance's tasks as abandoned.
         shutdown_grace: seconds running tasks get to finish at shutdown.
+        max_concurrent_tasks / max_sync_threads / max_process_workers: how many
+            async, thread and process tasks run at once (unlimited, the thread
+            pool's default size, ``min(4, cpu_count)``); more wait as ``pending``,
+            highest ``priority`` first.
+        process_shutdown_timeout: seconds running process tasks get at shutdown
+            before their worker processes are killed (they become ``interrupted``).
+        tracer_provider: an OpenTelemetry ``TracerProvider`` for task spans;
+            default: the global one, when configured.
     """
 
     def __init__(
@@ -121,6 +141,7 @@ class TaskManager:
         heartbeat_interval: float | None = None,
         poll_interval: float = 1.0,
         shutdown_grace: float = 10.0,
+        tracer_provider: Any = None,
     ) -> None:
         url = choose_database_url(database_url, snapshot_backend, snapshot_db)
         self.target: DatabaseTarget = resolve_database_url(url)
@@ -162,7 +183,12 @@ class TaskManager:
         self.max_concurrent_tasks = max_concurrent_tasks
         self.max_sync_threads = max_sync_threads
         self.max_process_workers = max_process_workers
+        if process_shutdown_timeout < 0:
+            raise ConfigurationError(
+                f"process_shutdown_timeout must be >= 0 seconds, got {process_shutdown_timeout}"
+            )
         self.process_shutdown_timeout = process_shutdown_timeout
+        self.tracer_provider = tracer_provider
         self.retention_days = retention_days
         self.write_buffer_size = write_buffer_size
         self.lease_seconds = lease_seconds
@@ -196,6 +222,8 @@ class TaskManager:
             self._services.append(self.retention)
         self._dependency: Callable[[BackgroundTasks], ManagedBackgroundTasks] | None = None
         self._memory_keys = MemoryKeys()
+        # Live dashboard streams listen here; the writer notifies after each commit.
+        self.changes = ChangeFeed()
         self._bridge = BlockingBridge(lambda: SqlTaskRepository(_bridge_engine(self.target)))
 
     # -- registration --------------------------------------------------------
@@ -474,9 +502,7 @@ class TaskManager:
         from taskflow.repository import session as sessions
 
         target = self.registry.for_function(func)
-        record = self._record_for(
-            target, args, kwargs, idempotency_key, tags, priority, owner=None
-        )
+        record = self._record_for(target, args, kwargs, idempotency_key, tags, priority, owner=None)
         if sessions.is_async_session(session):
             return await sessions.add_to_async_session(session, record, self._wake_threadsafe)
         if sessions.is_session(session):
@@ -496,6 +522,10 @@ class TaskManager:
         *,
         owner: str | None,
     ) -> TaskRecord:
+        if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int)):
+            raise TaskArgumentError(f"priority must be an integer or None, got {priority!r}")
+        if target.executor == "process":
+            ship_function(target.func)  # TaskArgumentError now, not in the worker later
         return new_record(
             target,
             args,
@@ -607,8 +637,10 @@ class TaskManager:
         """Cancel a pending or running task, on this instance or any other.
 
         A pending task never starts.  A running async task is cancelled; a
-        running sync task stops being awaited and is recorded ``cancelled``
-        (a thread cannot be stopped; the error says so).  A task held by
+        running process task's worker process is killed, and the call
+        returns once it is gone; a running sync task stops being awaited and
+        is recorded ``cancelled`` (a thread cannot be stopped; the error says
+        so).  A task held by
         another instance is cancelled in the database, which fences that
         instance out: its next write is refused and it drops the task.
 
@@ -624,6 +656,7 @@ class TaskManager:
         else:
             await self._cancel_elsewhere(task_id)
         await self.flush()
+        self.changes.notify((task_id,))
         record = await self.get_task(task_id)
         assert record is not None
         return record
@@ -660,6 +693,120 @@ class TaskManager:
             f"task {task_id} is {record.status.value}: only pending or running tasks "
             "can be cancelled"
         )
+
+    # -- retries, audit log, instances (logic in taskflow.replay) ---------------
+
+    async def retry(self, task_id: str, *, actor: str) -> TaskRecord:
+        """Run a failed or interrupted task again, as a new task with the same arguments.
+
+        The new task (``source="retry"``, ``retried_from=task_id``) gets the
+        original's stored arguments, tags, priority and executor, and is run
+        by whichever instance's dispatcher claims it first.  Audited.
+
+        Raises:
+            TaskNotFoundError: no task has that id.
+            InvalidTransitionError: the task is not failed or interrupted.
+            FunctionNotRegisteredError: its function is not registered in this process.
+            ConfigurationError: its arguments are encrypted and no key is configured.
+        """
+        new_id = await self._replayer().retry(task_id)
+        await self.record_audit(
+            "retry", actor=actor, task_id=task_id, detail={"new_task_id": new_id}
+        )
+        record = await self.repository.get_task(new_id)
+        if record is None:
+            raise TaskNotFoundError(f"the retry {new_id} of {task_id} was deleted already")
+        return record
+
+    async def bulk_retry(self, task_ids: Sequence[str], *, actor: str) -> RetryReport:
+        """Retry each listed task that is failed or interrupted; the rest are skipped.  Audited."""
+        report = await self._replayer().bulk(task_ids)
+        detail = {"dispatched": report.dispatched, "skipped": report.skipped}
+        await self.record_audit(
+            "bulk_retry", actor=actor, detail={**detail, "task_ids": list(task_ids[:20])}
+        )
+        return report
+
+    async def retry_failed(
+        self, since: str | timedelta | None = "6h", func_name: str | None = None, *, actor: str
+    ) -> RetryReport:
+        """Retry every failed or interrupted task created in the last ``since`` (or ``"all"``).
+
+        ``since`` is ``"<N>m"``, ``"<N>h"``, ``"<N>d"``, ``"all"``/None, or a
+        ``timedelta``.  Bounded: candidates are read and retries inserted in
+        batches, and one call looks at most at ``taskflow.replay.MAX_REPLAY``
+        tasks (``report.capped`` says more remained).  Audited.
+
+        Raises:
+            InvalidWindowError: ``since`` has another form.
+        """
+        report = await self._replayer().replay(since, func_name)
+        await self.record_audit(
+            "retry_failed",
+            actor=actor,
+            detail={
+                "since": since if isinstance(since, str) or since is None else str(since),
+                "func_name": func_name,
+                "dispatched": report.dispatched,
+                "skipped": report.skipped,
+                "capped": report.capped,
+            },
+        )
+        return report
+
+    def _replayer(self) -> Replayer:
+        return Replayer(
+            self.repository,
+            self.registry,
+            can_decrypt=self.fernet is not None,
+            on_inserted=self._retries_committed,
+        )
+
+    async def _retries_committed(self) -> None:
+        # New unowned rows: wake our dispatcher now and, on PostgreSQL, the others'.
+        self._wake_threadsafe()
+        try:
+            await self.repository.announce_work()
+        except Exception as exc:  # polling finds the rows regardless
+            logger.warning("could not announce retried tasks: %s", exc)
+
+    async def record_audit(
+        self,
+        action: str,
+        *,
+        actor: str,
+        task_id: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> AuditEntry:
+        """Append an entry to the audit log (``GET {path}/audit``): who did what, when.
+
+        For state changes made through the admin API, and for logins and
+        logouts.  ``detail`` is stored as JSON (values JSON cannot hold are
+        stored as their ``str()``).
+
+        Raises:
+            ValueError: ``action`` is empty or longer than 32 characters, or
+                ``task_id`` is not a task id.
+        """
+        if not action or len(action) > AUDIT_ACTION_LENGTH:
+            raise ValueError(f"audit action must be 1 to 32 characters, got {action!r}")
+        if task_id is not None and len(task_id) > AUDIT_TASK_ID_LENGTH:
+            raise ValueError(f"task_id must be a task's id (36 characters), got {task_id!r}")
+        stored = json.loads(json.dumps(detail, default=str)) if detail else None
+        return await self.repository.insert_audit(
+            action, actor=actor[:AUDIT_ACTOR_LENGTH], task_id=task_id, detail=stored, now=utcnow()
+        )
+
+    async def list_audit(self, *, limit: int = 100, before: int | None = None) -> list[AuditEntry]:
+        """Audit entries newest first; the last ``entry_id`` as ``before`` gives the next page."""
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        return await self.repository.list_audit(limit=limit, before=before)
+
+    async def list_instances(self) -> list[InstanceStatus]:
+        """Instances alive now (a heartbeat within ``lease_seconds``), with running task counts."""
+        alive_since = utcnow() - timedelta(seconds=self.lease_seconds)
+        return await self.repository.list_live_instances(alive_since=alive_since)
 
     async def drain(self) -> None:
         """Wait until every local task has finished and its final state is committed."""
@@ -698,13 +845,16 @@ class TaskManager:
         self._executors = {
             "async": AsyncExecutor(self.max_concurrent_tasks),
             "thread": ThreadExecutor(self.max_sync_threads),
+            "process": ProcessExecutor(self.max_process_workers),  # starts no process yet
         }
         self._writer = GroupCommitWriter(
             self.repository,
             max_buffer=self.write_buffer_size,
             on_fenced=self._on_fenced,
             is_transient=_is_transient,
+            changes=self.changes,
         )
+        self.changes.open()
         self._writer.start()
         self._runner = TaskRunner(
             self._writer,
@@ -714,6 +864,7 @@ class TaskManager:
             lease_seconds=self.lease_seconds,
             accepting=self._accepting,
             events=self.logger,
+            tracer=task_tracer(self.tracer_provider),
         )
         self._dispatcher = Dispatcher(
             self.repository,
@@ -757,6 +908,7 @@ class TaskManager:
         if not self._started:
             return
         self._stopping = True
+        self.changes.close()  # end live streams first: they hold connections open
         for service in reversed(self._services):
             try:
                 await service.stop()
@@ -772,8 +924,10 @@ class TaskManager:
             with contextlib.suppress(Exception):  # polling picks them up regardless
                 await self.repository.announce_work()
         for executor in self._executors.values():
-            if isinstance(executor, ThreadExecutor):
-                executor.shutdown()
+            try:  # never blocks the loop: stuck threads are left, stuck processes killed
+                await executor.close()
+            except Exception:
+                logger.exception("taskflow %s executor failed to close", executor.name)
         if self.logger is not None:
             await self.logger.close()
         await asyncio.to_thread(self._bridge.close)
@@ -801,7 +955,9 @@ class TaskManager:
         Terminal means success, failed, interrupted and cancelled, here and in
         ``retention_days`` alike; pending and running tasks are never deleted.
         """
-        return await self.repository.delete_finished_before(utcnow() - older_than)
+        deleted = await self.repository.delete_finished_before(utcnow() - older_than)
+        self.changes.notify(None)
+        return deleted
 
     def add_service(self, service: Service) -> None:
         """Run ``service.start()`` after every startup and ``service.stop()`` first at shutdown.
@@ -820,21 +976,33 @@ class TaskManager:
     async def _finish_running_tasks(self) -> None:
         """Give running attempts ``shutdown_grace`` to end; stop everything else now.
 
-        Tasks that have not started (queued behind another, waiting for a
-        retry, waiting for a concurrency slot) are not started any more: they
-        stay ``pending`` and are released for another instance at once.
+        Process tasks get ``process_shutdown_timeout`` instead; cancelling one
+        kills its worker process, so it is recorded ``interrupted`` only once
+        its code has really stopped.  Tasks that have not started (queued
+        behind another, waiting for a retry, waiting for a concurrency slot)
+        are not started any more: they stay ``pending`` and are released for
+        another instance at once.
         """
-        running = {
-            local.handle
+        running: dict[asyncio.Task[Any], float] = {
+            local.handle: (
+                self.process_shutdown_timeout
+                if local.target.executor == "process"
+                else self.shutdown_grace
+            )
             for local in self._local.values()
             if local.record.status is TaskStatus.RUNNING and local.handle is not None
         }
         for task in self._background:
             if task not in running:
                 task.cancel()
-        still = {task for task in running if not task.done()}
-        if still:
-            _done, still = await asyncio.wait(still, timeout=self.shutdown_grace)
+        still: set[asyncio.Task[Any]] = set()
+        loop, began = asyncio.get_running_loop(), asyncio.get_running_loop().time()
+        for grace in sorted(set(running.values())):  # each group's deadline counts from now
+            group = {task for task, limit in running.items() if limit == grace and not task.done()}
+            if group:
+                left = max(0.0, began + grace - loop.time())
+                _done, late = await asyncio.wait(group, timeout=left) if left else (set(), group)
+                still |= late
         for task in still:
             task.cancel()
         leftovers = [task for task in self._background if not task.done()]
@@ -942,6 +1110,9 @@ class TaskManager:
 
 
 MAX_ADOPTED = 1000  # tasks claimed from the database and held locally at once
+AUDIT_ACTION_LENGTH = 32  # taskflow_audit.action
+AUDIT_ACTOR_LENGTH = 255  # taskflow_audit.actor
+AUDIT_TASK_ID_LENGTH = 36  # taskflow_audit.task_id
 
 
 def _bridge_engine(target: DatabaseTarget) -> Any:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+import operator
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any, Literal
 
@@ -132,6 +133,16 @@ class TaskRecord:
     schedule_name: str | None = None
     scheduled_for: datetime | None = None
 
+    def snapshot(self) -> TaskRecord:
+        """A copy of the current state (lists and dicts shared, not copied).
+
+        The group-commit writer takes one when it seals a batch: the runner
+        keeps changing the live record while the batch waits for a
+        connection, and a batch must write the state its log lines belong to,
+        not a later one whose log lines are still queued for the next commit.
+        """
+        return TaskRecord(*_record_values(self))
+
     @property
     def duration(self) -> float | None:
         """Seconds the last attempt ran, or None while it has not finished."""
@@ -176,6 +187,29 @@ class TaskRecord:
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One row of the audit log: who changed what through the admin API (or logged in)."""
+
+    entry_id: int
+    action: str
+    task_id: str | None
+    actor: str
+    timestamp: datetime
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The described system's shape: entry_id, action, task_id, actor, timestamp, detail."""
+        return {
+            "entry_id": self.entry_id,
+            "action": self.action,
+            "task_id": self.task_id,
+            "actor": self.actor,
+            "timestamp": _iso(self.timestamp),
+            "detail": dict(self.detail),
+        }
 
 
 @dataclass(frozen=True)
@@ -240,3 +274,6 @@ class TaskMetrics:
             for f in self.by_function
         ]
         return data
+
+
+_record_values = operator.attrgetter(*(f.name for f in fields(TaskRecord)))

@@ -103,10 +103,29 @@ def validate_executor(func: Callable[..., Any], executor: str | None) -> None:
             f"executor='thread' needs a plain function; {import_path(func)} is async: "
             "use executor='async' or drop executor= to auto-detect"
         )
-    if executor == "process" and not _is_module_level(func):
+    if executor == "process":
+        _check_process_target(func)
+
+
+def _check_process_target(func: Callable[..., Any]) -> None:
+    """A worker process must be able to import ``func`` by name (lambdas and closures cannot be).
+
+    Even with cloudpickle, which could ship a closure by value, a closure's
+    captured state would be a frozen copy in the worker: a source of quiet
+    bugs, so the described system's rule (module-level functions only) stands.
+    """
+    path = import_path(func)
+    fix = "define it with def at the top level of an importable module and decorate that"
+    if inspect.ismethod(func):
         raise RegistrationError(
-            f"executor='process' needs a module-level function; {import_path(func)} is a "
-            "lambda or nested function, which a worker process cannot import"
+            f"executor='process' needs a module-level function; {path} is a bound method, "
+            f"whose instance a worker process cannot share: {fix}"
+        )
+    if not _is_module_level(func):
+        kind = "a lambda" if "<lambda>" in path else "a nested function or closure"
+        raise RegistrationError(
+            f"executor='process' needs a module-level function; {path} is {kind}, "
+            f"which a worker process cannot import: {fix}"
         )
 
 

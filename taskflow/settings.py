@@ -32,6 +32,8 @@ _SYNC_TWINS: dict[str, tuple[str, ...]] = {
     "mysql": ("pymysql", "mysqldb", "mysqlconnector"),
 }
 _BACKEND_ALIASES = {"postgres": "postgresql", "mariadb": "mysql", "sqlite": "sqlite"}
+
+
 @dataclass(frozen=True)
 class DatabaseTarget:
     """A resolved database: the async URL to connect with and what kind it is."""

@@ -10,7 +10,9 @@ session on every instance and any instance can check a cookie.
 finished tasks, kept up to date in the same transactions that finish or
 delete tasks, so ``/tasks/metrics`` reads a few hundred rows instead of the
 whole history.  ``stripe`` spreads the counters of concurrent instances over
-separate rows, so their commits never queue behind one hot row.
+separate rows, so their commits never queue behind one hot row.  The upgrade
+counts the tasks that finished before it (the same code as ``taskflow db
+rebuild-stats``).
 """
 
 from __future__ import annotations
@@ -68,6 +70,18 @@ def upgrade() -> None:
             "func_name", "status", "bucket", "stripe", name=op.f("pk_taskflow_task_stats")
         ),
     )
+    _backfill_task_stats()
+
+
+def _backfill_task_stats() -> None:
+    # Tasks finished before this revision are counted now, in the migration's
+    # transaction.  An offline SQL script cannot run Python: after applying
+    # one, run `taskflow db rebuild-stats`.
+    if op.get_context().as_sql:
+        return
+    from taskflow.repository.stats import rebuild_on_connection
+
+    rebuild_on_connection(op.get_bind())
 
 
 def downgrade() -> None:

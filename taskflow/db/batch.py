@@ -6,7 +6,9 @@ statements (insert a task, guarded update of a task, insert a log line) are
 compiled once per dialect from the model set, and rows are turned into
 driver-ready tuples here, with one converter per column kind.  Reads keep
 using SQLAlchemy's types, so the stored forms below must be the ones those
-types produce: a test compares both paths on every dialect.
+types produce: a test compares both paths on every dialect.  The statistics
+roll-up's upsert (``repository/stats.py``) is compiled here too, and the
+helpers at the end say which rows of a batch the roll-up must count.
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import bindparam, insert, update
+from sqlalchemy import bindparam, insert, text, update
 from sqlalchemy.engine import Dialect
 
 from taskflow.db import dialects
 from taskflow.db.mapping import MUTABLE_COLUMNS
-from taskflow.db.tables import task_logs_table, tasks_table
-from taskflow.models import TaskLogEntry, TaskRecord
+from taskflow.db.tables import ACTIVE_ONLY, task_logs_table, tasks_table
+from taskflow.models import ACTIVE_STATUSES, TERMINAL_STATUSES, TaskLogEntry, TaskRecord
+from taskflow.repository.stats import ROW_COLUMNS, StatsDelta, upsert_statement
 
 Converter = Callable[[Any], Any]
 
@@ -130,11 +133,16 @@ class BatchStatements:
             TASK_INSERT_COLUMNS,
         ) + dialects.skip_same_id_clause(dialect)
         update_names = (*tuple(f"v_{c}" for c in MUTABLE_COLUMNS), "g_id", "g_epoch")
+        # A finished task is final for the group commit: an update of a row that
+        # is no longer active changes nothing.  So an update that applies and
+        # finishes the task counts it in the roll-up exactly once, even when a
+        # batch is applied again after its commit went through.
         self.update_task_sql = _compile(
             update(tasks_table)
             .where(
                 tasks_table.c.id == bindparam("g_id"),
                 tasks_table.c.lease_epoch == bindparam("g_epoch"),
+                text(ACTIVE_ONLY),
             )
             .values({c: bindparam(f"v_{c}") for c in MUTABLE_COLUMNS}),
             dialect,
@@ -145,6 +153,18 @@ class BatchStatements:
             dialect,
             LOG_INSERT_COLUMNS,
         ) + dialects.skip_same_id_clause(dialect)
+        self._dialect = dialect
+        self._stats_upsert_sql: str | None = None
+
+    @property
+    def stats_upsert_sql(self) -> str:
+        """The roll-up's upsert, compiled at first use (MySQL's form depends on the server)."""
+        if self._stats_upsert_sql is None:
+            statement = upsert_statement(self._dialect).values(
+                {c: bindparam(c) for c in ROW_COLUMNS}
+            )
+            self._stats_upsert_sql = _compile(statement, self._dialect, ROW_COLUMNS)
+        return self._stats_upsert_sql
 
     def task_rows(self, records: Sequence[TaskRecord]) -> list[tuple[Any, ...]]:
         dt = self._dt
@@ -220,3 +240,59 @@ class BatchStatements:
             )
             for e in entries
         ]
+
+
+ACTIVE = frozenset(status.value for status in ACTIVE_STATUSES)
+TERMINAL = frozenset(status.value for status in TERMINAL_STATUSES)
+# Where status and duration sit in the rows built above.  The roll-up counts
+# what the rows say, never the records: the runtime keeps changing a record
+# while its batch is in flight, and the roll-up must match what was written.
+_INSERT_STATUS = TASK_INSERT_COLUMNS.index("status")
+_INSERT_DURATION = TASK_INSERT_COLUMNS.index("duration_ms")
+_UPDATE_STATUS = MUTABLE_COLUMNS.index("status")
+_UPDATE_DURATION = MUTABLE_COLUMNS.index("duration_ms")
+
+
+def finished_insert_rows(
+    records: Sequence[TaskRecord], rows: Sequence[tuple[Any, ...]]
+) -> dict[str, tuple[str, str, float | None]]:
+    """New rows that are finished already (rare: a task cancelled before its insert committed).
+
+    Returns task id -> (func_name, status, duration_ms), as the rows store them.
+    """
+    return {
+        record.task_id: (record.func_name, row[_INSERT_STATUS], row[_INSERT_DURATION])
+        for record, row in zip(records, rows, strict=True)
+        if row[_INSERT_STATUS] in TERMINAL
+    }
+
+
+def count_finishing_updates(
+    records: Sequence[TaskRecord], rows: Sequence[tuple[Any, ...]], delta: StatsDelta
+) -> None:
+    """Add the applied update rows that finish their task to ``delta``."""
+    for record, row in zip(records, rows, strict=True):
+        status = row[_UPDATE_STATUS]
+        if status in TERMINAL:
+            delta.add(record.func_name, status, row[_UPDATE_DURATION])
+
+
+def settle_updates(
+    records: Sequence[TaskRecord], states: dict[str, tuple[str, int]]
+) -> tuple[list[TaskRecord], set[str]]:
+    """Which guarded updates apply, from each row's (status, lease_epoch) read under lock.
+
+    Returns the records to write and the fenced ids (row gone, or its epoch
+    moved on).  A row still at our epoch but already finished is neither:
+    the update repeats one that was applied (a retried batch), and changes
+    nothing.
+    """
+    apply: list[TaskRecord] = []
+    fenced: set[str] = set()
+    for record in records:
+        state = states.get(record.task_id)
+        if state is None or state[1] != record.lease_epoch:
+            fenced.add(record.task_id)
+        elif state[0] in ACTIVE:
+            apply.append(record)
+    return apply, fenced

@@ -6,6 +6,7 @@ so adding a dialect means reading one file.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.engine import Dialect
@@ -100,3 +101,87 @@ def skip_same_id_clause(dialect: Dialect) -> str:
     if is_postgresql(dialect) or is_sqlite(dialect):
         return " ON CONFLICT (id) DO NOTHING"
     return " ON DUPLICATE KEY UPDATE id = id"
+
+
+def upsert_adding(
+    dialect: Dialect,
+    table: Any,
+    *,
+    keys: Sequence[str],
+    added: Sequence[str],
+    least: Sequence[str],
+    greatest: Sequence[str],
+) -> Any:
+    """An INSERT that, when the key exists, adds to its counters instead.
+
+    ``added`` columns become ``old + new``; ``least`` / ``greatest`` keep the
+    smaller / larger value, and a NULL on either side keeps the other, so a
+    row with NULL extremes (a decrement) leaves them as they were.  PostgreSQL
+    and SQLite: ``ON CONFLICT DO UPDATE`` with ``excluded``; MySQL/MariaDB:
+    ``ON DUPLICATE KEY UPDATE``.  PostgreSQL's LEAST/GREATEST skip NULLs;
+    SQLite's two-argument min()/max() and MySQL's LEAST/GREATEST return NULL
+    if either is NULL, hence the COALESCE there.
+    """
+    from sqlalchemy import func
+
+    def keep(which: str, old: Any, new: Any) -> Any:
+        if is_postgresql(dialect):  # LEAST/GREATEST skip NULLs there
+            return getattr(func, which)(old, new)
+        name = {"least": "min", "greatest": "max"}[which] if is_sqlite(dialect) else which
+        return getattr(func, name)(func.coalesce(old, new), func.coalesce(new, old))
+
+    def set_clause(new: Any) -> dict[str, Any]:
+        values = {name: table.c[name] + new[name] for name in added}
+        values.update({name: keep("least", table.c[name], new[name]) for name in least})
+        values.update({name: keep("greatest", table.c[name], new[name]) for name in greatest})
+        return values
+
+    if is_postgresql(dialect):
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        pg_stmt = pg_insert(table)
+        return pg_stmt.on_conflict_do_update(
+            index_elements=list(keys), set_=set_clause(pg_stmt.excluded)
+        )
+    if is_sqlite(dialect):
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        sqlite_stmt = sqlite_insert(table)
+        return sqlite_stmt.on_conflict_do_update(
+            index_elements=list(keys), set_=set_clause(sqlite_stmt.excluded)
+        )
+    from sqlalchemy.dialects.mysql import insert as mysql_insert
+
+    mysql_stmt = mysql_insert(table)
+    return mysql_stmt.on_duplicate_key_update(set_clause(mysql_stmt.inserted))
+
+
+def block_writers_sql(dialect: Dialect, table_name: str) -> str | None:
+    """A statement that keeps other transactions from writing ``table_name`` until commit.
+
+    PostgreSQL: ``LOCK TABLE ... IN EXCLUSIVE MODE`` (reads go on).  MySQL and
+    MariaDB: a locking read of every row, whose next-key locks (REPEATABLE
+    READ, the default) also block inserts.  SQLite: None, since write
+    transactions begin with ``BEGIN IMMEDIATE`` and so are serialised already.
+    """
+    if is_postgresql(dialect):
+        return f"LOCK TABLE {table_name} IN EXCLUSIVE MODE"
+    if is_mysql(dialect):
+        return f"SELECT 1 FROM {table_name} FOR UPDATE"
+    return None
+
+
+def written_by_this_transaction(dialect: Dialect) -> Any | None:
+    """A column that is true for rows the current transaction has written, where one exists.
+
+    PostgreSQL: a row version's ``xmin`` is the id of the transaction that
+    wrote it (the low 32 bits of ``txid_current()``), so after a batch of
+    guarded updates one read-back tells which applied, with no row locks
+    taken beforehand.  None elsewhere: MySQL and SQLite report the
+    executemany's rowcount instead.
+    """
+    if is_postgresql(dialect):
+        from sqlalchemy import literal_column
+
+        return literal_column("xmin::text::bigint = txid_current() % 4294967296")
+    return None

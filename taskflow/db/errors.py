@@ -13,7 +13,7 @@ def is_transient(exc: BaseException) -> bool:
         return True
     if isinstance(exc, sqlite3.OperationalError):  # the inline SQLite writer's own errors
         return True
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+    if isinstance(exc, DBAPIError) and (exc.connection_invalidated or is_deadlock(exc)):
         return True
     return isinstance(exc, (OperationalError, InterfaceError))
 

@@ -21,10 +21,17 @@ from typing import Any
 
 from sqlalchemy.engine import Dialect
 
-from taskflow.db.batch import BatchStatements, datetime_converter
+from taskflow.db.batch import (
+    BatchStatements,
+    count_finishing_updates,
+    datetime_converter,
+    finished_insert_rows,
+    settle_updates,
+)
 from taskflow.db.engine import SQLITE_BUSY_TIMEOUT_MS
 from taskflow.models import TaskRecord
 from taskflow.repository.base import WriteBatch
+from taskflow.repository.stats import StatsDelta
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -53,27 +60,46 @@ class SqliteInlineWriter:
             self._conn = conn
         return self._conn
 
-    async def apply(self, batch: WriteBatch) -> set[str]:
-        """Commit the batch; returns the ids of updates fenced out by their epoch guard."""
+    async def apply(self, batch: WriteBatch, stripe: int) -> set[str]:
+        """Commit the batch and its roll-up changes (in ``stripe``); returns the fenced ids."""
         async with self._in_use:
             try:
-                return self._apply(batch, busy_timeout_ms=0)
+                return self._apply(batch, stripe, busy_timeout_ms=0)
             except sqlite3.OperationalError as exc:
                 if not _is_busy(exc):
                     raise
-            return await asyncio.to_thread(self._apply, batch, SQLITE_BUSY_TIMEOUT_MS)
+            return await asyncio.to_thread(self._apply, batch, stripe, SQLITE_BUSY_TIMEOUT_MS)
 
-    def _apply(self, batch: WriteBatch, busy_timeout_ms: int) -> set[str]:
+    def _apply(self, batch: WriteBatch, stripe: int, busy_timeout_ms: int) -> set[str]:
         conn = self._connection()
         conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        fenced = self._apply_once(conn, batch, stripe, careful=False)
+        if fenced is None:
+            # Some update did not apply: find out which, under the same lock.
+            fenced = self._apply_once(conn, batch, stripe, careful=True)
+        assert fenced is not None
+        return fenced
+
+    def _apply_once(
+        self, conn: sqlite3.Connection, batch: WriteBatch, stripe: int, *, careful: bool
+    ) -> set[str] | None:
+        """One transaction; None (rolled back) when the optimistic update count fell short."""
         statements = self._statements
+        delta = StatsDelta()
         conn.execute("BEGIN IMMEDIATE")
         try:
             if batch.inserts:
-                conn.executemany(statements.insert_task_sql, statements.task_rows(batch.inserts))
-            fenced = self._apply_updates(conn, batch.updates) if batch.updates else set()
+                self._insert(conn, batch.inserts, delta)
+            fenced: set[str] | None = set()
+            if batch.updates:
+                fenced = self._apply_updates(conn, batch.updates, delta, careful=careful)
+            if fenced is None:
+                conn.execute("ROLLBACK")
+                return None
             if batch.logs:
                 conn.executemany(statements.insert_log_sql, statements.log_rows(batch.logs))
+            if delta:
+                conn.executemany(statements.stats_upsert_sql, delta.rows(stripe))
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -81,20 +107,57 @@ class SqliteInlineWriter:
             raise
         return fenced
 
-    def _apply_updates(self, conn: sqlite3.Connection, records: list[TaskRecord]) -> set[str]:
-        rows = self._statements.update_rows(records)
-        cursor = conn.executemany(self._statements.update_task_sql, rows)
-        if cursor.rowcount == len(rows):
+    def _insert(
+        self, conn: sqlite3.Connection, records: list[TaskRecord], delta: StatsDelta
+    ) -> None:
+        statements = self._statements
+        rows = statements.task_rows(records)
+        finished = finished_insert_rows(records, rows)
+        present: set[str] = set()
+        if finished:
+            present = {row[0] for row in self._select(conn, "id", list(finished))}
+        conn.executemany(statements.insert_task_sql, rows)
+        for task_id, (func_name, status, duration_ms) in finished.items():
+            if task_id not in present:
+                delta.add(func_name, status, duration_ms)
+
+    def _apply_updates(
+        self,
+        conn: sqlite3.Connection,
+        records: list[TaskRecord],
+        delta: StatsDelta,
+        *,
+        careful: bool,
+    ) -> set[str] | None:
+        statements = self._statements
+        if not careful:
+            rows = statements.update_rows(records)
+            cursor = conn.executemany(statements.update_task_sql, rows)
+            if cursor.rowcount != len(rows):
+                return None
+            count_finishing_updates(records, rows, delta)
             return set()
-        expected = {r.task_id: r.lease_epoch for r in records}
-        marks = ",".join("?" * len(expected))
-        found: dict[Any, Any] = dict(
-            conn.execute(
-                f"SELECT id, lease_epoch FROM taskflow_tasks WHERE id IN ({marks})",
-                list(expected),
+        ids = [r.task_id for r in records]
+        states = {
+            row[0]: (row[1], row[2]) for row in self._select(conn, "id, status, lease_epoch", ids)
+        }
+        applying, fenced = settle_updates(records, states)
+        if applying:
+            rows = statements.update_rows(applying)
+            count_finishing_updates(applying, rows, delta)
+            conn.executemany(statements.update_task_sql, rows)
+        return fenced
+
+    @staticmethod
+    def _select(conn: sqlite3.Connection, columns: str, ids: list[str]) -> list[Any]:
+        found: list[Any] = []
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            found += conn.execute(
+                f"SELECT {columns} FROM taskflow_tasks WHERE id IN ({marks})", chunk
             ).fetchall()
-        )
-        return {tid for tid, epoch in expected.items() if found.get(tid) != epoch}
+        return found
 
     async def execute_returning(self, statement: Any) -> list[tuple[Any, ...]]:
         """Run one write statement with RETURNING in its own transaction (claims)."""

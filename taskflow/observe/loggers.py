@@ -118,5 +118,3 @@ class InMemoryLogger(TaskObserver):
         """Forget every event recorded so far."""
         self.log_events.clear()
         self.lifecycle_events.clear()
-
-

@@ -11,8 +11,9 @@ import abc
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from taskflow.models import TaskLogEntry, TaskMetrics, TaskRecord, TaskStatus
+from taskflow.models import AuditEntry, TaskLogEntry, TaskMetrics, TaskRecord, TaskStatus
 from taskflow.schedules import FireOutcome, ScheduleDefinition, ScheduleState
 
 
@@ -78,6 +79,51 @@ class InstanceInfo:
     heartbeat_at: datetime
     version: str | None = None
     stopped_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class InstanceStatus:
+    """A live instance and how many tasks it is running right now."""
+
+    instance: InstanceInfo
+    running: int
+
+
+@dataclass(frozen=True)
+class RetrySource:
+    """What deciding on a retry needs to know of a task, without its arguments."""
+
+    task_id: str
+    func_name: str
+    status: TaskStatus
+    payload_format: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class RetryCopy:
+    """A retry to create: ``original_id``'s row copied as ``new_task_id``, pending, unowned."""
+
+    original_id: str
+    new_task_id: str
+    max_retries: int
+
+
+@dataclass(frozen=True)
+class AdminSession:
+    """A dashboard login as stored in ``taskflow_admin_sessions``.
+
+    ``session_id`` is a digest of the cookie's token: the token itself is
+    never stored, so reading the table does not let anyone log in.
+    """
+
+    session_id: str
+    username: str
+    role: str
+    csrf_token: str
+    created_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None = None
 
 
 class TaskRepository(abc.ABC):
@@ -251,3 +297,77 @@ class TaskRepository(abc.ABC):
 
         Never touches pending or running tasks.
         """
+
+    # -- retries (the SQL is in taskflow.repository.retries) -------------------
+
+    @abc.abstractmethod
+    async def retry_sources(self, task_ids: Sequence[str]) -> list[RetrySource]:
+        """The tasks among ``task_ids`` that exist, in no particular order."""
+
+    @abc.abstractmethod
+    async def replay_candidates(
+        self,
+        *,
+        status: TaskStatus,
+        created_since: datetime | None,
+        created_before: datetime,
+        func_name: str | None,
+        after: RetrySource | None,
+        limit: int,
+    ) -> list[RetrySource]:
+        """One page of tasks in ``status`` created in the window, newest first.
+
+        ``after`` is the last task of the previous page (keyset pagination).
+        """
+
+    @abc.abstractmethod
+    async def insert_retries(
+        self, copies: Sequence[RetryCopy], *, now: datetime
+    ) -> list[RetryCopy]:
+        """Insert each copy as a new pending, unowned task, all in one transaction.
+
+        The stored arguments, tags, priority and executor are copied by the
+        store as they are (encrypted payloads stay encrypted); a copy whose
+        original is gone or no longer failed/interrupted is skipped.  Returns
+        the copies that were inserted.
+        """
+
+    # -- admin bookkeeping (SQL in taskflow.repository.audit / .instances) -----
+
+    @abc.abstractmethod
+    async def insert_audit(
+        self,
+        action: str,
+        *,
+        actor: str,
+        task_id: str | None,
+        detail: dict[str, Any] | None,
+        now: datetime,
+    ) -> AuditEntry:
+        """Append one audit entry and return it with its id."""
+
+    @abc.abstractmethod
+    async def list_audit(self, *, limit: int, before: int | None = None) -> list[AuditEntry]:
+        """Audit entries newest first; only those with ``entry_id < before`` if given."""
+
+    @abc.abstractmethod
+    async def list_live_instances(self, *, alive_since: datetime) -> list[InstanceStatus]:
+        """Instances not stopped and seen since ``alive_since``, with their running task counts."""
+
+    # -- admin sessions (the SQL is in taskflow.repository.admin_sessions) -----
+
+    @abc.abstractmethod
+    async def create_admin_session(self, session: AdminSession) -> None:
+        """Store a new dashboard login."""
+
+    @abc.abstractmethod
+    async def get_admin_session(self, session_id: str, *, now: datetime) -> AdminSession | None:
+        """The session with that id, unless it expired by ``now`` or was revoked."""
+
+    @abc.abstractmethod
+    async def revoke_admin_session(self, session_id: str, *, now: datetime) -> bool:
+        """Revoke a session for every instance; False if it was unknown or already revoked."""
+
+    @abc.abstractmethod
+    async def purge_admin_sessions(self, *, now: datetime) -> int:
+        """Delete sessions that expired by ``now``; returns how many."""

@@ -110,11 +110,12 @@ async def heartbeat(
             .where(I.c.id == instance.instance_id)
             .values(heartbeat_at=instance.heartbeat_at)
         )
-        result = await conn.execute(
-            update(T)
-            .where(T.c.owner == instance.instance_id, T.c.status.in_(ACTIVE))
-            .values(lease_expires_at=lease_until)
-        )
+        # Lock the rows in id order first, the order the group commit uses:
+        # an UPDATE alone locks them in index order, and the two transactions
+        # of one instance could then deadlock on a pair of its own rows.
+        owned = T.c.owner == instance.instance_id, T.c.status.in_(ACTIVE)
+        await conn.execute(select(T.c.id).where(*owned).order_by(T.c.id).with_for_update())
+        result = await conn.execute(update(T).where(*owned).values(lease_expires_at=lease_until))
     return int(result.rowcount or 0)
 
 

@@ -7,6 +7,7 @@ opens them with ``BEGIN IMMEDIATE``.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -14,9 +15,6 @@ from typing import Any
 from sqlalchemy import (
     Select,
     and_,
-    case,
-    func,
-    literal_column,
     or_,
     select,
     update,
@@ -30,17 +28,34 @@ from taskflow.db.mapping import log_from_row, record_from_row, render_logs
 from taskflow.db.sqlite_writer import SqliteInlineWriter
 from taskflow.db.tables import task_logs_table, tasks_table
 from taskflow.models import (
-    FunctionMetrics,
+    AuditEntry,
     TaskLogEntry,
     TaskMetrics,
     TaskRecord,
     TaskStatus,
     utcnow,
 )
-from taskflow.repository import idempotency, leases, retention, schedules, wakeups
+from taskflow.repository import (
+    admin_sessions,
+    audit,
+    group_commit,
+    idempotency,
+    instances,
+    leases,
+    metrics_query,
+    retention,
+    retries,
+    schedules,
+    stats,
+    wakeups,
+)
 from taskflow.repository.base import (
+    AdminSession,
     BatchOutcome,
     InstanceInfo,
+    InstanceStatus,
+    RetryCopy,
+    RetrySource,
     TaskPage,
     TaskQuery,
     TaskRepository,
@@ -54,14 +69,19 @@ L = task_logs_table
 
 # Columns a page of the list needs: no payload, no stack trace.
 LIST_COLUMNS = [c for c in T.c if c.name not in ("payload", "stacktrace")]
-FINISHED = (TaskStatus.SUCCESS.value, TaskStatus.FAILED.value)
 
 
 class SqlTaskRepository(TaskRepository):
     """Tasks in a relational database through one async SQLAlchemy engine."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, stats_stripe: int | None = None) -> None:
         self.engine = engine
+        # Which counter rows of the statistics roll-up this repository adds to:
+        # given, or derived from the instance id once it registers.
+        self._stripe_given = stats_stripe
+        self.stats_stripe = (
+            stats.stripe_for(uuid.uuid4().hex) if stats_stripe is None else stats_stripe
+        )
         self.write_engine = engine.execution_options(**{WRITE_OPTION: True})
         self._statements = BatchStatements(engine.dialect)
         self._inline: SqliteInlineWriter | None = None
@@ -85,36 +105,13 @@ class SqlTaskRepository(TaskRepository):
     # -- writes -----------------------------------------------------------
 
     async def apply(self, batch: WriteBatch) -> BatchOutcome:
+        # Tasks the batch finishes are rolled up in the same transaction (stats.py).
         if self._inline is not None:
-            return BatchOutcome(frozenset(await self._inline.apply(batch)))
-        fenced: set[str] = set()
-        statements = self._statements
-        async with self.write_engine.begin() as conn:
-            if batch.inserts:
-                rows = statements.task_rows(batch.inserts)
-                await conn.exec_driver_sql(statements.insert_task_sql, rows)
-            if batch.updates:
-                fenced = await self._apply_updates(conn, batch.updates)
-            if batch.logs:
-                rows = statements.log_rows(batch.logs)
-                await conn.exec_driver_sql(statements.insert_log_sql, rows)
-        return BatchOutcome(frozenset(fenced))
-
-    async def _apply_updates(self, conn: AsyncConnection, records: list[TaskRecord]) -> set[str]:
-        # A fixed lock order keeps two instances' batches from deadlocking.
-        ordered = sorted(records, key=lambda r: r.task_id)
-        rows = self._statements.update_rows(ordered)
-        result = await conn.exec_driver_sql(self._statements.update_task_sql, rows)
-        if dialects.reports_executemany_rowcount(conn.dialect) and result.rowcount == len(rows):
-            return set()
-        # Read back inside the same transaction: our updated rows are locked, so
-        # an epoch that differs from ours means our guarded update did not apply.
-        expected = {r.task_id: r.lease_epoch for r in ordered}
-        found = await conn.execute(
-            select(T.c.id, T.c.lease_epoch).where(T.c.id.in_(list(expected)))
+            return BatchOutcome(frozenset(await self._inline.apply(batch, self.stats_stripe)))
+        fenced = await group_commit.apply_batch(
+            self.write_engine, self._statements, batch, self.stats_stripe
         )
-        seen = {row.id: row.lease_epoch for row in found}
-        return {tid for tid, epoch in expected.items() if seen.get(tid) != epoch}
+        return BatchOutcome(frozenset(fenced))
 
     async def transition(
         self,
@@ -140,8 +137,14 @@ class SqlTaskRepository(TaskRepository):
         if bump_epoch:
             values["lease_epoch"] = T.c.lease_epoch + 1
         async with self.write_engine.begin() as conn:
+            before = None
+            if stats.touches_rollup(status, expected_status):
+                before = await stats.lock_row(conn, task_id)
             result = await conn.execute(update(T).where(and_(*conditions)).values(values))
-        return bool(result.rowcount == 1)
+            applied = bool(result.rowcount == 1)
+            if applied and before is not None:
+                await stats.apply_delta(conn, stats.moved(before, status.value), self.stats_stripe)
+        return applied
 
     # -- reads ------------------------------------------------------------
 
@@ -205,80 +208,13 @@ class SqlTaskRepository(TaskRepository):
         return stmt
 
     async def metrics(self) -> TaskMetrics:
-        async with self.engine.connect() as conn:
-            counts = {
-                row.status: int(row.n)
-                for row in await conn.execute(
-                    select(T.c.status, func.count().label("n")).group_by(T.c.status)
-                )
-            }
-            finished = T.c.status.in_(FINISHED) & T.c.duration_ms.is_not(None)
-            avg_ms = (
-                await conn.execute(select(func.avg(T.c.duration_ms)).where(finished))
-            ).scalar()
-            by_function = await self._function_metrics(conn)
-        avg = float(avg_ms) / 1000.0 if avg_ms is not None else None
-        return TaskMetrics(counts=counts, avg_duration_seconds=avg, by_function=by_function)
+        # The statistics roll-up plus live counts of active tasks: never a scan
+        # of the history (see taskflow.repository.stats for the precision).
+        return await metrics_query.read_metrics(self.engine)
 
-    async def _function_metrics(self, conn: AsyncConnection) -> list[FunctionMetrics]:
-        def count_of(status: TaskStatus) -> Any:
-            return func.sum(case((T.c.status == status.value, 1), else_=0))
-
-        finished_ms = case((T.c.status.in_(FINISHED), T.c.duration_ms), else_=None)
-        stats = await conn.execute(
-            select(
-                T.c.func_name,
-                func.count().label("total"),
-                count_of(TaskStatus.SUCCESS).label("success"),
-                count_of(TaskStatus.FAILED).label("failed"),
-                count_of(TaskStatus.RUNNING).label("running"),
-                func.avg(finished_ms).label("avg_ms"),
-                func.min(finished_ms).label("min_ms"),
-                func.max(finished_ms).label("max_ms"),
-            )
-            .group_by(T.c.func_name)
-            .order_by(T.c.func_name)
-        )
-        p95 = await self._p95_by_function(conn)
-        result = []
-        for row in stats:
-            result.append(
-                FunctionMetrics(
-                    func_name=row.func_name,
-                    total=int(row.total),
-                    success=int(row.success or 0),
-                    failed=int(row.failed or 0),
-                    running=int(row.running or 0),
-                    avg_duration=_seconds(row.avg_ms),
-                    min_duration=_seconds(row.min_ms),
-                    max_duration=_seconds(row.max_ms),
-                    p95_duration=p95.get(row.func_name),
-                )
-            )
-        return result
-
-    async def _p95_by_function(self, conn: AsyncConnection) -> dict[str, float]:
-        # Nearest-rank percentile with window functions, which every supported
-        # dialect has (SQLite 3.25+, MySQL 8, MariaDB 10.2, PostgreSQL).
-        ranked = (
-            select(
-                T.c.func_name,
-                T.c.duration_ms,
-                func.row_number()
-                .over(partition_by=T.c.func_name, order_by=T.c.duration_ms)
-                .label("rn"),
-                func.count().over(partition_by=T.c.func_name).label("cnt"),
-            )
-            .where(T.c.status.in_(FINISHED), T.c.duration_ms.is_not(None))
-            .subquery()
-        )
-        rn, cnt = ranked.c.rn, ranked.c.cnt
-        stmt = select(ranked.c.func_name, ranked.c.duration_ms).where(
-            rn * 100 >= cnt * literal_column("95"), (rn - 1) * 100 < cnt * literal_column("95")
-        )
-        rows = await conn.execute(stmt)
-        return {row.func_name: float(row.duration_ms) / 1000.0 for row in rows}
-
+    async def rebuild_stats(self) -> int:
+        """Recompute the statistics roll-up from the tasks table; returns the tasks counted."""
+        return await stats.rebuild_stats(self.write_engine)
 
     # -- leases and instances (SQL in taskflow.repository.leases) ------------
 
@@ -300,6 +236,8 @@ class SqlTaskRepository(TaskRepository):
         return await leases.heartbeat(self.write_engine, instance, lease_until)
 
     async def register_instance(self, instance: InstanceInfo) -> None:
+        if self._stripe_given is None:
+            self.stats_stripe = stats.stripe_for(instance.instance_id)
         await leases.register_instance(self.write_engine, instance)
 
     async def deregister_instance(self, instance_id: str, *, now: datetime) -> None:
@@ -372,8 +310,69 @@ class SqlTaskRepository(TaskRepository):
         return await schedules.get(self.engine, name) if found else None
 
     async def delete_finished_before(self, cutoff: datetime, *, batch: int = 1000) -> int:
-        return await retention.delete_finished_before(self.write_engine, cutoff, batch)
+        return await retention.delete_finished_before(
+            self.write_engine, cutoff, batch, self.stats_stripe
+        )
 
+    # -- retries, audit log, live instances (SQL in .retries, .audit, .instances)
 
-def _seconds(ms: Any) -> float | None:
-    return float(ms) / 1000.0 if ms is not None else None
+    async def retry_sources(self, task_ids: Sequence[str]) -> list[RetrySource]:
+        return await retries.sources(self.engine, task_ids)
+
+    async def replay_candidates(
+        self,
+        *,
+        status: TaskStatus,
+        created_since: datetime | None,
+        created_before: datetime,
+        func_name: str | None,
+        after: RetrySource | None,
+        limit: int,
+    ) -> list[RetrySource]:
+        return await retries.candidates(
+            self.engine,
+            status=status,
+            created_since=created_since,
+            created_before=created_before,
+            func_name=func_name,
+            after=after,
+            limit=limit,
+        )
+
+    async def insert_retries(
+        self, copies: Sequence[RetryCopy], *, now: datetime
+    ) -> list[RetryCopy]:
+        return await retries.insert_copies(self.write_engine, copies, now)
+
+    async def insert_audit(
+        self,
+        action: str,
+        *,
+        actor: str,
+        task_id: str | None,
+        detail: dict[str, Any] | None,
+        now: datetime,
+    ) -> AuditEntry:
+        return await audit.append(
+            self.write_engine, action, actor=actor, task_id=task_id, detail=detail, now=now
+        )
+
+    async def list_audit(self, *, limit: int, before: int | None = None) -> list[AuditEntry]:
+        return await audit.page(self.engine, limit, before)
+
+    async def list_live_instances(self, *, alive_since: datetime) -> list[InstanceStatus]:
+        return await instances.live(self.engine, alive_since)
+
+    # -- admin sessions (SQL in taskflow.repository.admin_sessions) ------------
+
+    async def create_admin_session(self, session: AdminSession) -> None:
+        await admin_sessions.create(self.write_engine, session)
+
+    async def get_admin_session(self, session_id: str, *, now: datetime) -> AdminSession | None:
+        return await admin_sessions.get_valid(self.engine, session_id, now)
+
+    async def revoke_admin_session(self, session_id: str, *, now: datetime) -> bool:
+        return await admin_sessions.revoke(self.write_engine, session_id, now)
+
+    async def purge_admin_sessions(self, *, now: datetime) -> int:
+        return await admin_sessions.purge_expired(self.write_engine, now)

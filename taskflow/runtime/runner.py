@@ -13,7 +13,7 @@ import contextvars
 import logging
 import time
 import traceback
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
@@ -22,8 +22,10 @@ from taskflow.context import TaskContext, Tokens, bind, unbind
 from taskflow.models import TaskLogEntry, TaskRecord, TaskStatus, utcnow
 from taskflow.observe.events import LifecycleEvent, LogEvent
 from taskflow.observe.observer import LoggerChain
+from taskflow.observe.tracing import TaskTracer
 from taskflow.registry import RegisteredTask
 from taskflow.repository.base import BatchOutcome
+from taskflow.runtime.priority import Slots
 from taskflow.runtime.writer import GroupCommitWriter
 from taskflow.serialization import json_result
 
@@ -31,7 +33,14 @@ logger = logging.getLogger("taskflow.runner")
 
 
 class Executor(Protocol):
+    """Where functions run; a task holds one of its ``slots`` while it runs."""
+
     name: str
+    slots: Slots
+
+    @property
+    def prepare(self) -> Callable[[str], Awaitable[None]] | None:
+        """None, or what readies the executor for a task before it counts as started."""
 
     async def run(
         self,
@@ -40,9 +49,7 @@ class Executor(Protocol):
         kwargs: dict[str, Any],
     ) -> Any: ...
 
-    async def acquire(self) -> None: ...
-
-    def release(self) -> None: ...
+    async def close(self) -> None: ...
 
 
 @dataclass(eq=False)
@@ -93,6 +100,7 @@ class TaskRunner:
         lease_seconds: float,
         accepting: Callable[[], bool] = lambda: True,
         events: LoggerChain | None = None,
+        tracer: TaskTracer | None = None,
     ) -> None:
         self._writer = writer
         self._executors = executors
@@ -101,6 +109,7 @@ class TaskRunner:
         self._lease = timedelta(seconds=lease_seconds)
         self._accepting = accepting
         self._events = events
+        self._tracer = tracer
 
     async def run(self, task: LocalTask) -> None:
         """Run the next attempt; a retry is scheduled in the background, not awaited."""
@@ -135,37 +144,56 @@ class TaskRunner:
         await self.run(task)
 
     async def _attempt(self, task: LocalTask) -> float | None:
-        """One attempt; returns the delay before the next one, or None when done."""
+        """One attempt; returns the delay before the next one, or None when done.
+
+        The task is marked ``running`` only once it holds an executor slot:
+        while it waits for one (in priority order) it is still ``pending``,
+        and its duration starts when it really starts.
+        """
         record = task.record
         executor = self._executors[task.target.executor]
-        await executor.acquire()
+        slots = executor.slots
+        if not slots.try_acquire():
+            await slots.acquire(record.priority)
         try:
+            if executor.prepare is not None:
+                # A worker process to start: part of the wait, not of the run.
+                await executor.prepare(record.task_id)
             if record.status is not TaskStatus.PENDING or not self._accepting():
                 return None
             self._mark_running(record, executor.name)
-            tokens = self._bind_attempt(task)
-            started = time.perf_counter()
-            timeout = task.target.config.timeout
+            span = self._tracer.start(record, executor.name) if self._tracer else None
             try:
-                call = executor.run(task.target.func, task.args, task.kwargs)
-                result = await (call if timeout is None else asyncio.wait_for(call, timeout))
-            except asyncio.CancelledError:
-                if not task.cancel_requested:
-                    raise  # shutdown: recorded as interrupted by the manager
-                self._record_cancelled(task, time.perf_counter() - started)
-                return None
-            except (TimeoutError, asyncio.TimeoutError) as exc:
-                if timeout is not None and not str(exc):
-                    exc = TimeoutError(f"the task ran longer than its timeout of {timeout:g}s")
-                return self._record_failure(task, exc, time.perf_counter() - started)
-            except Exception as exc:
-                return self._record_failure(task, exc, time.perf_counter() - started)
+                return await self._call(task, executor)
             finally:
-                unbind(tokens)
-            self._record_success(record, result, time.perf_counter() - started)
-            return None
+                if span is not None and self._tracer is not None:
+                    self._tracer.end(span, record.status.value, record.error)
         finally:
-            executor.release()
+            slots.release()
+
+    async def _call(self, task: LocalTask, executor: Executor) -> float | None:
+        record = task.record
+        tokens = self._bind_attempt(task)
+        started = time.perf_counter()
+        timeout = task.target.config.timeout
+        try:
+            call = executor.run(task.target.func, task.args, task.kwargs)
+            result = await (call if timeout is None else asyncio.wait_for(call, timeout))
+        except asyncio.CancelledError:
+            if not task.cancel_requested:
+                raise  # shutdown: recorded as interrupted by the manager
+            self._record_cancelled(task, time.perf_counter() - started)
+            return None
+        except (TimeoutError, asyncio.TimeoutError) as exc:
+            if timeout is not None and not str(exc):
+                exc = TimeoutError(f"the task ran longer than its timeout of {timeout:g}s")
+            return self._record_failure(task, exc, time.perf_counter() - started)
+        except Exception as exc:
+            return self._record_failure(task, exc, time.perf_counter() - started)
+        finally:
+            unbind(tokens)
+        self._record_success(record, result, time.perf_counter() - started)
+        return None
 
     def _mark_running(self, record: TaskRecord, executor: str) -> None:
         now = utcnow()
@@ -228,6 +256,8 @@ class TaskRunner:
         record.error = "cancelled while running"
         if record.executor == "thread":
             record.error += "; a thread cannot be stopped, so its code may still be running"
+        elif record.executor == "process":
+            record.error += "; its worker process was killed"
         self._close(record, utcnow(), elapsed)
         self._writer.update(record)
         self.announce(record)

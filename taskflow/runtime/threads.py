@@ -20,17 +20,25 @@ T = TypeVar("T")
 _Item = tuple[Future[Any], Callable[..., Any], tuple[Any, ...], dict[str, Any]] | None
 
 
+def default_thread_count() -> int:
+    """The standard library's default pool size, ``min(32, cpu_count + 4)``."""
+    return min(32, (os.cpu_count() or 1) + 4)
+
+
 class DaemonThreadPool(Executor):
     """``submit()`` runs callables on up to ``max_workers`` daemon threads, started on demand."""
 
     def __init__(
         self, max_workers: int | None = None, thread_name_prefix: str = "taskflow"
     ) -> None:
-        self._max_workers = max_workers or min(32, (os.cpu_count() or 1) + 4)
+        self._max_workers = max_workers or default_thread_count()
         self._prefix = thread_name_prefix
         self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
-        self._idle = 0
+        # One token per idle thread, taken by the submit it will serve (as the
+        # standard pool does): a thread that has just finished but not yet gone
+        # back to the queue is not counted as idle twice.
+        self._idle = threading.Semaphore(0)
         self._lock = threading.Lock()
         self._closed = False
 
@@ -40,14 +48,12 @@ class DaemonThreadPool(Executor):
             if self._closed:
                 raise RuntimeError("the taskflow thread pool is shut down")
             self._queue.put((future, fn, args, kwargs))
-            if self._idle == 0 and len(self._threads) < self._max_workers:
+            if not self._idle.acquire(blocking=False) and len(self._threads) < self._max_workers:
                 thread = threading.Thread(
                     target=self._work, name=f"{self._prefix}-{len(self._threads)}", daemon=True
                 )
                 self._threads.append(thread)
                 thread.start()
-            else:
-                self._idle -= 1 if self._idle else 0
         return future
 
     def _work(self) -> None:
@@ -62,8 +68,7 @@ class DaemonThreadPool(Executor):
                 except BaseException as exc:
                     future.set_exception(exc)
             del item, future, fn, args, kwargs
-            with self._lock:
-                self._idle += 1
+            self._idle.release()
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         with self._lock:

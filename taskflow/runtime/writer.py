@@ -19,6 +19,7 @@ from collections.abc import Callable
 from taskflow.exceptions import BackpressureError
 from taskflow.models import TaskLogEntry, TaskRecord
 from taskflow.repository.base import BatchOutcome, TaskRepository, WriteBatch
+from taskflow.runtime.changes import ChangeFeed
 
 logger = logging.getLogger("taskflow.writer")
 
@@ -28,6 +29,13 @@ TransientCheck = Callable[[BaseException], bool]
 
 def _always_transient(_exc: BaseException) -> bool:
     return True
+
+
+def _changed_ids(batch: WriteBatch) -> set[str]:
+    ids = {record.task_id for record in batch.inserts}
+    ids.update(record.task_id for record in batch.updates)
+    ids.update(entry.task_id for entry in batch.logs)
+    return ids
 
 
 class GroupCommitWriter:
@@ -44,6 +52,7 @@ class GroupCommitWriter:
         retry_max: float = 5.0,
         commit_interval: float = 0.002,
         stall_after: float = 5.0,
+        changes: ChangeFeed | None = None,
     ) -> None:
         self._repository = repository
         self._max_buffer = max_buffer
@@ -54,6 +63,7 @@ class GroupCommitWriter:
         self._retry_max = retry_max
         self._commit_interval = commit_interval
         self._stall_after = stall_after
+        self._changes = changes
         self._apply_started: float | None = None
         self._stall_reported = False
         self._last_commit = 0.0
@@ -194,7 +204,7 @@ class GroupCommitWriter:
             while self._commit is not None:
                 batch = WriteBatch(
                     inserts=list(self._inserts.values()),
-                    updates=list(self._updates.values()),
+                    updates=[record.snapshot() for record in self._updates.values()],
                     logs=self._logs,
                 )
                 commit = self._commit
@@ -210,6 +220,8 @@ class GroupCommitWriter:
                     commit.set_result(outcome)
                 if outcome.fenced and self._on_fenced is not None:
                     self._on_fenced(outcome.fenced)
+                if self._changes is not None and self._changes.listening:
+                    self._changes.notify(_changed_ids(batch))
 
     async def _apply_until_done(self, batch: WriteBatch) -> BatchOutcome:
         delay = self._retry_initial

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.background import BackgroundTask, BackgroundTasks
+
+from taskflow.runtime.priority import dispatch_path
 
 if TYPE_CHECKING:
     from taskflow.manager import TaskManager
@@ -43,6 +46,12 @@ class ManagedBackgroundTasks(BackgroundTasks):
     ) -> str:
         """Persist a call of ``func`` and schedule it; returns the task id.
 
+        It runs after the response, in the order added, unless it has a
+        ``priority`` (it then waits in the priority queue at once, and
+        ``eager`` is ignored) or ``eager=True`` (it starts at once, while the
+        handler is still running; not for process tasks, which warn and run
+        after the response).
+
         Raises:
             TaskArgumentError: the arguments cannot be stored.
             BackpressureError: the database has been unreachable long enough
@@ -55,7 +64,15 @@ class ManagedBackgroundTasks(BackgroundTasks):
         if isinstance(local, str):
             return local  # the idempotency key belongs to a live task: nothing enqueued
         run_eagerly = local.target.config.eager if eager is None else eager
-        if run_eagerly:
+        path = dispatch_path(local.record.priority, run_eagerly, local.target.executor)
+        if run_eagerly and path == "after_response" and local.record.priority is None:
+            warnings.warn(
+                f"eager=True is not supported with executor='process' ({local.record.func_name}):"
+                " the task runs after the response instead",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        if path == "now":
             manager.dispatch(local)
         else:
             self.tasks.append(_RunAfterResponse(manager, local, self._previous, self.tasks))

@@ -1,4 +1,9 @@
-"""The admin JSON API: every route reads the database, so any instance can answer."""
+"""The admin JSON API: every route reads the database, so any instance can answer.
+
+Routes with a fixed path (``metrics``, ``audit``, ``bulk-retry``...) are
+added before ``{path}/{task_id}``, which would otherwise match them.  Every
+state change takes the ``operator`` dependency and is audited with its actor.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,9 @@ from taskflow.models import TaskStatus
 from taskflow.repository.base import TaskQuery
 from taskflow.repository.cursor import InvalidCursorError
 from taskflow.web.access import Actor, AdminAccess, OpenAccess
+from taskflow.web.retry_routes import create_retry_router
 from taskflow.web.schemas import CancelOut, DeletedOut, MetricsOut, TaskDetailOut, TaskOut
+from taskflow.web.system_routes import create_system_router
 
 if TYPE_CHECKING:
     from taskflow.manager import TaskManager
@@ -77,12 +84,20 @@ def create_router(
     ) -> dict[str, int]:
         """Delete finished tasks (success, failed, interrupted, cancelled) older than value unit."""
         deleted = await task_manager.delete_history(timedelta(minutes=value * UNIT_MINUTES[unit]))
+        await task_manager.record_audit(
+            "delete_history",
+            actor=actor.name,
+            detail={"value": value, "unit": unit, "deleted": deleted},
+        )
         return {"deleted": deleted}
 
     @router.get("/metrics", response_model=MetricsOut)
     async def metrics() -> dict[str, Any]:
         """Counts by status, success rate over terminal tasks, per-function durations."""
         return (await task_manager.metrics()).to_dict()
+
+    router.include_router(create_system_router(task_manager))
+    router.include_router(create_retry_router(task_manager, access))
 
     @router.get(
         "/{task_id}",
@@ -109,6 +124,7 @@ def create_router(
             raise HTTPException(404, "Task not found") from exc
         except InvalidTransitionError as exc:
             raise HTTPException(400, str(exc)) from exc
+        await task_manager.record_audit("cancel", actor=actor.name, task_id=task_id)
         return {"task_id": task_id, "task": record.to_dict()}
 
     return router

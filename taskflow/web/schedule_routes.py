@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel
 
 from taskflow.schedules import ScheduleNotFoundError
-from taskflow.web.access import AdminAccess, OpenAccess
+from taskflow.web.access import Actor, AdminAccess, OpenAccess
 
 if TYPE_CHECKING:
     from taskflow.manager import TaskManager
@@ -52,30 +52,30 @@ def create_schedule_router(
         """Every schedule (all instances share them), by name."""
         return [state.to_dict() for state in await task_manager.list_schedules()]
 
-    @router.post(
-        "/{name}/pause",
-        response_model=ScheduleOut,
-        responses=NOT_FOUND,
-        dependencies=[Depends(access.operator)],
-    )
-    async def pause_schedule(name: str) -> dict[str, Any]:
+    operator = Depends(access.operator)
+
+    @router.post("/{name}/pause", response_model=ScheduleOut, responses=NOT_FOUND)
+    async def pause_schedule(name: str, actor: Actor = operator) -> dict[str, Any]:
         """Stop firing the schedule, on every instance, until it is resumed."""
         try:
-            return (await task_manager.pause_schedule(name)).to_dict()
+            state = await task_manager.pause_schedule(name)
         except ScheduleNotFoundError as exc:
             raise HTTPException(404, str(exc)) from exc
+        await task_manager.record_audit(
+            "schedule_pause", actor=actor.name, detail={"schedule": name}
+        )
+        return state.to_dict()
 
-    @router.post(
-        "/{name}/resume",
-        response_model=ScheduleOut,
-        responses=NOT_FOUND,
-        dependencies=[Depends(access.operator)],
-    )
-    async def resume_schedule(name: str) -> dict[str, Any]:
+    @router.post("/{name}/resume", response_model=ScheduleOut, responses=NOT_FOUND)
+    async def resume_schedule(name: str, actor: Actor = operator) -> dict[str, Any]:
         """Fire the schedule again from its next slot; runs missed while paused are skipped."""
         try:
-            return (await task_manager.resume_schedule(name)).to_dict()
+            state = await task_manager.resume_schedule(name)
         except ScheduleNotFoundError as exc:
             raise HTTPException(404, str(exc)) from exc
+        await task_manager.record_audit(
+            "schedule_resume", actor=actor.name, detail={"schedule": name}
+        )
+        return state.to_dict()
 
     return router

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, StringConstraints
+
+from taskflow.replay import MAX_BULK
 
 
 class TaskOut(BaseModel):
@@ -77,3 +79,77 @@ class DeletedOut(BaseModel):
     """How many finished tasks were deleted."""
 
     deleted: int
+
+
+class RetryOut(BaseModel):
+    """The new task a retry created (``task_id`` is the new id)."""
+
+    task_id: str
+    task: TaskDetailOut
+
+
+class BulkRetryIn(BaseModel):
+    """The tasks to retry: at most ``MAX_BULK`` ids per request."""
+
+    task_ids: list[Annotated[str, StringConstraints(max_length=255)]] = Field(
+        max_length=MAX_BULK,
+        description=f"Ids of failed or interrupted tasks, at most {MAX_BULK}",
+    )
+
+
+class RetryPairOut(BaseModel):
+    original_task_id: str
+    new_task_id: str
+
+
+class RetryReportOut(BaseModel):
+    """What a bulk retry or replay did.
+
+    ``dispatched`` and ``skipped`` are exact; ``results`` lists at most the
+    first 1,000 retries (``truncated`` is then true).  ``capped``: the
+    replay stopped at its limit of 100,000 tasks and more remained.
+    """
+
+    dispatched: int
+    skipped: int
+    results: list[RetryPairOut]
+    truncated: bool = False
+    capped: bool = False
+
+
+class AuditOut(BaseModel):
+    """One audit entry: who did what, when."""
+
+    entry_id: int
+    action: str
+    task_id: str | None = None
+    actor: str
+    timestamp: datetime
+    detail: dict[str, Any] = {}
+
+
+class InstanceOut(BaseModel):
+    """A live app instance and how many tasks it is running."""
+
+    instance_id: str
+    hostname: str
+    pid: int
+    started_at: datetime
+    heartbeat_at: datetime
+    version: str | None = None
+    running: int
+
+
+class FunctionOut(BaseModel):
+    """A task function registered in this process, with its settings."""
+
+    name: str
+    retries: int
+    delay: float
+    backoff: float
+    persist: bool
+    requeue_on_interrupt: bool
+    eager: bool
+    priority: int | None = None
+    executor: str
+    timeout: float | None = None

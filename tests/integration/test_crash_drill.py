@@ -44,7 +44,6 @@ ACTIVE = ("pending", "running")
 # -- processes ---------------------------------------------------------------
 
 
-
 @dataclass
 class Instance:
     """One uvicorn process serving ``tests.apps.durable_app``."""

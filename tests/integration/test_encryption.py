@@ -97,9 +97,7 @@ async def test_a_payload_no_key_can_open_fails_the_task_clearly(
     finally:
         await stranger.shutdown()
     async with engine.begin() as conn:
-        await conn.execute(
-            T.update().where(T.c.id == task_id).values(status="pending", owner=None)
-        )
+        await conn.execute(T.update().where(T.c.id == task_id).values(status="pending", owner=None))
     other = TaskManager(
         database_url=schema_db_url, encrypt_args_key=Fernet.generate_key(), poll_interval=0.05
     )

@@ -24,12 +24,8 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.subprocess
 
 
-
-
 @pytest.fixture
-def served_app(
-    backend_name: str, schema_db_url: str, tmp_path: Path
-) -> Iterator[tuple[str, str]]:
+def served_app(backend_name: str, schema_db_url: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
     port = free_port()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     workdir = tmp_path / "app"

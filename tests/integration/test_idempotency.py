@@ -105,10 +105,7 @@ async def test_two_instances_racing_on_one_key_make_one_task(
         await manager.startup()
     try:
         ids = await asyncio.gather(
-            *(
-                managers[i % 2].enqueue(notify, "race", idempotency_key="order-3")
-                for i in range(40)
-            )
+            *(managers[i % 2].enqueue(notify, "race", idempotency_key="order-3") for i in range(40))
         )
         for manager in managers:
             await manager.drain()

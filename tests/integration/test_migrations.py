@@ -231,9 +231,7 @@ async def test_user_tables_and_alembic_history_are_left_alone(db_url: str) -> No
 async def test_env_runs_on_a_connection_handed_over_by_code(db_url: str) -> None:
     async with open_engine(db_url) as engine:
         async with engine.begin() as conn:
-            await conn.run_sync(
-                lambda sync: command.upgrade(migrate.make_config(sync), "head")
-            )
+            await conn.run_sync(lambda sync: command.upgrade(migrate.make_config(sync), "head"))
         assert await migrate.current(engine) == HEAD
 
         async with engine.connect() as conn:

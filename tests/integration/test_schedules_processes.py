@@ -41,7 +41,6 @@ STARTUP_TIMEOUT = 30.0
 UVICORN = [sys.executable, "-m", "uvicorn", "tests.apps.scheduled_app:app", "--host", "127.0.0.1"]
 
 
-
 @dataclass
 class Instance:
     name: str

@@ -1,0 +1,159 @@
+"""One group commit through the async engine (PostgreSQL, MySQL/MariaDB, in-memory SQLite).
+
+The batch's inserts, guarded updates and log lines are written with the
+pre-compiled statements of ``db/batch.py``, and the tasks the batch finishes
+are added to the statistics roll-up (``repository/stats.py``) in the same
+transaction, folded into one upsert per (function, status, bucket).
+
+Which updates applied decides what is counted, and the update guard makes
+an update of a row that is already finished a no-op (so a batch applied
+again after its commit went through counts nothing twice):
+
+* PostgreSQL: the read-back after the updates, which finds the fenced rows
+  (as before the roll-up), also asks which rows this transaction wrote
+  (``dialects.written_by_this_transaction``): no extra round trip;
+* MySQL and SQLite report the executemany's total rowcount: equal to the
+  batch size, every update applied and every finishing one is counted.
+  When it falls short (some update fenced, or repeating one already
+  applied), the attempt is rolled back and applied again the careful way:
+  each row's status and epoch read under a row lock first.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from taskflow.db import dialects
+from taskflow.db.batch import (
+    BatchStatements,
+    count_finishing_updates,
+    finished_insert_rows,
+    settle_updates,
+)
+from taskflow.db.tables import tasks_table
+from taskflow.models import TaskRecord
+from taskflow.repository.base import WriteBatch
+from taskflow.repository.stats import StatsDelta
+
+T = tasks_table
+
+
+class _Recount(Exception):
+    """The optimistic attempt cannot tell which updates applied: roll it back, go careful."""
+
+
+async def apply_batch(
+    write_engine: AsyncEngine, statements: BatchStatements, batch: WriteBatch, stripe: int
+) -> set[str]:
+    """Commit ``batch`` with its roll-up changes; returns the fenced update ids."""
+    careful = not dialects.reports_executemany_rowcount(write_engine.dialect)
+    try:
+        return await _apply_once(write_engine, statements, batch, stripe, careful=careful)
+    except _Recount:
+        return await _apply_once(write_engine, statements, batch, stripe, careful=True)
+
+
+async def _apply_once(
+    write_engine: AsyncEngine,
+    statements: BatchStatements,
+    batch: WriteBatch,
+    stripe: int,
+    *,
+    careful: bool,
+) -> set[str]:
+    delta = StatsDelta()
+    fenced: set[str] = set()
+    async with write_engine.begin() as conn:
+        if batch.inserts:
+            await _insert(conn, statements, batch.inserts, delta)
+        if batch.updates:
+            fenced = await _update(conn, statements, batch.updates, delta, careful=careful)
+        if batch.logs:
+            rows = statements.log_rows(batch.logs)
+            await conn.exec_driver_sql(statements.insert_log_sql, rows)
+        if delta:
+            await conn.exec_driver_sql(statements.stats_upsert_sql, delta.rows(stripe))
+    return fenced
+
+
+async def _insert(
+    conn: AsyncConnection,
+    statements: BatchStatements,
+    records: list[TaskRecord],
+    delta: StatsDelta,
+) -> None:
+    rows = statements.task_rows(records)
+    finished = finished_insert_rows(records, rows)
+    present: set[str] = set()
+    if finished:
+        # Rare (a task cancelled before its insert committed), so simply ask
+        # which of these rows a previous attempt of this batch stored already.
+        ids = list(finished)
+        present = set((await conn.execute(select(T.c.id).where(T.c.id.in_(ids)))).scalars())
+    await conn.exec_driver_sql(statements.insert_task_sql, rows)
+    for task_id, (func_name, status, duration_ms) in finished.items():
+        if task_id not in present:
+            delta.add(func_name, status, duration_ms)
+
+
+async def _update(
+    conn: AsyncConnection,
+    statements: BatchStatements,
+    records: list[TaskRecord],
+    delta: StatsDelta,
+    *,
+    careful: bool,
+) -> set[str]:
+    # A fixed lock order keeps two instances' batches from deadlocking.
+    ordered = sorted(records, key=lambda r: r.task_id)
+    if not careful:
+        rows = statements.update_rows(ordered)
+        result = await conn.exec_driver_sql(statements.update_task_sql, rows)
+        if result.rowcount != len(rows):
+            raise _Recount
+        count_finishing_updates(ordered, rows, delta)
+        return set()
+    written = dialects.written_by_this_transaction(conn.dialect)
+    if written is not None:
+        return await _update_and_read_back(conn, statements, ordered, delta, written)
+    found = await conn.execute(
+        select(T.c.id, T.c.status, T.c.lease_epoch)
+        .where(T.c.id.in_([r.task_id for r in ordered]))
+        .order_by(T.c.id)
+        .with_for_update()
+    )
+    states = {row.id: (row.status, row.lease_epoch) for row in found}
+    applying, fenced = settle_updates(ordered, states)
+    if applying:
+        rows = statements.update_rows(applying)
+        count_finishing_updates(applying, rows, delta)
+        await conn.exec_driver_sql(statements.update_task_sql, rows)
+    return fenced
+
+
+async def _update_and_read_back(
+    conn: AsyncConnection,
+    statements: BatchStatements,
+    ordered: list[TaskRecord],
+    delta: StatsDelta,
+    written: Any,
+) -> set[str]:
+    # PostgreSQL: update, then one read-back that says both which rows are
+    # fenced (their epoch moved on) and which this transaction wrote.
+    rows = statements.update_rows(ordered)
+    await conn.exec_driver_sql(statements.update_task_sql, rows)
+    found = await conn.execute(
+        select(T.c.id, T.c.lease_epoch, written).where(T.c.id.in_([r.task_id for r in ordered]))
+    )
+    epochs: dict[str, int] = {}
+    mine: set[str] = set()
+    for task_id, epoch, by_us in found:
+        epochs[task_id] = epoch
+        if by_us:
+            mine.add(task_id)
+    applied = [(r, row) for r, row in zip(ordered, rows, strict=True) if r.task_id in mine]
+    count_finishing_updates([r for r, _ in applied], [row for _, row in applied], delta)
+    return {r.task_id for r in ordered if epochs.get(r.task_id) != r.lease_epoch}
