@@ -28,7 +28,7 @@ from taskflow.exceptions import (
 from taskflow.ids import new_task_id
 from taskflow.models import TaskStatus, utcnow
 from taskflow.registry import TaskRegistry
-from taskflow.repository.base import RetryCopy, RetrySource, TaskRepository
+from taskflow.repository.base import ReplayPage, RetryCopy, RetrySource, TaskRepository
 from taskflow.serialization import ENCRYPTED_FORMAT
 
 # Rows read and inserted per transaction: short transactions, bounded memory.
@@ -202,13 +202,15 @@ class Replayer:
             while True:
                 room = MAX_REPLAY - seen
                 page = await self._repository.replay_candidates(
-                    status=status,
-                    created_since=created_since,
-                    created_before=started,
-                    func_name=func_name,
-                    after=after,
-                    # Past the cap, one row tells whether anything was left out.
-                    limit=min(RETRY_BATCH, room) if room > 0 else 1,
+                    ReplayPage(
+                        status=status,
+                        created_before=started,
+                        created_since=created_since,
+                        func_name=func_name,
+                        after=after,
+                        # Past the cap, one row tells whether anything was left out.
+                        limit=min(RETRY_BATCH, room) if room > 0 else 1,
+                    )
                 )
                 if room <= 0:
                     report.capped = report.capped or bool(page)

@@ -396,6 +396,16 @@ def schema_db_url(db_url: str, backend_name: str) -> str:
 
 
 @pytest.fixture
+def database_url(backend_name: str, request: pytest.FixtureRequest) -> str:
+    """A database an app can start on: SQLite migrates itself at startup, servers get the models."""
+    if backend_name == "sqlite":
+        url: str = request.getfixturevalue("db_url")
+    else:
+        url = request.getfixturevalue("schema_db_url")
+    return url
+
+
+@pytest.fixture
 async def engine(schema_db_url: str) -> AsyncIterator[AsyncEngine]:
     """taskflow's engine on ``schema_db_url``; no connection may stay checked out."""
     async_engine = create_engine_for(resolve_database_url(schema_db_url))

@@ -101,6 +101,21 @@ class RetrySource:
 
 
 @dataclass(frozen=True)
+class ReplayPage:
+    """One page of a dead-letter replay: tasks in ``status`` created in the window, newest first.
+
+    ``after`` is the last task of the previous page (keyset pagination).
+    """
+
+    status: TaskStatus
+    created_before: datetime
+    created_since: datetime | None = None
+    func_name: str | None = None
+    after: RetrySource | None = None
+    limit: int = 500
+
+
+@dataclass(frozen=True)
 class RetryCopy:
     """A retry to create: ``original_id``'s row copied as ``new_task_id``, pending, unowned."""
 
@@ -305,20 +320,8 @@ class TaskRepository(abc.ABC):
         """The tasks among ``task_ids`` that exist, in no particular order."""
 
     @abc.abstractmethod
-    async def replay_candidates(
-        self,
-        *,
-        status: TaskStatus,
-        created_since: datetime | None,
-        created_before: datetime,
-        func_name: str | None,
-        after: RetrySource | None,
-        limit: int,
-    ) -> list[RetrySource]:
-        """One page of tasks in ``status`` created in the window, newest first.
-
-        ``after`` is the last task of the previous page (keyset pagination).
-        """
+    async def replay_candidates(self, page: ReplayPage) -> list[RetrySource]:
+        """The tasks on ``page``."""
 
     @abc.abstractmethod
     async def insert_retries(

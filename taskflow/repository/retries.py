@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from taskflow.db.tables import tasks_table
 from taskflow.db.types import UTCDateTime
 from taskflow.models import TaskSource, TaskStatus
-from taskflow.repository.base import RetryCopy, RetrySource
+from taskflow.repository.base import ReplayPage, RetryCopy, RetrySource
 
 T = tasks_table
 REPLAYABLE = (TaskStatus.FAILED.value, TaskStatus.INTERRUPTED.value)
@@ -102,16 +102,7 @@ async def sources(engine: AsyncEngine, task_ids: Sequence[str]) -> list[RetrySou
     return found
 
 
-async def candidates(
-    engine: AsyncEngine,
-    *,
-    status: TaskStatus,
-    created_since: datetime | None,
-    created_before: datetime,
-    func_name: str | None,
-    after: RetrySource | None,
-    limit: int,
-) -> list[RetrySource]:
+async def candidates(engine: AsyncEngine, page: ReplayPage) -> list[RetrySource]:
     """See ``TaskRepository.replay_candidates``.
 
     One status per query, so each page is a range scan of the
@@ -119,20 +110,20 @@ async def candidates(
     a sort of every failure.
     """
     stmt = select(*SOURCE_COLUMNS).where(
-        T.c.status == status.value, T.c.created_at < created_before
+        T.c.status == page.status.value, T.c.created_at < page.created_before
     )
-    if created_since is not None:
-        stmt = stmt.where(T.c.created_at >= created_since)
-    if func_name is not None:
-        stmt = stmt.where(T.c.func_name == func_name)
-    if after is not None:
+    if page.created_since is not None:
+        stmt = stmt.where(T.c.created_at >= page.created_since)
+    if page.func_name is not None:
+        stmt = stmt.where(T.c.func_name == page.func_name)
+    if (after := page.after) is not None:
         stmt = stmt.where(
             or_(
                 T.c.created_at < after.created_at,
                 and_(T.c.created_at == after.created_at, T.c.id < after.task_id),
             )
         )
-    stmt = stmt.order_by(T.c.created_at.desc(), T.c.id.desc()).limit(limit)
+    stmt = stmt.order_by(T.c.created_at.desc(), T.c.id.desc()).limit(page.limit)
     async with engine.connect() as conn:
         return [_source(row) for row in await conn.execute(stmt)]
 

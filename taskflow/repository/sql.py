@@ -54,6 +54,7 @@ from taskflow.repository.base import (
     BatchOutcome,
     InstanceInfo,
     InstanceStatus,
+    ReplayPage,
     RetryCopy,
     RetrySource,
     TaskPage,
@@ -319,25 +320,8 @@ class SqlTaskRepository(TaskRepository):
     async def retry_sources(self, task_ids: Sequence[str]) -> list[RetrySource]:
         return await retries.sources(self.engine, task_ids)
 
-    async def replay_candidates(
-        self,
-        *,
-        status: TaskStatus,
-        created_since: datetime | None,
-        created_before: datetime,
-        func_name: str | None,
-        after: RetrySource | None,
-        limit: int,
-    ) -> list[RetrySource]:
-        return await retries.candidates(
-            self.engine,
-            status=status,
-            created_since=created_since,
-            created_before=created_before,
-            func_name=func_name,
-            after=after,
-            limit=limit,
-        )
+    async def replay_candidates(self, page: ReplayPage) -> list[RetrySource]:
+        return await retries.candidates(self.engine, page)
 
     async def insert_retries(
         self, copies: Sequence[RetryCopy], *, now: datetime

@@ -7,11 +7,10 @@ registered functions, as an HTTP client (httpx over ASGI) sees them.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -29,21 +28,9 @@ from taskflow.settings import resolve_database_url
 from taskflow.web.access import Actor, is_same_origin
 from taskflow.web.routes import create_router
 from taskflow.web.schedule_routes import create_schedule_router
+from tests.polling import eventually
 
-_T = TypeVar("_T")
 T = tasks_table
-
-
-async def eventually(probe: Callable[[], Awaitable[_T | None]], timeout: float = 20.0) -> _T:
-    """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last value: {value!r})")
-        await asyncio.sleep(0.01)
 
 
 @dataclass
@@ -124,13 +111,6 @@ def task_row(
     }
     row.update(extra)
     return row
-
-
-@pytest.fixture
-def database_url(backend_name: str, request: pytest.FixtureRequest) -> str:
-    fixture = "db_url" if backend_name == "sqlite" else "schema_db_url"
-    url: str = request.getfixturevalue(fixture)
-    return url
 
 
 def register_jobs(
@@ -506,8 +486,8 @@ async def test_large_replay_is_bounded(admin: Admin, monkeypatch: pytest.MonkeyP
         inserted_batches.append(len(copies))
         return await insert_retries(copies, now=now)
 
-    async def spy_candidates(**kwargs: Any) -> Any:
-        page = await replay_candidates(**kwargs)
+    async def spy_candidates(query: Any) -> Any:
+        page = await replay_candidates(query)
         pages.append(len(page))
         return page
 

@@ -6,11 +6,10 @@ import asyncio
 import base64
 import json
 import math
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -22,8 +21,7 @@ from sqlalchemy.pool import NullPool
 
 from taskflow import TaskAdmin, TaskManager, task_log
 from taskflow.settings import resolve_database_url
-
-_T = TypeVar("_T")
+from tests.polling import eventually
 
 # The described system's task fields (its to_dict()); the list omits only the logs.
 DESCRIBED_FIELDS = {
@@ -66,18 +64,6 @@ FUNCTION_METRIC_KEYS = {
     "max_duration",
     "p95_duration",
 }
-
-
-async def eventually(probe: Callable[[], Awaitable[_T | None]], timeout: float = 10.0) -> _T:
-    """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last value: {value!r})")
-        await asyncio.sleep(0.005)
 
 
 @dataclass
@@ -131,15 +117,6 @@ class Api:
         task_id = await self.manager.enqueue(self.jobs[name], *args)
         await self.manager.drain()
         return task_id
-
-
-@pytest.fixture
-def database_url(backend_name: str, request: pytest.FixtureRequest) -> str:
-    if backend_name == "sqlite":
-        url: str = request.getfixturevalue("db_url")
-    else:
-        url = request.getfixturevalue("schema_db_url")
-    return url
 
 
 @pytest.fixture

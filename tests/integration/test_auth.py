@@ -92,16 +92,6 @@ def cookie_value(response: httpx.Response) -> str:
     return value
 
 
-@pytest.fixture
-def database_url(backend_name: str, request: pytest.FixtureRequest) -> str:
-    # SQLite runs the migrations at startup; the servers get the tables from the models.
-    if backend_name == "sqlite":
-        url: str = request.getfixturevalue("db_url")
-    else:
-        url = request.getfixturevalue("schema_db_url")
-    return url
-
-
 @asynccontextmanager
 async def running_admin(
     database_url: str,

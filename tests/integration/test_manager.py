@@ -13,10 +13,10 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, TypeVar
+from typing import Any
 
 import fastapi.dependencies.utils as fastapi_utils
 import httpx
@@ -36,8 +36,8 @@ from taskflow import (
     task_log,
 )
 from taskflow.settings import resolve_database_url
+from tests.polling import eventually
 
-_T = TypeVar("_T")
 POLL_TIMEOUT_S = 10.0
 # asyncio's monotonic clock and the wall clock may disagree by a hair.
 CLOCK_SLACK = timedelta(milliseconds=2)
@@ -53,20 +53,6 @@ class Invoice:
     number: str
     issued: datetime
     lines: tuple[tuple[str, int], ...]
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[_T | None]], timeout: float = POLL_TIMEOUT_S
-) -> _T:
-    """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last value: {value!r})")
-        await asyncio.sleep(0.005)
 
 
 def utc(value: Any) -> datetime | None:
@@ -148,16 +134,6 @@ class Harness:
         assert response.status_code == 200, response.text
         data: dict[str, Any] = response.json()
         return data
-
-
-@pytest.fixture
-def database_url(backend_name: str, request: pytest.FixtureRequest) -> str:
-    """SQLite creates its own schema; servers get the tables from the models."""
-    if backend_name == "sqlite":
-        url: str = request.getfixturevalue("db_url")
-    else:
-        url = request.getfixturevalue("schema_db_url")
-    return url
 
 
 @pytest.fixture(autouse=True)

@@ -21,9 +21,10 @@ import httpx
 import pytest
 from fastapi import Depends, FastAPI
 
-from taskflow import ManagedBackgroundTasks, TaskAdmin, TaskManager, TaskRecord, TaskStatus
+from taskflow import ManagedBackgroundTasks, TaskAdmin, TaskManager, TaskStatus
 from taskflow.exceptions import TaskArgumentError
 from tests.apps import process_tasks
+from tests.polling import wait_for_status as wait_for
 
 TERMINAL = {TaskStatus.SUCCESS, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.INTERRUPTED}
 ORDER: list[str] = []
@@ -64,19 +65,6 @@ def _reset() -> Any:
     yield
     if "thread" in GATE:
         GATE["thread"].set()
-
-
-async def wait_for(
-    manager: TaskManager, task_id: str, statuses: set[TaskStatus], timeout: float = 30.0
-) -> TaskRecord:
-    deadline = time.monotonic() + timeout
-    while True:
-        record = await manager.get_task(task_id)
-        if record is not None and record.status in statuses:
-            return record
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{task_id} is {record and record.status}, not in {statuses}")
-        await asyncio.sleep(0.01)
 
 
 async def test_waiting_tasks_run_highest_priority_first_and_stay_pending(

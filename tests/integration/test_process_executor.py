@@ -28,13 +28,13 @@ from taskflow import (
     TaskAdmin,
     TaskArgumentError,
     TaskManager,
-    TaskRecord,
     TaskStatus,
 )
 from taskflow.exceptions import RegistrationError
 from taskflow.runtime import process_worker
 from taskflow.runtime.processes import ProcessExecutor
 from tests.apps import process_tasks
+from tests.polling import wait_for_status as wait_for
 
 TERMINAL = {TaskStatus.SUCCESS, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.INTERRUPTED}
 
@@ -50,19 +50,6 @@ def make(url: str, **options: Any) -> TaskManager:
     manager.task(executor="process")(process_tasks.dies)
     manager.task(executor="process", timeout=0.5)(process_tasks.hang_past_timeout)
     return manager
-
-
-async def wait_for(
-    manager: TaskManager, task_id: str, statuses: set[TaskStatus], timeout: float = 30.0
-) -> TaskRecord:
-    deadline = time.monotonic() + timeout
-    while True:
-        record = await manager.get_task(task_id)
-        if record is not None and record.status in statuses:
-            return record
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{task_id} is {record and record.status}, not in {statuses}")
-        await asyncio.sleep(0.02)
 
 
 async def wait_for_file(path: Path, timeout: float = 30.0) -> str:

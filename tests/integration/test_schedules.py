@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
-from typing import Any, TypeVar
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -42,8 +41,8 @@ from taskflow.runtime.records import new_record
 from taskflow.runtime.scheduler import PeriodicScheduler
 from taskflow.schedules import CronTrigger, FireOutcome, ScheduledEntry, make_trigger
 from taskflow.settings import resolve_database_url
+from tests.polling import eventually
 
-_T = TypeVar("_T")
 UTC = timezone.utc
 NEW_YORK = ZoneInfo("America/New_York")
 RUNS: list[tuple[str, str]] = []  # (schedule name, task id) of every execution
@@ -58,17 +57,6 @@ async def record_run() -> None:
     context = get_task_context()
     assert context is not None
     RUNS.append((context.func_name, context.task_id))
-
-
-async def eventually(probe: Callable[[], Awaitable[_T]], timeout: float = 10.0) -> _T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last value: {value!r})")
-        await asyncio.sleep(0.01)
 
 
 @pytest.fixture

@@ -99,8 +99,10 @@ export function formatRelative(iso) {
   return formatTime(iso);
 }
 
+// Task ids are UUID v7: the first digits are a timestamp shared by every task
+// of the same minute, so the short form is the random tail.
 export function shortId(id) {
-  return String(id || "").slice(0, 8);
+  return String(id || "").slice(-8);
 }
 
 export function truncate(text, length) {

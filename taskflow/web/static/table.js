@@ -61,7 +61,7 @@ function taskRow(task) {
     el("td", { class: "num" }, retriesText(task)),
     el("td", { class: "time" }, formatTime(task.created_at)),
     el("td", {}, priorityBadge(task.priority)),
-    el("td", { class: "error-cell", title: task.error || "" }, truncate(task.error, 48) || "—"),
+    el("td", { class: task.error ? "error-cell" : "error-cell empty", title: task.error || "" }, truncate(task.error, 48) || "—"),
   );
   row.addEventListener("click", () => openTask(task.task_id));
   row.addEventListener("keydown", (event) => {

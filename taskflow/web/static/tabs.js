@@ -86,7 +86,7 @@ function deadRow(task) {
     el("td", {}, task.func_name),
     el("td", { class: "num" }, String(task.retries_used)),
     el("td", { class: "time" }, formatTime(task.end_time || task.created_at)),
-    el("td", { class: "error-cell", title: task.error || "" }, truncate(task.error, 80) || "—"),
+    el("td", { class: task.error ? "error-cell" : "error-cell empty", title: task.error || "" }, truncate(task.error, 80) || "—"),
   );
 }
 
