@@ -50,7 +50,7 @@ from taskflow.repository.base import (
 )
 from taskflow.repository.sql import SqlTaskRepository
 from taskflow.runtime.bridge import BlockingBridge
-from taskflow.runtime.changes import ChangeFeed
+from taskflow.runtime.changes import ChangeFeed, RemoteChanges
 from taskflow.runtime.dispatcher import Dispatcher
 from taskflow.runtime.executors import AsyncExecutor, ThreadExecutor
 from taskflow.runtime.keys import MemoryKeys
@@ -224,6 +224,7 @@ class TaskManager:
         self._memory_keys = MemoryKeys()
         # Live dashboard streams listen here; the writer notifies after each commit.
         self.changes = ChangeFeed()
+        self._remote_changes: RemoteChanges | None = None
         self._bridge = BlockingBridge(lambda: SqlTaskRepository(_bridge_engine(self.target)))
 
     # -- registration --------------------------------------------------------
@@ -894,6 +895,8 @@ class TaskManager:
             raise
         for start_hook, _stop_hook in self._lifecycle_hooks:
             start_hook()
+        self._remote_changes = RemoteChanges(self.repository, self.instance_id, self.changes)
+        await self._remote_changes.start()
         for service in self._services:
             await service.start()
 
@@ -909,6 +912,10 @@ class TaskManager:
             return
         self._stopping = True
         self.changes.close()  # end live streams first: they hold connections open
+        if self._remote_changes is not None:
+            with contextlib.suppress(Exception):  # only a notice channel
+                await self._remote_changes.stop()
+            self._remote_changes = None
         for service in reversed(self._services):
             try:
                 await service.stop()

@@ -244,6 +244,17 @@ class TaskRepository(abc.ABC):
         """Tell listening instances that unowned work was just committed."""
         return None
 
+    async def listen_changes(
+        self, instance_id: str, on_change: Callable[[], None]
+    ) -> Callable[[], Awaitable[None]] | None:
+        """Call ``on_change`` when another instance commits task changes.
+
+        Live dashboards then re-read their page at once instead of at their
+        next poll.  Returns a coroutine function that stops listening, or None
+        where the store has no such channel (polling alone then finds them).
+        """
+        return None
+
     @abc.abstractmethod
     async def lost_tasks(self, owner: str, held: dict[str, int]) -> set[str]:
         """Of the tasks this instance holds (id -> lease_epoch), those it no longer holds.

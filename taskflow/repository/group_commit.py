@@ -35,6 +35,7 @@ from taskflow.db.batch import (
 )
 from taskflow.db.tables import tasks_table
 from taskflow.models import TaskRecord
+from taskflow.repository import wakeups
 from taskflow.repository.base import WriteBatch
 from taskflow.repository.stats import StatsDelta
 
@@ -46,14 +47,27 @@ class _Recount(Exception):
 
 
 async def apply_batch(
-    write_engine: AsyncEngine, statements: BatchStatements, batch: WriteBatch, stripe: int
+    write_engine: AsyncEngine,
+    statements: BatchStatements,
+    batch: WriteBatch,
+    stripe: int,
+    *,
+    notify_as: str | None = None,
 ) -> set[str]:
-    """Commit ``batch`` with its roll-up changes; returns the fenced update ids."""
+    """Commit ``batch`` with its roll-up changes; returns the fenced update ids.
+
+    ``notify_as`` (PostgreSQL): also send a change notice in that instance's
+    name, delivered by the same commit.
+    """
     careful = not dialects.reports_executemany_rowcount(write_engine.dialect)
     try:
-        return await _apply_once(write_engine, statements, batch, stripe, careful=careful)
+        return await _apply_once(
+            write_engine, statements, batch, stripe, careful=careful, notify_as=notify_as
+        )
     except _Recount:
-        return await _apply_once(write_engine, statements, batch, stripe, careful=True)
+        return await _apply_once(
+            write_engine, statements, batch, stripe, careful=True, notify_as=notify_as
+        )
 
 
 async def _apply_once(
@@ -63,6 +77,7 @@ async def _apply_once(
     stripe: int,
     *,
     careful: bool,
+    notify_as: str | None,
 ) -> set[str]:
     delta = StatsDelta()
     fenced: set[str] = set()
@@ -76,6 +91,8 @@ async def _apply_once(
             await conn.exec_driver_sql(statements.insert_log_sql, rows)
         if delta:
             await conn.exec_driver_sql(statements.stats_upsert_sql, delta.rows(stripe))
+        if notify_as is not None:
+            await conn.execute(wakeups.NOTIFY_CHANGES, {"sender": notify_as})
     return fenced
 
 

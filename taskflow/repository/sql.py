@@ -7,6 +7,7 @@ opens them with ``BEGIN IMMEDIATE``.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
@@ -72,6 +73,10 @@ L = task_logs_table
 LIST_COLUMNS = [c for c in T.c if c.name not in ("payload", "stacktrace")]
 
 
+# At most one cross-instance change notice per this many seconds per instance.
+CHANGE_NOTICE_GAP = 0.25
+
+
 class SqlTaskRepository(TaskRepository):
     """Tasks in a relational database through one async SQLAlchemy engine."""
 
@@ -85,6 +90,10 @@ class SqlTaskRepository(TaskRepository):
         )
         self.write_engine = engine.execution_options(**{WRITE_OPTION: True})
         self._statements = BatchStatements(engine.dialect)
+        # PostgreSQL: group commits tell other instances' dashboards, at most
+        # every CHANGE_NOTICE_GAP seconds (their polling covers the rest).
+        self._change_sender: str | None = None
+        self._last_change_notice = 0.0
         self._inline: SqliteInlineWriter | None = None
         database = engine.url.database
         if dialects.is_sqlite(engine.dialect) and database not in (None, "", ":memory:"):
@@ -109,8 +118,15 @@ class SqlTaskRepository(TaskRepository):
         # Tasks the batch finishes are rolled up in the same transaction (stats.py).
         if self._inline is not None:
             return BatchOutcome(frozenset(await self._inline.apply(batch, self.stats_stripe)))
+        sender = self._change_sender
+        if sender is not None:
+            now = time.monotonic()
+            if now - self._last_change_notice >= CHANGE_NOTICE_GAP:
+                self._last_change_notice = now
+            else:
+                sender = None
         fenced = await group_commit.apply_batch(
-            self.write_engine, self._statements, batch, self.stats_stripe
+            self.write_engine, self._statements, batch, self.stats_stripe, notify_as=sender
         )
         return BatchOutcome(frozenset(fenced))
 
@@ -256,6 +272,26 @@ class SqlTaskRepository(TaskRepository):
         listener = wakeups.PostgresListener(self.engine.url, on_wake)
         await listener.start()
         return listener.stop
+
+    async def listen_changes(
+        self, instance_id: str, on_change: Callable[[], None]
+    ) -> Callable[[], Awaitable[None]] | None:
+        if not dialects.is_postgresql(self.engine.dialect):
+            return None
+        self._change_sender = instance_id
+        listener = wakeups.PostgresListener(
+            self.engine.url,
+            on_change,
+            channel=wakeups.CHANGES_CHANNEL,
+            ignore_sender=instance_id,
+        )
+        await listener.start()
+
+        async def stop() -> None:
+            self._change_sender = None
+            await listener.stop()
+
+        return stop
 
     async def announce_work(self) -> None:
         if dialects.is_postgresql(self.engine.dialect):

@@ -21,6 +21,10 @@ logger = logging.getLogger("taskflow.wakeups")
 
 CHANNEL = "taskflow_work"
 NOTIFY = text(f"SELECT pg_notify('{CHANNEL}', '')")
+# Task rows changed: live dashboards on other instances re-read their page.
+# The payload is the sender's instance id, so an instance skips its own.
+CHANGES_CHANNEL = "taskflow_changes"
+NOTIFY_CHANGES = text(f"SELECT pg_notify('{CHANGES_CHANNEL}', :sender)")
 
 
 async def notify(conn: AsyncConnection) -> None:
@@ -31,9 +35,18 @@ async def notify(conn: AsyncConnection) -> None:
 class PostgresListener:
     """A dedicated asyncpg connection that LISTENs and calls back on each notification."""
 
-    def __init__(self, url: URL, on_wake: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        url: URL,
+        on_wake: Callable[[], None],
+        *,
+        channel: str = CHANNEL,
+        ignore_sender: str | None = None,
+    ) -> None:
         self._dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
         self._on_wake = on_wake
+        self._channel = channel
+        self._ignore_sender = ignore_sender
         self._conn: Any = None
 
     async def start(self) -> None:
@@ -41,13 +54,14 @@ class PostgresListener:
 
         try:
             self._conn = await asyncpg.connect(self._dsn)
-            await self._conn.add_listener(CHANNEL, self._received)
+            await self._conn.add_listener(self._channel, self._received)
         except Exception as exc:  # polling still works without it
-            logger.warning("LISTEN %s unavailable (%s); relying on polling", CHANNEL, exc)
+            logger.warning("LISTEN %s unavailable (%s); relying on polling", self._channel, exc)
             await self.stop()
 
-    def _received(self, *_args: Any) -> None:
-        self._on_wake()
+    def _received(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        if self._ignore_sender is None or payload != self._ignore_sender:
+            self._on_wake()
 
     async def stop(self) -> None:
         conn, self._conn = self._conn, None

@@ -4,14 +4,21 @@ The writer notifies the feed after every commit, the manager after cancels,
 retries and deletions.  With nobody listening a notification costs one
 truth test; listeners receive coalesced ids (a burst of commits wakes a
 stream once) and decide themselves what to re-read from the database.
-Changes made by other instances are not seen here: streams also poll.
+Other instances' changes arrive through ``RemoteChanges`` where the store
+can push them (PostgreSQL LISTEN/NOTIFY); streams also poll, which covers
+every store and any notice a connection pooler drops.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import weakref
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
+
+from taskflow.repository.base import TaskRepository
+
+logger = logging.getLogger("taskflow.changes")
 
 # A stream that falls this far behind stops tracking ids and re-reads everything.
 MAX_TRACKED_IDS = 1000
@@ -102,3 +109,26 @@ class ChangeFeed:
         waiters, self._waiters = list(self._waiters), weakref.WeakSet()
         for waiter in waiters:
             waiter._close()
+
+
+class RemoteChanges:
+    """A manager service: wakes the feed when another instance commits task changes."""
+
+    def __init__(self, repository: TaskRepository, instance_id: str, feed: ChangeFeed) -> None:
+        self._repository = repository
+        self._instance_id = instance_id
+        self._feed = feed
+        self._stop: Callable[[], Awaitable[None]] | None = None
+
+    async def start(self) -> None:
+        try:
+            self._stop = await self._repository.listen_changes(
+                self._instance_id, lambda: self._feed.notify(None)
+            )
+        except Exception as exc:  # polling still shows other instances' changes
+            logger.warning("cross-instance change notices unavailable: %s", exc)
+
+    async def stop(self) -> None:
+        stop, self._stop = self._stop, None
+        if stop is not None:
+            await stop()

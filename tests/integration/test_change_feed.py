@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from taskflow import TaskManager, task_log
 from taskflow.runtime.changes import ChangeWaiter
 
@@ -45,3 +47,47 @@ async def test_commits_logs_and_cancels_notify_listeners(tmp_path: Path) -> None
         gate.set()
         await manager.shutdown()
     assert closing.closed  # shutdown ends every stream
+
+
+@pytest.mark.parametrize("backend_name", ["postgres"], indirect=True)
+async def test_another_instances_commits_wake_this_instances_streams(database_url: str) -> None:
+    """On PostgreSQL a commit on instance B wakes a stream on instance A before any poll."""
+    first, second = TaskManager(database_url=database_url), TaskManager(database_url=database_url)
+
+    async def noop() -> None:
+        return None
+
+    first.task(name="noop")(noop)
+    second.task(name="noop")(noop)
+    await first.startup()
+    await second.startup()
+    try:
+        waiter = first.changes.subscribe()
+        await asyncio.sleep(0.3)  # past the sender's notice gap, whatever ran before
+        waiter.take()
+        await second.enqueue(noop)
+        # No local commit on the first instance: only the notice can wake it,
+        # and it says "re-read" (None), not which ids changed.
+        assert await waiter.wait(timeout=5.0)
+        assert waiter.take() is None
+
+        # Its own commits do not echo back as remote notices.
+        own = first.changes.subscribe()
+        await asyncio.sleep(0.3)
+        own.take()
+        await first.enqueue(noop)
+        await first.drain()
+        assert await own.wait(timeout=5.0)
+        assert own.take() is not None  # named ids from the local feed
+    finally:
+        await second.shutdown()
+        await first.shutdown()
+
+
+async def test_no_remote_notices_without_postgresql(tmp_path: Path) -> None:
+    manager = TaskManager(database_url=f"sqlite:///{tmp_path}/tasks.db")
+    await manager.startup()
+    try:
+        assert await manager.repository.listen_changes(manager.instance_id, lambda: None) is None
+    finally:
+        await manager.shutdown()
