@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel
 
-from taskflow.schedules import ScheduleNotFoundError
+from taskflow.schedules import ScheduleNotFoundError, ScheduleState
 from taskflow.web.access import Actor, AdminAccess, OpenAccess
 
 if TYPE_CHECKING:
@@ -54,28 +55,24 @@ def create_schedule_router(
 
     operator = Depends(access.operator)
 
+    async def change(
+        name: str, action: str, apply: Callable[[str], Awaitable[ScheduleState]], actor: Actor
+    ) -> dict[str, Any]:
+        try:
+            state = await apply(name)
+        except ScheduleNotFoundError as exc:
+            raise HTTPException(404, str(exc)) from exc
+        await task_manager.record_audit(action, actor=actor.name, detail={"schedule": name})
+        return state.to_dict()
+
     @router.post("/{name}/pause", response_model=ScheduleOut, responses=NOT_FOUND)
     async def pause_schedule(name: str, actor: Actor = operator) -> dict[str, Any]:
         """Stop firing the schedule, on every instance, until it is resumed."""
-        try:
-            state = await task_manager.pause_schedule(name)
-        except ScheduleNotFoundError as exc:
-            raise HTTPException(404, str(exc)) from exc
-        await task_manager.record_audit(
-            "schedule_pause", actor=actor.name, detail={"schedule": name}
-        )
-        return state.to_dict()
+        return await change(name, "schedule_pause", task_manager.pause_schedule, actor)
 
     @router.post("/{name}/resume", response_model=ScheduleOut, responses=NOT_FOUND)
     async def resume_schedule(name: str, actor: Actor = operator) -> dict[str, Any]:
         """Fire the schedule again from its next slot; runs missed while paused are skipped."""
-        try:
-            state = await task_manager.resume_schedule(name)
-        except ScheduleNotFoundError as exc:
-            raise HTTPException(404, str(exc)) from exc
-        await task_manager.record_audit(
-            "schedule_resume", actor=actor.name, detail={"schedule": name}
-        )
-        return state.to_dict()
+        return await change(name, "schedule_resume", task_manager.resume_schedule, actor)
 
     return router
