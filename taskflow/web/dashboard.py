@@ -20,6 +20,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
 from taskflow.web.access import AdminAccess
+from taskflow.web.prefixed_router import PrefixedRouter
 from taskflow.web.session_access import page_guard
 
 if TYPE_CHECKING:
@@ -120,7 +121,7 @@ def create_dashboard_router(
     display_func_args: bool = False,
 ) -> APIRouter:
     """``GET {path}/dashboard`` and its assets under ``{path}/dashboard/static/``."""
-    router = APIRouter(prefix=f"{path}/dashboard", include_in_schema=False)
+    router = PrefixedRouter(prefix=f"{path}/dashboard", include_in_schema=False)
 
     @router.get("", response_class=HTMLResponse, dependencies=[Depends(page_guard(access))])
     async def dashboard(request: Request) -> Response:

@@ -22,6 +22,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 
 from taskflow.web.access import Actor, AdminAccess
 from taskflow.web.auth import MAX_USERNAME, TaskAuthBackend, authenticate
+from taskflow.web.prefixed_router import PrefixedRouter
 from taskflow.web.session_access import (
     CSRF_HEADER,
     SessionAccess,
@@ -228,7 +229,7 @@ def create_login_router(
     routes = LoginRoutes(
         task_manager, access, backend, title=title, throttle=throttle or LoginThrottle()
     )
-    router = APIRouter(prefix=f"{access.path}/auth", include_in_schema=False)
+    router = PrefixedRouter(prefix=f"{access.path}/auth", include_in_schema=False)
     router.add_api_route("/login", routes.show, methods=["GET"], response_class=HTMLResponse)
     router.add_api_route("/login", routes.login, methods=["POST"], response_class=HTMLResponse)
     router.add_api_route("/logout", routes.logout, methods=["POST"])
@@ -242,7 +243,7 @@ def create_session_router(path: str, access: AdminAccess, *, mode: str) -> APIRo
     Mounted under every policy so the dashboard has one contract; the token is
     null where there is no session (the app's own auth, or no auth).
     """
-    router = APIRouter(prefix=f"{path}/auth", include_in_schema=False)
+    router = PrefixedRouter(prefix=f"{path}/auth", include_in_schema=False)
     viewer = Depends(access.viewer)
 
     @router.get("/session")

@@ -17,6 +17,7 @@ from taskflow.models import TaskStatus
 from taskflow.repository.base import TaskQuery
 from taskflow.repository.cursor import InvalidCursorError
 from taskflow.web.access import Actor, AdminAccess, OpenAccess
+from taskflow.web.prefixed_router import PrefixedRouter
 from taskflow.web.retry_routes import create_retry_router
 from taskflow.web.schemas import CancelOut, DeletedOut, MetricsOut, TaskDetailOut, TaskOut
 from taskflow.web.system_routes import create_system_router
@@ -39,7 +40,7 @@ def create_router(
 ) -> APIRouter:
     """The task API under ``path``: reads need ``access.viewer``, changes ``access.operator``."""
     access = access or OpenAccess()
-    router = APIRouter(prefix=path, tags=["tasks"], dependencies=[Depends(access.viewer)])
+    router = PrefixedRouter(prefix=path, tags=["tasks"], dependencies=[Depends(access.viewer)])
     operator = Depends(access.operator)
 
     @router.get("", response_model=list[TaskOut])

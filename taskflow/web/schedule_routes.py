@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from taskflow.schedules import ScheduleNotFoundError, ScheduleState
 from taskflow.web.access import Actor, AdminAccess, OpenAccess
+from taskflow.web.prefixed_router import PrefixedRouter
 
 if TYPE_CHECKING:
     from taskflow.manager import TaskManager
@@ -44,7 +45,7 @@ def create_schedule_router(
     otherwise answer ``GET {path}/schedules``.
     """
     access = access or OpenAccess()
-    router = APIRouter(
+    router = PrefixedRouter(
         prefix=f"{path}/schedules", tags=["schedules"], dependencies=[Depends(access.viewer)]
     )
 

@@ -38,6 +38,7 @@ from taskflow.repository.cursor import InvalidCursorError
 from taskflow.runtime.changes import ChangeWaiter
 from taskflow.web.access import AdminAccess
 from taskflow.web.dashboard import SECURITY_HEADERS
+from taskflow.web.prefixed_router import PrefixedRouter
 
 if TYPE_CHECKING:
     from taskflow.manager import TaskManager
@@ -228,7 +229,7 @@ def create_stream_router(
     display_func_args: bool = False,
 ) -> APIRouter:
     """``GET {path}/dashboard/stream``, readable by viewers."""
-    router = APIRouter(
+    router = PrefixedRouter(
         prefix=f"{path}/dashboard", include_in_schema=False, dependencies=[Depends(access.viewer)]
     )
     metrics = MetricsCache(task_manager)
