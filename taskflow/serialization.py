@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import math
 import pickle
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from taskflow.exceptions import PayloadDecryptionError, TaskArgumentError
 
@@ -29,9 +28,8 @@ class Cipher(Protocol):
     def decrypt(self, token: bytes) -> bytes: ...
 
 
-@dataclass(frozen=True)
-class EncodedArguments:
-    """Arguments as they go into a row."""
+class EncodedArguments(NamedTuple):
+    """Arguments as they go into a row (a named tuple: built once per task, on the hot path)."""
 
     args: list[Any] | None
     kwargs: dict[str, Any] | None
@@ -47,22 +45,40 @@ def is_json_value(value: Any, depth: int = 0) -> bool:
     """True if ``value`` survives a JSON round trip unchanged (types included)."""
     if depth > _MAX_DEPTH:
         return False
-    if value is None or isinstance(value, (str, bool, int)):
+    kind = type(value)
+    # Exact types first: the common arguments (ids, names, flags) stop here.
+    if kind is str or kind is int or kind is bool or value is None:
         return True
-    if isinstance(value, float):
+    if kind is float:
         return math.isfinite(value)
-    if type(value) is list:
-        return all(is_json_value(v, depth + 1) for v in value)
-    if type(value) is dict:
-        return all(isinstance(k, str) and is_json_value(v, depth + 1) for k, v in value.items())
-    return False
+    if kind is list:
+        return all(is_json_value(item, depth + 1) for item in value)
+    if kind is dict:
+        return all(
+            isinstance(key, str) and is_json_value(item, depth + 1) for key, item in value.items()
+        )
+    # Subclasses, as before: str and int ones (bool is an int), and finite floats.
+    if isinstance(value, (str, int)):
+        return True
+    return isinstance(value, float) and math.isfinite(value)
+
+
+def _all_json(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    # As is_json_value(list(args)) and is_json_value(kwargs), without the copies.
+    for item in args:
+        if not is_json_value(item, 1):
+            return False
+    for key, item in kwargs.items():
+        if not isinstance(key, str) or not is_json_value(item, 1):
+            return False
+    return True
 
 
 def encode_arguments(
     args: tuple[Any, ...], kwargs: dict[str, Any], cipher: Cipher | None = None
 ) -> EncodedArguments:
     """Choose the storage form of a call's arguments; raise ``TaskArgumentError`` if none fits."""
-    if cipher is None and is_json_value(list(args)) and is_json_value(kwargs):
+    if cipher is None and _all_json(args, kwargs):
         return EncodedArguments(list(args), dict(kwargs), None, JSON_FORMAT)
     data = _pickle_arguments(args, kwargs)
     if cipher is not None:
