@@ -229,6 +229,26 @@ class AdminSessionRow(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
+class LoginAttemptRow(Base):
+    """A dashboard login attempt that has not succeeded, kept for the throttle's window.
+
+    Every instance counts the same rows, so several instances allow a client
+    no more guesses than one does.  ``client`` is a digest of the client's
+    address, never the address itself.
+    """
+
+    __tablename__ = "taskflow_login_attempts"
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    client: Mapped[str] = mapped_column(String(64))
+    attempted_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        Index("ix_taskflow_login_attempts_client", "client", "attempted_at"),
+        Index("ix_taskflow_login_attempts_at", "attempted_at"),
+    )
+
+
 class TaskStatsRow(Base):
     """Counts and a duration histogram of finished tasks, per function and status.
 
@@ -258,3 +278,4 @@ instances_table = cast(Table, InstanceRow.__table__)
 audit_table = cast(Table, AuditRow.__table__)
 admin_sessions_table = cast(Table, AdminSessionRow.__table__)
 task_stats_table = cast(Table, TaskStatsRow.__table__)
+login_attempts_table = cast(Table, LoginAttemptRow.__table__)

@@ -141,6 +141,19 @@ class AdminSession:
     revoked_at: datetime | None = None
 
 
+@dataclass(frozen=True)
+class LoginAttempts:
+    """A login attempt just recorded, and its rank among the client's attempts in the window.
+
+    ``count`` counts the client's attempts in the window up to this one (by
+    id), this one included; ``oldest`` is the first of them.
+    """
+
+    attempt_id: int
+    count: int
+    oldest: datetime | None
+
+
 class TaskRepository(abc.ABC):
     """Async storage of tasks, logs and their bookkeeping."""
 
@@ -385,3 +398,23 @@ class TaskRepository(abc.ABC):
     @abc.abstractmethod
     async def purge_admin_sessions(self, *, now: datetime) -> int:
         """Delete sessions that expired by ``now``; returns how many."""
+
+    # -- login throttle (the SQL is in taskflow.repository.login_attempts) ------
+
+    @abc.abstractmethod
+    async def begin_login_attempt(
+        self, client: str, *, now: datetime, since: datetime
+    ) -> LoginAttempts:
+        """Record an attempt by ``client``; rank it among its attempts after ``since``, anywhere."""
+
+    @abc.abstractmethod
+    async def forget_login_attempt(self, attempt_id: int) -> None:
+        """Remove one recorded attempt (it was refused, so it does not count)."""
+
+    @abc.abstractmethod
+    async def clear_login_attempts(self, client: str) -> None:
+        """Remove the client's attempts: it logged in."""
+
+    @abc.abstractmethod
+    async def purge_login_attempts(self, *, before: datetime) -> int:
+        """Delete attempts made at or before ``before``; returns how many."""

@@ -43,6 +43,7 @@ from taskflow.repository import (
     idempotency,
     instances,
     leases,
+    login_attempts,
     metrics_query,
     retention,
     retries,
@@ -55,6 +56,7 @@ from taskflow.repository.base import (
     BatchOutcome,
     InstanceInfo,
     InstanceStatus,
+    LoginAttempts,
     ReplayPage,
     RetryCopy,
     RetrySource,
@@ -396,3 +398,19 @@ class SqlTaskRepository(TaskRepository):
 
     async def purge_admin_sessions(self, *, now: datetime) -> int:
         return await admin_sessions.purge_expired(self.write_engine, now)
+
+    # -- login throttle (SQL in taskflow.repository.login_attempts) ------------
+
+    async def begin_login_attempt(
+        self, client: str, *, now: datetime, since: datetime
+    ) -> LoginAttempts:
+        return await login_attempts.begin(self.write_engine, client, now, since)
+
+    async def forget_login_attempt(self, attempt_id: int) -> None:
+        await login_attempts.forget(self.write_engine, attempt_id)
+
+    async def clear_login_attempts(self, client: str) -> None:
+        await login_attempts.clear(self.write_engine, client)
+
+    async def purge_login_attempts(self, *, before: datetime) -> int:
+        return await login_attempts.purge(self.write_engine, before)

@@ -155,7 +155,7 @@ class LoginRoutes:
         if missing is not None:
             return missing
         client = _client(request)
-        wait = self.throttle.begin(client)
+        wait = await self.throttle.begin(client)
         if wait is not None:
             refused = self.page(
                 request, 429, error=f"Too many failed logins. Try again in {wait} seconds."
@@ -169,7 +169,7 @@ class LoginRoutes:
         if role is None:
             await self._audit("login_failed", username[:MAX_USERNAME], {"client": client})
             return self.page(request, 401, error=INVALID, username=username[:MAX_USERNAME])
-        self.throttle.succeeded(client)
+        await self.throttle.succeeded(client)
         previous = await self.access.current(request)
         if previous is not None:  # never keep two live sessions in one browser
             await self.store.revoke(previous)
@@ -227,7 +227,11 @@ def create_login_router(
 ) -> APIRouter:
     """``GET|POST {path}/auth/login``, ``POST {path}/auth/logout`` and the form's stylesheet."""
     routes = LoginRoutes(
-        task_manager, access, backend, title=title, throttle=throttle or LoginThrottle()
+        task_manager,
+        access,
+        backend,
+        title=title,
+        throttle=throttle or LoginThrottle(task_manager.repository),
     )
     router = PrefixedRouter(prefix=f"{access.path}/auth", include_in_schema=False)
     router.add_api_route("/login", routes.show, methods=["GET"], response_class=HTMLResponse)

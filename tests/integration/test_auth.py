@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from taskflow import ConfigurationError, TaskAdmin, TaskAuthBackend, TaskManager
-from taskflow.db.tables import admin_sessions_table
+from taskflow.db.tables import admin_sessions_table, login_attempts_table
 from taskflow.models import utcnow
 from taskflow.repository.base import AdminSession
 from taskflow.repository.sql import SqlTaskRepository
@@ -116,6 +116,16 @@ async def running_admin(
 async def site(database_url: str) -> AsyncIterator[Admin]:
     async with running_admin(database_url) as admin:
         yield admin
+
+
+async def attempt_rows(database_url: str) -> list[dict[str, Any]]:
+    engine = create_async_engine(resolve_database_url(database_url).url, poolclass=NullPool)
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(select(login_attempts_table))
+            return [dict(row) for row in rows.mappings()]
+    finally:
+        await engine.dispose()
 
 
 async def session_rows(database_url: str) -> list[dict[str, Any]]:
@@ -559,7 +569,6 @@ async def test_repeated_failures_are_throttled_per_client(database_url: str) -> 
         assert (await elsewhere.login(*ADMIN)).status_code == 303
 
 
-@SQLITE_ONLY
 async def test_concurrent_guesses_cannot_outrun_the_throttle(database_url: str) -> None:
     class SlowBackend(TaskAuthBackend):
         async def authenticate_user(self, username: str, password: str) -> bool:
@@ -570,6 +579,68 @@ async def test_concurrent_guesses_cannot_outrun_the_throttle(database_url: str) 
         results = await asyncio.gather(*(site.login("admin", f"guess{i}") for i in range(20)))
         codes = sorted(response.status_code for response in results)
         assert codes == [401] * 5 + [429] * 15
+
+
+async def test_the_throttle_counts_failures_made_on_every_instance(database_url: str) -> None:
+    async with (
+        running_admin(database_url) as first,
+        running_admin(database_url) as second,
+        running_admin(database_url, client=("10.0.0.9", 5000)) as other_client,
+    ):
+        for _ in range(3):
+            assert (await first.login("admin", "guess")).status_code == 401
+        for _ in range(2):
+            assert (await second.login("admin", "guess")).status_code == 401
+        # Five failures in all: both instances now refuse this client, right password or not.
+        assert (await first.login(*ADMIN)).status_code == 429
+        assert (await second.login(*ADMIN)).status_code == 429
+        assert (await other_client.login(*ADMIN)).status_code == 303
+        # Stored as a digest of the address, never the address itself.
+        clients = {row["client"] for row in await attempt_rows(database_url)}
+        assert clients == {hashlib.sha256(b"127.0.0.1").hexdigest()}
+
+
+async def test_a_login_on_one_instance_clears_the_count_on_the_others(database_url: str) -> None:
+    async with (
+        running_admin(database_url) as first,
+        running_admin(database_url) as second,
+    ):
+        for _ in range(4):
+            assert (await first.login("admin", "guess")).status_code == 401
+        assert (await second.login(*ADMIN)).status_code == 303
+        assert await attempt_rows(database_url) == []
+        for _ in range(5):
+            assert (await first.login("admin", "guess")).status_code == 401
+        assert (await first.login("admin", "guess")).status_code == 429
+
+
+async def test_refused_attempts_do_not_extend_the_wait(database_url: str) -> None:
+    async with running_admin(database_url) as site:
+        for _ in range(5):
+            assert (await site.login("admin", "guess")).status_code == 401
+        first_wait = int((await site.login(*ADMIN)).headers["retry-after"])
+        for _ in range(5):
+            assert (await site.login(*ADMIN)).status_code == 429
+        # The five failures are still the only rows: refusals are not stored.
+        assert len(await attempt_rows(database_url)) == 5
+        assert int((await site.login(*ADMIN)).headers["retry-after"]) <= first_wait
+
+
+async def test_old_attempts_stop_counting_and_are_purged(database_url: str) -> None:
+    async with running_admin(database_url) as site:
+        repository = site.manager.repository
+        now = utcnow()
+        for _ in range(5):
+            await repository.begin_login_attempt(
+                "someone", now=now - timedelta(seconds=90), since=now - timedelta(seconds=150)
+            )
+        fresh = await repository.begin_login_attempt(
+            "someone", now=now, since=now - timedelta(seconds=60)
+        )
+        assert fresh.count == 1  # the five older than the window do not count
+        assert fresh.oldest is not None and fresh.oldest >= now - timedelta(seconds=1)
+        assert await repository.purge_login_attempts(before=now - timedelta(seconds=60)) == 5
+        assert len(await attempt_rows(database_url)) == 1
 
 
 # -- credentials and backends ---------------------------------------------------------------

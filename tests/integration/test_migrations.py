@@ -29,7 +29,7 @@ from taskflow.settings import ENV_DATABASE_URL, resolve_database_url
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TASKFLOW_TABLES = {table.name for table in metadata.sorted_tables}
-HEAD = "0002"
+HEAD = "0003"
 
 
 @asynccontextmanager
@@ -316,15 +316,15 @@ def test_taskflow_db_commands(db_url: str, tmp_path: Path) -> None:
     assert "run `taskflow db upgrade`" in result.stdout
 
     result = taskflow_cli("db", "upgrade", "--url", db_url, cwd=tmp_path)
-    assert (result.returncode, result.stdout.strip()) == (0, "upgraded from base to 0002 (head)")
+    assert (result.returncode, result.stdout.strip()) == (0, "upgraded from base to 0003 (head)")
     result = taskflow_cli("db", "current", "--url", db_url, cwd=tmp_path)
-    assert result.stdout.strip() == "0002 (head)"
+    assert result.stdout.strip() == "0003 (head)"
     result = taskflow_cli("db", "check", "--url", db_url, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith("in sync")
 
     result = taskflow_cli("db", "downgrade", "base", "--url", db_url, cwd=tmp_path)
-    assert (result.returncode, result.stdout.strip()) == (0, "downgraded from 0002 to base")
+    assert (result.returncode, result.stdout.strip()) == (0, "downgraded from 0003 to base")
 
 
 def test_taskflow_db_reads_url_from_environment(tmp_path: Path) -> None:
@@ -401,6 +401,7 @@ async def test_alembic_command_from_the_checkout(db_url: str) -> None:
     assert result.returncode == 0, result.stderr
     assert "Running upgrade  -> 0001" in result.stderr
     assert "Running upgrade 0001 -> 0002" in result.stderr
+    assert "Running upgrade 0002 -> 0003" in result.stderr
 
     result = run(*alembic, "check", cwd=REPO_ROOT, env={ENV_DATABASE_URL: db_url})
     assert result.returncode == 0, result.stderr
@@ -410,7 +411,7 @@ async def test_alembic_command_from_the_checkout(db_url: str) -> None:
         cwd=REPO_ROOT, env={ENV_DATABASE_URL: "sqlite:////nonexistent/dir/x.db"},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "0002 (head)" in result.stdout
+    assert "0003 (head)" in result.stdout
 
     async with open_engine(db_url) as engine:
         assert await migrate.current(engine) == HEAD
