@@ -3,8 +3,10 @@
 Each attempt gets a span ``taskflow.task <func_name>``.  The runner starts it
 inside the task's own context, which is a copy of the context of the code
 that called ``add_task()``: the span of the request that added the task is
-therefore its parent, and spans the task function opens are its children
-(threads get a copy of that context; worker processes do not share context).
+therefore its parent, and spans the task function opens are its children.
+Threads get a copy of that context.  A worker process shares nothing, so the
+trace context goes to it as W3C ``traceparent`` headers (``carrier_for_worker``)
+and is made current there around the call (``attached``).
 
 Nothing here costs anything unless it is used: without the
 ``opentelemetry-api`` package ``task_tracer()`` returns None and the runner
@@ -15,7 +17,10 @@ Install with ``pip install "taskflow-sql[otel]"``.
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from taskflow.models import TaskRecord
@@ -94,3 +99,45 @@ def task_tracer(provider: Any = None) -> TaskTracer | None:
         return TaskTracer(provider)
     except ImportError:
         return None
+
+
+@functools.cache
+def _propagation() -> tuple[Any, Any, Any] | None:
+    # Looked up once: a failed import searches the whole path each time.
+    try:
+        from opentelemetry import context, propagate, trace
+    except ImportError:
+        return None
+    return context, propagate, trace
+
+
+def carrier_for_worker() -> dict[str, str] | None:
+    """The current trace context as propagation headers, or None when there is none to send.
+
+    Called only for process tasks, inside the attempt's span: the worker's
+    spans then continue the same trace, as children of the attempt.
+    """
+    otel = _propagation()
+    if otel is None:
+        return None
+    _, propagate, trace = otel
+    if not trace.get_current_span().get_span_context().is_valid:
+        return None
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier or None
+
+
+@contextmanager
+def attached(carrier: dict[str, str] | None) -> Iterator[None]:
+    """Make the trace context in ``carrier`` current for the block (in a worker process)."""
+    otel = _propagation() if carrier else None
+    if otel is None:  # nothing sent, or this interpreter lacks OpenTelemetry: run untraced
+        yield
+        return
+    context, propagate, _ = otel
+    token = context.attach(propagate.extract(carrier))
+    try:
+        yield
+    finally:
+        context.detach(token)

@@ -22,6 +22,7 @@ from typing import Any
 
 from taskflow.context import TaskContext, bind, unbind
 from taskflow.exceptions import TaskArgumentError
+from taskflow.observe.tracing import attached
 from taskflow.serialization import json_result
 
 LogLine = tuple[str, str, dict[str, Any]]
@@ -106,8 +107,9 @@ def run_in_worker(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     context: tuple[str, str, int, dict[str, str]],
+    trace_carrier: dict[str, str] | None = None,
 ) -> Outcome:
-    """Call the task in this worker, with its context and a log sink bound."""
+    """Call the task in this worker, with its context, a log sink and the trace context bound."""
     buffered: list[LogLine] = []
     sent = 0
     pipe = _log_pipe
@@ -123,9 +125,10 @@ def run_in_worker(
     tokens = bind(TaskContext(*context), sink)
     try:
         func = pickle.loads(shipped)
-        result = func(*args, **kwargs)
-        if inspect.isawaitable(result):
-            result = asyncio.run(_await(result))
+        with attached(trace_carrier):
+            result = func(*args, **kwargs)
+            if inspect.isawaitable(result):
+                result = asyncio.run(_await(result))
         return Outcome(ok=True, result=json_result(result), lines_sent=sent, logs=buffered)
     except BaseException as exc:
         error = exc if isinstance(exc, Exception) else RuntimeError(repr(exc))

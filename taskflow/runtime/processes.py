@@ -45,6 +45,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from taskflow.context import get_task_context, task_log
+from taskflow.observe.tracing import carrier_for_worker
 from taskflow.runtime.priority import Slots
 from taskflow.runtime.process_worker import (
     LogLine,
@@ -181,7 +182,9 @@ class ProcessExecutor:
             worker = await self._checkout()
         worker.start_task()
         try:
-            future = worker.pool.submit(run_in_worker, shipped, args, kwargs, context)
+            future = worker.pool.submit(
+                run_in_worker, shipped, args, kwargs, context, carrier_for_worker()
+            )
             outcome: Outcome = await asyncio.wrap_future(future)
         except asyncio.CancelledError:
             # Cancelled, timed out or shut down: the task stops only when its

@@ -61,3 +61,16 @@ def sleep_then_return(seconds: float) -> str:
 def dies(code: int) -> None:
     """The worker process exits in the middle of the task (as a crash in native code would)."""
     os._exit(code)
+
+
+def trace_position() -> dict[str, str]:
+    """The trace and parent span current in the worker, as hex (empty without a trace)."""
+    from opentelemetry import trace
+
+    span_context = trace.get_current_span().get_span_context()
+    if not span_context.is_valid:
+        return {"trace_id": "", "span_id": ""}
+    return {
+        "trace_id": format(span_context.trace_id, "032x"),
+        "span_id": format(span_context.span_id, "016x"),
+    }

@@ -23,6 +23,7 @@ from opentelemetry.trace import StatusCode
 
 from taskflow import ManagedBackgroundTasks, TaskAdmin, TaskManager, TaskStatus
 from taskflow.observe.tracing import task_tracer
+from tests.apps import process_tasks
 
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 SEEN: dict[str, Any] = {}
@@ -151,3 +152,44 @@ async def test_no_spans_without_a_configured_provider(schema_db_url: str) -> Non
     finally:
         await manager.shutdown()
     assert record.result == "False"  # no span was made current around the task
+
+
+@pytest.mark.parametrize("backend_name", ["sqlite"])
+async def test_a_process_task_continues_the_trace_in_its_worker(
+    schema_db_url: str, spans: tuple[TracerProvider, InMemorySpanExporter]
+) -> None:
+    """The worker process runs the function under the attempt's span, as a remote parent."""
+    provider, exporter = spans
+    manager = TaskManager(
+        database_url=schema_db_url, tracer_provider=provider, max_process_workers=1
+    )
+    traced = manager.task(executor="process")(process_tasks.trace_position)
+    await manager.startup()
+    try:
+        with provider.get_tracer("app").start_as_current_span("POST /reports") as request_span:
+            task_id = await manager.enqueue(traced)
+        record = await _wait_terminal(manager, task_id)
+    finally:
+        await manager.shutdown()
+    assert record.status is TaskStatus.SUCCESS, record.error
+    [attempt] = [s for s in exporter.get_finished_spans() if s.name.startswith("taskflow.task ")]
+    assert attempt.context is not None and attempt.parent is not None
+    assert attempt.parent.span_id == request_span.get_span_context().span_id
+    # In the worker, the current span is the attempt's: same trace, and its span id.
+    assert record.result == {
+        "trace_id": format(attempt.context.trace_id, "032x"),
+        "span_id": format(attempt.context.span_id, "016x"),
+    }
+
+
+@pytest.mark.parametrize("backend_name", ["sqlite"])
+async def test_a_process_task_without_a_trace_runs_untraced(schema_db_url: str) -> None:
+    manager = TaskManager(database_url=schema_db_url, max_process_workers=1)
+    traced = manager.task(executor="process")(process_tasks.trace_position)
+    await manager.startup()
+    try:
+        record = await _wait_terminal(manager, await manager.enqueue(traced))
+    finally:
+        await manager.shutdown()
+    assert record.status is TaskStatus.SUCCESS, record.error
+    assert record.result == {"trace_id": "", "span_id": ""}
