@@ -27,10 +27,10 @@ from sqlalchemy.sql.schema import Column, SchemaItem, Table
 from sqlalchemy.types import TypeEngine
 
 from taskflow.db.engine import WRITE_OPTION
+from taskflow.db.revision import VERSION_TABLE
 from taskflow.db.tables import metadata
 from taskflow.exceptions import TaskflowError
 
-VERSION_TABLE = "taskflow_alembic_version"
 TABLE_PREFIX = "taskflow_"
 MIGRATION_LOCK_TIMEOUT_S = 300
 _LOCK_NAME = "taskflow_migrations"

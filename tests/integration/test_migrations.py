@@ -22,7 +22,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from taskflow import cli
-from taskflow.db import migrate
+from taskflow.db import migrate, revision
 from taskflow.db.engine import create_engine_for
 from taskflow.db.tables import metadata, tasks_table
 from taskflow.settings import ENV_DATABASE_URL, resolve_database_url
@@ -91,6 +91,26 @@ def test_scripts_are_found_and_head_is_known() -> None:
     assert (location / "env.py").is_file()
     assert (location / "versions" / "0001_initial.py").is_file()
     assert migrate.head_revision() == HEAD
+    # The startup check reads this constant instead of importing Alembic.
+    assert revision.EXPECTED_REVISION == HEAD
+
+
+async def test_startup_revision_check_names_the_fix(db_url: str) -> None:
+    async with open_engine(db_url) as engine:
+        assert await revision.revision_problem(engine) is None  # no version table: not judged
+        await migrate.upgrade(engine)
+        assert await revision.revision_problem(engine) is None
+        await migrate.downgrade(engine, "0002")
+        behind = await revision.revision_problem(engine)
+        assert behind is not None
+        assert "revision 0002" in behind and "taskflow db upgrade" in behind
+        await migrate.upgrade(engine)
+        async with engine.begin() as conn:
+            await conn.execute(text(f"UPDATE {migrate.VERSION_TABLE} SET version_num = '9999'"))
+        ahead = await revision.revision_problem(engine)
+        assert ahead is not None and "newer than this taskflow" in ahead
+        async with engine.begin() as conn:
+            await conn.execute(text(f"UPDATE {migrate.VERSION_TABLE} SET version_num = '{HEAD}'"))
 
 
 async def test_upgrade_check_downgrade_upgrade(db_url: str) -> None:
@@ -243,7 +263,7 @@ async def test_env_runs_on_a_connection_handed_over_by_code(db_url: str) -> None
 
 ENSURE_SCRIPT = """
 import asyncio, pathlib, sys, time
-from taskflow.db import migrate
+from taskflow.db import migrate, revision
 from taskflow.db.engine import create_engine_for
 from taskflow.settings import resolve_database_url
 
