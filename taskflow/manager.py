@@ -1,27 +1,32 @@
-"""``TaskManager``: the composition root that wires storage, writer, runner and web glue."""
+"""``TaskManager``: the composition root that wires storage, writer, runner and web glue.
+
+It is also the public facade applications call.  The jobs it delegates keep
+their logic in modules of their own (``runtime.cancellation``,
+``runtime.shutdown``, ``runtime.holdings``, ``audit``, ``replay``, ...); what
+stays here is wiring, lifecycle order, and the per-task path (``submit``,
+``dispatch``, ``spawn`` and the helpers they call), kept inline on purpose:
+it runs for every request, so every call layer added to it is paid per task.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import contextvars
-import json
+import functools
 import logging
-import os
-import socket
 import sys
 import threading
-import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from taskflow import audit
 from taskflow.backends import SnapshotBackend, choose_database_url
 from taskflow.db.engine import create_engine_for
+from taskflow.db.errors import is_transient
 from taskflow.exceptions import (
     BackpressureError,
-    ConfigurationError,
-    InvalidTransitionError,
     NotStartedError,
     TaskArgumentError,
     TaskNotFoundError,
@@ -33,41 +38,39 @@ from taskflow.models import (
     TaskMetrics,
     TaskRecord,
     TaskSource,
-    TaskStatus,
     utcnow,
 )
 from taskflow.observe.observer import LoggerChain
 from taskflow.observe.setup import build_observers
 from taskflow.observe.tracing import task_tracer
+from taskflow.options import (
+    check_limits,
+    check_not_negative,
+    check_positive,
+    heartbeat_interval_for,
+)
 from taskflow.registry import RegisteredTask, TaskRegistry
 from taskflow.replay import Replayer, RetryReport
-from taskflow.repository.base import (
-    InstanceInfo,
-    InstanceStatus,
-    TaskPage,
-    TaskQuery,
-    TaskRepository,
-)
+from taskflow.repository.base import InstanceStatus, TaskPage, TaskQuery, TaskRepository
 from taskflow.repository.sql import SqlTaskRepository
 from taskflow.runtime.bridge import BlockingBridge
+from taskflow.runtime.cancellation import cancel_task
 from taskflow.runtime.changes import ChangeFeed, RemoteChanges
 from taskflow.runtime.dispatcher import Dispatcher
 from taskflow.runtime.executors import AsyncExecutor, ThreadExecutor
+from taskflow.runtime.holdings import MAX_ADOPTED as MAX_ADOPTED  # still importable from here
+from taskflow.runtime.holdings import adopt_claimed, drop_fenced, held_epochs, room_to_adopt
+from taskflow.runtime.instance import describe_instance, new_instance_id
 from taskflow.runtime.keys import MemoryKeys
 from taskflow.runtime.processes import ProcessExecutor, ship_function
-from taskflow.runtime.records import end_record, new_record
-from taskflow.runtime.recovery import adopt, release_unfinished
+from taskflow.runtime.records import new_record
 from taskflow.runtime.retention import RetentionService
 from taskflow.runtime.runner import Executor, LocalTask, TaskRunner
 from taskflow.runtime.scheduler import PeriodicScheduler
+from taskflow.runtime.shutdown import finish_running_tasks, release_held
 from taskflow.runtime.writer import GroupCommitWriter
-from taskflow.schedules import (
-    CatchUp,
-    ScheduledEntry,
-    ScheduleState,
-    check_catch_up,
-    make_trigger,
-)
+from taskflow.schedules import CatchUp, ScheduledEntry, ScheduleState, check_catch_up, make_trigger
+from taskflow.security import build_cipher
 from taskflow.settings import DatabaseTarget, resolve_database_url
 
 if TYPE_CHECKING:
@@ -145,27 +148,17 @@ class TaskManager:
     ) -> None:
         url = choose_database_url(database_url, snapshot_backend, snapshot_db)
         self.target: DatabaseTarget = resolve_database_url(url)
-        _check_positive("write_buffer_size", write_buffer_size)
-        _check_positive("lease_seconds", lease_seconds)
-        _check_positive("poll_interval", poll_interval)
-        if heartbeat_interval is None:
-            heartbeat_interval = lease_seconds / 4
-        _check_positive("heartbeat_interval", heartbeat_interval)
-        if lease_seconds < 2 * heartbeat_interval:
-            raise ConfigurationError(
-                f"lease_seconds ({lease_seconds}) must be at least twice heartbeat_interval "
-                f"({heartbeat_interval}): one late heartbeat would otherwise let another "
-                "instance take over tasks that are still running here"
-            )
-        if shutdown_grace < 0:
-            raise ConfigurationError(f"shutdown_grace must be >= 0 seconds, got {shutdown_grace}")
-        for name, value in (
-            ("max_concurrent_tasks", max_concurrent_tasks),
-            ("max_sync_threads", max_sync_threads),
-            ("max_process_workers", max_process_workers),
-        ):
-            if value is not None:
-                _check_positive(name, value)
+        check_positive("write_buffer_size", write_buffer_size)
+        check_positive("lease_seconds", lease_seconds)
+        check_positive("poll_interval", poll_interval)
+        heartbeat_interval = heartbeat_interval_for(lease_seconds, heartbeat_interval)
+        check_not_negative("shutdown_grace", shutdown_grace)
+        check_limits(
+            max_concurrent_tasks=max_concurrent_tasks,
+            max_sync_threads=max_sync_threads,
+            max_process_workers=max_process_workers,
+        )
+        check_not_negative("process_shutdown_timeout", process_shutdown_timeout)
         if create_tables is None:
             create_tables = self.target.backend == "sqlite"
         self.create_tables = create_tables
@@ -183,10 +176,6 @@ class TaskManager:
         self.max_concurrent_tasks = max_concurrent_tasks
         self.max_sync_threads = max_sync_threads
         self.max_process_workers = max_process_workers
-        if process_shutdown_timeout < 0:
-            raise ConfigurationError(
-                f"process_shutdown_timeout must be >= 0 seconds, got {process_shutdown_timeout}"
-            )
         self.process_shutdown_timeout = process_shutdown_timeout
         self.tracer_provider = tracer_provider
         self.retention_days = retention_days
@@ -195,12 +184,12 @@ class TaskManager:
         self.heartbeat_interval = heartbeat_interval
         self.poll_interval = poll_interval
         self.shutdown_grace = shutdown_grace
-        self.fernet = _build_cipher(encrypt_args_key)
+        self.fernet = None if encrypt_args_key is None else build_cipher(encrypt_args_key)
         self.logger: LoggerChain | None = build_observers(
             self.loggers, log_file, self.log_file_options
         )
         self.registry = TaskRegistry()
-        self.instance_id = _new_instance_id()
+        self.instance_id = new_instance_id()
         self.repository: TaskRepository = SqlTaskRepository(create_engine_for(self.target))
         self._writer: GroupCommitWriter | None = None
         self._runner: TaskRunner | None = None
@@ -649,53 +638,20 @@ class TaskManager:
             TaskNotFoundError: no task has that id.
             InvalidTransitionError: the task is already finished.
         """
-        local = self._local.get(task_id)
-        if local is not None and local.record.status is TaskStatus.RUNNING:
-            await self._cancel_running(local)
-        elif local is not None and local.record.status is TaskStatus.PENDING:
-            self._cancel_pending(local)
-        else:
-            await self._cancel_elsewhere(task_id)
+        await cancel_task(
+            task_id,
+            held=self._local,
+            repository=self.repository,
+            writer=self._writer,
+            runner=self._runner,
+        )
         await self.flush()
         self.changes.notify((task_id,))
         record = await self.get_task(task_id)
         assert record is not None
         return record
 
-    async def _cancel_running(self, local: LocalTask) -> None:
-        local.cancel_requested = True
-        if local.handle is not None and not local.handle.done():
-            local.handle.cancel()
-            await asyncio.wait({local.handle}, timeout=5.0)
-
-    def _cancel_pending(self, local: LocalTask) -> None:
-        assert self._writer is not None and self._runner is not None
-        end_record(local.record, TaskStatus.CANCELLED, utcnow(), "cancelled before it started")
-        self._writer.update(local.record)
-        self._runner.announce(local.record)
-        self._local.pop(local.record.task_id, None)
-        if local.handle is not None and not local.handle.done():
-            local.handle.cancel()  # a retry waiting for its time, or a task not yet started
-
-    async def _cancel_elsewhere(self, task_id: str) -> None:
-        cancelled = await self.repository.transition(
-            task_id,
-            expected_status=[TaskStatus.PENDING, TaskStatus.RUNNING],
-            expected_epoch=None,
-            status=TaskStatus.CANCELLED,
-            error="cancelled",
-        )
-        if cancelled:
-            return
-        record = await self.repository.get_task(task_id, with_logs=False)
-        if record is None:
-            raise TaskNotFoundError(f"no task has id {task_id!r}")
-        raise InvalidTransitionError(
-            f"task {task_id} is {record.status.value}: only pending or running tasks "
-            "can be cancelled"
-        )
-
-    # -- retries, audit log, instances (logic in taskflow.replay) ---------------
+    # -- retries, audit log, instances (logic in taskflow.replay, taskflow.audit) --
 
     async def retry(self, task_id: str, *, actor: str) -> TaskRecord:
         """Run a failed or interrupted task again, as a new task with the same arguments.
@@ -789,20 +745,13 @@ class TaskManager:
             ValueError: ``action`` is empty or longer than 32 characters, or
                 ``task_id`` is not a task id.
         """
-        if not action or len(action) > AUDIT_ACTION_LENGTH:
-            raise ValueError(f"audit action must be 1 to 32 characters, got {action!r}")
-        if task_id is not None and len(task_id) > AUDIT_TASK_ID_LENGTH:
-            raise ValueError(f"task_id must be a task's id (36 characters), got {task_id!r}")
-        stored = json.loads(json.dumps(detail, default=str)) if detail else None
-        return await self.repository.insert_audit(
-            action, actor=actor[:AUDIT_ACTOR_LENGTH], task_id=task_id, detail=stored, now=utcnow()
+        return await audit.record_entry(
+            self.repository, action, actor=actor, task_id=task_id, detail=detail
         )
 
     async def list_audit(self, *, limit: int = 100, before: int | None = None) -> list[AuditEntry]:
         """Audit entries newest first; the last ``entry_id`` as ``before`` gives the next page."""
-        if limit < 1:
-            raise ValueError(f"limit must be at least 1, got {limit}")
-        return await self.repository.list_audit(limit=limit, before=before)
+        return await audit.list_entries(self.repository, limit=limit, before=before)
 
     async def list_instances(self) -> list[InstanceStatus]:
         """Instances alive now (a heartbeat within ``lease_seconds``), with running task counts."""
@@ -833,7 +782,7 @@ class TaskManager:
             return
         # A fresh identity per start: a restarted manager is a new instance to
         # the others, and rows of its previous life are recovered like any.
-        self.instance_id = _new_instance_id()
+        self.instance_id = new_instance_id()
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         if isinstance(self.repository, SqlTaskRepository) and self.create_tables:
@@ -848,11 +797,12 @@ class TaskManager:
             "thread": ThreadExecutor(self.max_sync_threads),
             "process": ProcessExecutor(self.max_process_workers),  # starts no process yet
         }
+        on_fenced = functools.partial(drop_fenced, self._local)
         self._writer = GroupCommitWriter(
             self.repository,
             max_buffer=self.write_buffer_size,
-            on_fenced=self._on_fenced,
-            is_transient=_is_transient,
+            on_fenced=on_fenced,
+            is_transient=is_transient,
             changes=self.changes,
         )
         self.changes.open()
@@ -869,18 +819,11 @@ class TaskManager:
         )
         self._dispatcher = Dispatcher(
             self.repository,
-            InstanceInfo(
-                instance_id=self.instance_id,
-                hostname=socket.gethostname(),
-                pid=os.getpid(),
-                started_at=utcnow(),
-                heartbeat_at=utcnow(),
-                version=_version(),
-            ),
+            describe_instance(self.instance_id),
             on_claimed=self._adopt,
-            capacity=lambda: MAX_ADOPTED - len(self._local),
-            held=self._held_epochs,
-            on_lost=self._on_fenced,
+            capacity=functools.partial(room_to_adopt, self._local),
+            held=functools.partial(held_epochs, self._local),
+            on_lost=on_fenced,
             lease_seconds=self.lease_seconds,
             heartbeat_interval=self.heartbeat_interval,
             poll_max=self.poll_interval,
@@ -923,9 +866,14 @@ class TaskManager:
                 logger.exception("taskflow service %r failed to stop", service)
         if self._dispatcher is not None:
             await self._dispatcher.stop()
-        await self._finish_running_tasks()
-        released = self._release_unfinished()
+        await finish_running_tasks(
+            self._local,
+            self._background,
+            shutdown_grace=self.shutdown_grace,
+            process_shutdown_timeout=self.process_shutdown_timeout,
+        )
         assert self._writer is not None
+        released = release_held(self._local, self._writer, self._runner)
         await self._writer.stop()
         if released:
             with contextlib.suppress(Exception):  # polling picks them up regardless
@@ -980,92 +928,21 @@ class TaskManager:
         if self._started:
             start()
 
-    async def _finish_running_tasks(self) -> None:
-        """Give running attempts ``shutdown_grace`` to end; stop everything else now.
-
-        Process tasks get ``process_shutdown_timeout`` instead; cancelling one
-        kills its worker process, so it is recorded ``interrupted`` only once
-        its code has really stopped.  Tasks that have not started (queued
-        behind another, waiting for a retry, waiting for a concurrency slot)
-        are not started any more: they stay ``pending`` and are released for
-        another instance at once.
-        """
-        running: dict[asyncio.Task[Any], float] = {
-            local.handle: (
-                self.process_shutdown_timeout
-                if local.target.executor == "process"
-                else self.shutdown_grace
-            )
-            for local in self._local.values()
-            if local.record.status is TaskStatus.RUNNING and local.handle is not None
-        }
-        for task in self._background:
-            if task not in running:
-                task.cancel()
-        still: set[asyncio.Task[Any]] = set()
-        loop, began = asyncio.get_running_loop(), asyncio.get_running_loop().time()
-        for grace in sorted(set(running.values())):  # each group's deadline counts from now
-            group = {task for task, limit in running.items() if limit == grace and not task.done()}
-            if group:
-                left = max(0.0, began + grace - loop.time())
-                _done, late = await asyncio.wait(group, timeout=left) if left else (set(), group)
-                still |= late
-        for task in still:
-            task.cancel()
-        leftovers = [task for task in self._background if not task.done()]
-        if leftovers:
-            await asyncio.wait(leftovers, timeout=5.0)
-
-    def _release_unfinished(self) -> int:
-        """Record what this instance still holds, so nothing is left looking alive.
-
-        Returns how many tasks were handed back for another instance to run.
-        """
-        assert self._writer is not None
-        handed_back = 0
-        for record in release_unfinished(list(self._local.values())):
-            self._writer.update(record)
-            handed_back += record.status is TaskStatus.PENDING
-            if record.status is TaskStatus.INTERRUPTED and self._runner is not None:
-                self._runner.announce(record)
-        self._local.clear()
-        return handed_back
-
     def _on_finished(self, local: LocalTask) -> None:
         self._local.pop(local.record.task_id, None)
 
-    def _held_epochs(self) -> dict[str, int]:
-        # Only rows known to be committed: a pending insert is not lost, just late.
-        return {
-            task_id: local.record.lease_epoch
-            for task_id, local in self._local.items()
-            if local.inserted is None or local.inserted.done()
-        }
-
-    def _on_fenced(self, task_ids: frozenset[str]) -> None:
-        # Another instance took the task over (our lease had expired) or it was
-        # cancelled: stop working on it; whatever we would write is refused.
-        for task_id in task_ids:
-            local = self._local.pop(task_id, None)
-            if local is None:
-                continue
-            logger.warning("task %s was taken over or cancelled elsewhere; stopping it", task_id)
-            local.record.status = TaskStatus.CANCELLED
-            if local.handle is not None and not local.handle.done():
-                local.handle.cancel()
-
     def _adopt(self, records: list[TaskRecord]) -> None:
-        """Take over claimed rows: run them, or record why they cannot run."""
+        # A method rather than a partial: each claim uses the registry and cipher of now.
         assert self._writer is not None
-        for record in records:
-            local = adopt(record, self.registry, self.fernet)
-            self._writer.update(record)
-            if local is None:
-                if self._runner is not None:
-                    self._runner.announce(record)
-                continue
-            self._local[record.task_id] = local
-            self.dispatch(local)
+        adopt_claimed(
+            records,
+            held=self._local,
+            registry=self.registry,
+            cipher=self.fernet,
+            writer=self._writer,
+            runner=self._runner,
+            dispatch=self.dispatch,
+        )
 
     def _require_started(self) -> asyncio.AbstractEventLoop:
         if not self._started or self._loop is None or self._writer is None:
@@ -1116,43 +993,5 @@ class TaskManager:
         add_error_handlers(app)
 
 
-MAX_ADOPTED = 1000  # tasks claimed from the database and held locally at once
-AUDIT_ACTION_LENGTH = 32  # taskflow_audit.action
-AUDIT_ACTOR_LENGTH = 255  # taskflow_audit.actor
-AUDIT_TASK_ID_LENGTH = 36  # taskflow_audit.task_id
-
-
 def _bridge_engine(target: DatabaseTarget) -> Any:
     return create_engine_for(target, pool_size=1, max_overflow=1)
-
-
-def _new_instance_id() -> str:
-    return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def _version() -> str | None:
-    try:
-        from importlib.metadata import version
-
-        return version("taskflow-sql")
-    except Exception:
-        return None
-
-
-def _check_positive(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ConfigurationError(f"{name} must be a positive number, got {value!r}")
-
-
-def _build_cipher(key: bytes | str | list[bytes | str] | None) -> Any:
-    if key is None:
-        return None
-    from taskflow.security import build_cipher
-
-    return build_cipher(key)
-
-
-def _is_transient(exc: BaseException) -> bool:
-    from taskflow.db.errors import is_transient
-
-    return is_transient(exc)

@@ -44,33 +44,3 @@ def adopt(record: TaskRecord, registry: TaskRegistry, cipher: Cipher | None) -> 
         record.error = INTERRUPTED_BY_CRASH
         record.updated_at = now
     return LocalTask(record=record, target=target, args=args, kwargs=kwargs)
-
-
-def release_unfinished(tasks: list[LocalTask]) -> list[TaskRecord]:
-    """At shutdown: what becomes of the tasks this instance still holds.
-
-    Running ones become ``interrupted`` (or ``pending`` again with
-    ``requeue_on_interrupt``); pending ones lose their owner, so any instance,
-    or the next start, claims them at once instead of waiting for the lease.
-    """
-    now = utcnow()
-    released = []
-    for local in tasks:
-        record = local.record
-        if record.status is TaskStatus.RUNNING:
-            if local.target.config.requeue_on_interrupt:
-                record.status = TaskStatus.PENDING
-                record.end_time = None
-            else:
-                record.status = TaskStatus.INTERRUPTED
-                record.end_time = now
-                record.error = "interrupted by shutdown"
-        if record.status is TaskStatus.PENDING:
-            record.owner = None
-            record.lease_expires_at = None
-        if record.status is TaskStatus.INTERRUPTED:
-            record.owner = None
-            record.lease_expires_at = None
-        record.updated_at = now
-        released.append(record)
-    return released

@@ -1,0 +1,76 @@
+"""Bookkeeping of the tasks this instance holds, as the dispatcher and the writer see it.
+
+The manager keeps the tasks it holds in one dict by id, which its per-task
+path changes directly.  What the dispatcher and the writer do with that dict
+lives here: how many more claimed rows it may take, which lease epochs each
+heartbeat renews, adopting the rows a claim returned, and dropping the tasks
+the database says are no longer ours (a write was fenced, or a heartbeat
+found the lease gone: another instance took the task over, or it was
+cancelled elsewhere).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+
+from taskflow.models import TaskRecord, TaskStatus
+from taskflow.registry import TaskRegistry
+from taskflow.runtime.recovery import adopt
+from taskflow.runtime.runner import LocalTask, TaskRunner
+from taskflow.runtime.writer import GroupCommitWriter
+from taskflow.serialization import Cipher
+
+logger = logging.getLogger("taskflow")
+
+MAX_ADOPTED = 1000  # tasks claimed from the database and held locally at once
+
+
+def room_to_adopt(held: Mapping[str, LocalTask]) -> int:
+    """How many more claimed rows this instance takes on (may be zero or less)."""
+    return MAX_ADOPTED - len(held)
+
+
+def held_epochs(held: Mapping[str, LocalTask]) -> dict[str, int]:
+    """The lease epoch of each held task whose row is known to be committed."""
+    # A pending insert is not lost, just late.
+    return {
+        task_id: local.record.lease_epoch
+        for task_id, local in held.items()
+        if local.inserted is None or local.inserted.done()
+    }
+
+
+def drop_fenced(held: dict[str, LocalTask], task_ids: frozenset[str]) -> None:
+    """Stop working on tasks the database says are no longer ours; their writes are refused."""
+    # Another instance took the task over (our lease had expired) or it was cancelled.
+    for task_id in task_ids:
+        local = held.pop(task_id, None)
+        if local is None:
+            continue
+        logger.warning("task %s was taken over or cancelled elsewhere; stopping it", task_id)
+        local.record.status = TaskStatus.CANCELLED
+        if local.handle is not None and not local.handle.done():
+            local.handle.cancel()
+
+
+def adopt_claimed(
+    records: list[TaskRecord],
+    *,
+    held: dict[str, LocalTask],
+    registry: TaskRegistry,
+    cipher: Cipher | None,
+    writer: GroupCommitWriter,
+    runner: TaskRunner | None,
+    dispatch: Callable[[LocalTask], None],
+) -> None:
+    """Take over claimed rows: hold and ``dispatch`` them, or record why they cannot run."""
+    for record in records:
+        local = adopt(record, registry, cipher)
+        writer.update(record)
+        if local is None:
+            if runner is not None:
+                runner.announce(record)
+            continue
+        held[record.task_id] = local
+        dispatch(local)
