@@ -25,6 +25,7 @@ from taskflow import audit
 from taskflow.backends import SnapshotBackend, choose_database_url
 from taskflow.db.engine import create_engine_for
 from taskflow.db.errors import is_transient
+from taskflow.db.revision import revision_problem
 from taskflow.exceptions import (
     BackpressureError,
     NotStartedError,
@@ -790,6 +791,10 @@ class TaskManager:
 
             await ensure_schema(self.repository.engine)
         await self.repository.open()
+        if isinstance(self.repository, SqlTaskRepository) and not self.create_tables:
+            problem = await revision_problem(self.repository.engine)
+            if problem is not None:
+                logger.warning("taskflow: %s", problem)
         if self.logger is not None:
             await self.logger.startup()
         self._executors = {

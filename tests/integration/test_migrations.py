@@ -21,7 +21,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, insert, inspect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from taskflow import cli
+from taskflow import TaskManager, cli
 from taskflow.db import migrate, revision
 from taskflow.db.engine import create_engine_for
 from taskflow.db.tables import metadata, tasks_table
@@ -95,7 +95,9 @@ def test_scripts_are_found_and_head_is_known() -> None:
     assert revision.EXPECTED_REVISION == HEAD
 
 
-async def test_startup_revision_check_names_the_fix(db_url: str) -> None:
+async def test_startup_revision_check_names_the_fix(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
     async with open_engine(db_url) as engine:
         assert await revision.revision_problem(engine) is None  # no version table: not judged
         await migrate.upgrade(engine)
@@ -104,6 +106,12 @@ async def test_startup_revision_check_names_the_fix(db_url: str) -> None:
         behind = await revision.revision_problem(engine)
         assert behind is not None
         assert "revision 0002" in behind and "taskflow db upgrade" in behind
+        # A manager that does not migrate says so at startup, and still starts.
+        caplog.clear()
+        manager = TaskManager(database_url=db_url, create_tables=False)
+        await manager.startup()
+        await manager.shutdown()
+        assert any(behind in record.getMessage() for record in caplog.records)
         await migrate.upgrade(engine)
         async with engine.begin() as conn:
             await conn.execute(text(f"UPDATE {migrate.VERSION_TABLE} SET version_num = '9999'"))
@@ -263,6 +271,7 @@ async def test_env_runs_on_a_connection_handed_over_by_code(db_url: str) -> None
 
 ENSURE_SCRIPT = """
 import asyncio, pathlib, sys, time
+from taskflow import TaskManager
 from taskflow.db import migrate, revision
 from taskflow.db.engine import create_engine_for
 from taskflow.settings import resolve_database_url
