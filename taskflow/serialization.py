@@ -41,8 +41,13 @@ class EncodedArguments(NamedTuple):
         return self.args is not None
 
 
-def is_json_value(value: Any, depth: int = 0) -> bool:
-    """True if ``value`` survives a JSON round trip unchanged (types included)."""
+def is_json_value(value: Any, depth: int = 0, *, exact: bool = True) -> bool:
+    """True if ``value`` survives a JSON round trip unchanged, types included.
+
+    With ``exact=False``, subclasses of str, int and float count too (an enum
+    member becomes its value): good enough for a result shown to people, not
+    for arguments, which must reach the function as they were passed.
+    """
     if depth > _MAX_DEPTH:
         return False
     kind = type(value)
@@ -52,12 +57,14 @@ def is_json_value(value: Any, depth: int = 0) -> bool:
     if kind is float:
         return math.isfinite(value)
     if kind is list:
-        return all(is_json_value(item, depth + 1) for item in value)
+        return all(is_json_value(item, depth + 1, exact=exact) for item in value)
     if kind is dict:
         return all(
-            isinstance(key, str) and is_json_value(item, depth + 1) for key, item in value.items()
+            isinstance(key, str) and is_json_value(item, depth + 1, exact=exact)
+            for key, item in value.items()
         )
-    # Subclasses, as before: str and int ones (bool is an int), and finite floats.
+    if exact:
+        return False
     if isinstance(value, (str, int)):
         return True
     return isinstance(value, float) and math.isfinite(value)
@@ -141,4 +148,4 @@ def decode_arguments(
 
 def json_result(value: Any) -> Any:
     """The value to store as a task's result: itself when JSON-able, else None."""
-    return value if is_json_value(value) else None
+    return value if is_json_value(value, exact=False) else None

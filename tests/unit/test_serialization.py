@@ -9,6 +9,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
+from enum import Enum, IntEnum
 from typing import Any
 
 import pytest
@@ -25,6 +26,14 @@ from taskflow.serialization import (
     is_json_value,
     json_result,
 )
+
+
+class Color(str, Enum):
+    RED = "red"
+
+
+class Level(IntEnum):
+    HIGH = 3
 
 
 @dataclass(frozen=True)
@@ -96,11 +105,25 @@ def test_json_values(value: Any) -> None:
         frozenset(),
         Point(1, 2),
         OrderedDict(a=1),
+        Color.RED,
+        [Level.HIGH],
+        {"level": Level.HIGH},
     ],
     ids=repr,
 )
 def test_values_that_do_not_survive_json(value: Any) -> None:
     assert not is_json_value(value)
+
+
+def test_enum_arguments_come_back_as_the_same_members() -> None:
+    """A str or int enum would come back from JSON as a plain str or int: it is pickled."""
+    encoded = encode_arguments((Color.RED,), {"level": Level.HIGH})
+    assert encoded.payload_format == PICKLE_FORMAT
+    args, kwargs = decode_arguments(
+        encoded.args, encoded.kwargs, encoded.payload, encoded.payload_format
+    )
+    assert args == (Color.RED,) and type(args[0]) is Color
+    assert kwargs == {"level": Level.HIGH} and type(kwargs["level"]) is Level
 
 
 def test_very_deep_nesting_is_not_json() -> None:
@@ -335,6 +358,8 @@ def test_json_decoding_returns_tuple_and_dict() -> None:
         (math.nan, None),
         (datetime(2026, 1, 1, tzinfo=timezone.utc), None),
         (Point(1, 2), None),
+        (Color.RED, "red"),  # a result is shown, not passed on: the value is enough
+        ({"level": Level.HIGH}, {"level": 3}),
     ],
     ids=repr,
 )
