@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from taskflow.exceptions import ConfigurationError, missing_extra
+from taskflow.url_options import split_options
 
 ENV_DATABASE_URL = "TASKFLOW_DATABASE_URL"
 MEMORY_URL = "sqlite+aiosqlite://"
@@ -40,6 +42,8 @@ class DatabaseTarget:
 
     url: URL
     backend: str  # "sqlite" | "postgresql" | "mysql"
+    # Typed driver options taken out of the URL's query (url_options.py).
+    connect_args: dict[str, Any] = field(default_factory=dict)
 
     @property
     def is_memory(self) -> bool:
@@ -104,8 +108,9 @@ def resolve_database_url(raw: str | None) -> DatabaseTarget:
     _require_module(module, extra, url.render_as_string(hide_password=True))
     # keep "mariadb" when the user wrote it: SQLAlchemy then applies MariaDB's rules
     dialect_name = "mariadb" if url.get_backend_name() == "mariadb" else backend
-    url = url.set(drivername=f"{dialect_name}+{driver}")
-    return DatabaseTarget(url=url, backend=backend)
+    kept, connect_args = split_options(backend, url.query)
+    url = url.set(drivername=f"{dialect_name}+{driver}", query=kept)
+    return DatabaseTarget(url=url, backend=backend, connect_args=connect_args)
 
 
 def sqlite_file_url(path: str) -> str:

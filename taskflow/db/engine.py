@@ -59,7 +59,7 @@ def create_engine_for(target: DatabaseTarget, **options: Any) -> AsyncEngine:
         event.listen(engine.sync_engine, "begin", _emit_begin)
         return engine
     # A server that stops answering must surface as an error, not a hang.
-    connect_args = dict(options.pop("connect_args", {}))
+    connect_args = {**target.connect_args, **options.pop("connect_args", {})}
     if target.backend == "postgresql":
         connect_args.setdefault("timeout", CONNECT_TIMEOUT_S)
     else:

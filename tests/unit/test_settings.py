@@ -253,3 +253,59 @@ def test_manager_reports_missing_driver_at_construction(monkeypatch: pytest.Monk
     _missing("aiomysql", monkeypatch)
     with pytest.raises(MissingDependencyError, match=r"taskflow-sql\[mysql\]"):
         TaskManager(database_url="mysql://root@localhost/app")
+
+
+# -- URL options written for the sync drivers -----------------------------------------------
+
+
+def test_psycopg2_style_postgres_options_are_translated_and_typed() -> None:
+    target = resolve_database_url(
+        "postgresql://u@db/app?sslmode=require&connect_timeout=7&application_name=billing"
+        "&command_timeout=30"
+    )
+    assert dict(target.url.query) == {"ssl": "require"}
+    assert target.connect_args == {
+        "timeout": 7.0,
+        "command_timeout": 30.0,
+        "server_settings": {"application_name": "billing"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("sslmode=sometimes", "use one of disable, allow, prefer, require"),
+        ("connect_timeout=soon", "must be a number"),
+        ("keepalives=1", "'keepalives' is not understood by asyncpg"),
+    ],
+)
+def test_bad_postgres_options_fail_at_construction(query: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        TaskManager(database_url=f"postgresql://u@db/app?{query}")
+
+
+def test_mysql_ssl_mode_becomes_a_tls_context() -> None:
+    import ssl
+
+    required = resolve_database_url("mysql://u@db/app?ssl-mode=REQUIRED&charset=utf8mb4")
+    assert dict(required.url.query) == {"charset": "utf8mb4"}
+    context = required.connect_args["ssl"]
+    assert isinstance(context, ssl.SSLContext) and context.verify_mode == ssl.CERT_NONE
+    verified = resolve_database_url("mysql://u@db/app?ssl-mode=VERIFY_IDENTITY")
+    assert verified.connect_args["ssl"].check_hostname is True
+    disabled = resolve_database_url("mysql://u@db/app?ssl-mode=DISABLED")
+    assert disabled.connect_args == {} and dict(disabled.url.query) == {}
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("ssl-mode=PREFERRED", "cannot fall back"),
+        ("ssl-mode=whatever", "use one of DISABLED, REQUIRED"),
+        ("read-timeout=5", "'read_timeout'"),
+        ("read_timeout=5", "'read_timeout' is not understood by aiomysql"),
+    ],
+)
+def test_bad_mysql_options_fail_at_construction(query: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        TaskManager(database_url=f"mysql://u@db/app?{query}")

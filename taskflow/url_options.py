@@ -1,0 +1,168 @@
+"""Query options of server URLs, made valid for the async drivers at construction.
+
+Apps bring URLs written for psycopg2 or PyMySQL: ``?sslmode=require``,
+``?connect_timeout=10``, ``?ssl-mode=REQUIRED``.  SQLAlchemy hands URL options
+to asyncpg and aiomysql as they are, as strings, so such a URL used to fail
+only when the first connection was opened, with an unexpected-keyword error.
+Here each option is renamed, typed and checked once, when the manager is
+built; one the driver does not know is a ``ConfigurationError`` that names it.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from taskflow.exceptions import ConfigurationError
+
+Options = dict[str, Any]
+
+_PG_SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+_PG_RENAMED = {"sslmode": "ssl", "connect_timeout": "timeout"}
+_PG_TYPED: dict[str, Callable[[str], Any]] = {
+    "timeout": float,
+    "command_timeout": float,
+    "max_cached_statement_lifetime": float,
+    "statement_cache_size": int,
+    "max_cacheable_statement_size": int,
+    "prepared_statement_cache_size": int,
+}
+_PG_TEXT = {
+    "ssl",
+    "target_session_attrs",
+    "passfile",
+    "service",
+    "servicefile",
+    "krbsrvname",
+    "gsslib",
+    "host",  # SQLAlchemy's form for several hosts
+}
+
+# Options SQLAlchemy's MySQL dialect or aiomysql understand, as URL text.
+_MYSQL_KNOWN = {
+    "charset",
+    "connect_timeout",
+    "local_infile",
+    "client_flag",
+    "init_command",
+    "sql_mode",
+    "program_name",
+    "auth_plugin",
+    "server_public_key",
+    "unix_socket",
+    "use_unicode",
+    "autocommit",
+    "ssl_ca",
+    "ssl_cert",
+    "ssl_key",
+    "ssl_capath",
+    "ssl_cipher",
+    "ssl_check_hostname",
+}
+_MYSQL_SSL_MODES = ("DISABLED", "REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY")
+
+
+def split_options(backend: str, query: Mapping[str, Any]) -> tuple[dict[str, str], Options]:
+    """Split a URL's options into those left in the URL and typed ``connect_args``.
+
+    Raises:
+        ConfigurationError: an option the driver does not know, or a bad value.
+    """
+    if not query:
+        return {}, {}
+    options = {key: _single(key, value) for key, value in query.items()}
+    if backend == "postgresql":
+        return _postgres(options)
+    if backend == "mysql":
+        return _mysql(options)
+    return options, {}
+
+
+def _single(key: str, value: Any) -> str:
+    if isinstance(value, tuple):
+        raise ConfigurationError(f"database URL option {key!r} is given more than once")
+    return str(value)
+
+
+def _postgres(options: dict[str, str]) -> tuple[dict[str, str], Options]:
+    kept: dict[str, str] = {}
+    typed: Options = {}
+    for key, value in options.items():
+        name = _PG_RENAMED.get(key, key)
+        if name == "ssl" and value not in _PG_SSLMODES:
+            raise ConfigurationError(
+                f"database URL option {key}={value!r}: use one of {', '.join(_PG_SSLMODES)}"
+            )
+        if name == "application_name":
+            typed.setdefault("server_settings", {})["application_name"] = value
+        elif name in _PG_TYPED:
+            typed[name] = _typed(key, value, _PG_TYPED[name])
+        elif name == "direct_tls":
+            typed[name] = _flag(key, value)
+        elif name in _PG_TEXT:
+            kept[name] = value
+        else:
+            known = sorted({*_PG_RENAMED, *_PG_TYPED, *_PG_TEXT, "direct_tls", "application_name"})
+            raise ConfigurationError(
+                f"database URL option {key!r} is not understood by asyncpg, taskflow's "
+                f"PostgreSQL driver: use one of {', '.join(known)}"
+            )
+    return kept, typed
+
+
+def _mysql(options: dict[str, str]) -> tuple[dict[str, str], Options]:
+    kept: dict[str, str] = {}
+    typed: Options = {}
+    for key, value in options.items():
+        if key == "ssl-mode":
+            context = _mysql_ssl(value)
+            if context is not None:
+                typed["ssl"] = context
+        elif "-" in key:
+            raise ConfigurationError(
+                f"database URL option {key!r} is not understood by aiomysql, taskflow's MySQL "
+                f"driver (options are written with underscores: {key.replace('-', '_')!r}?)"
+            )
+        elif key in _MYSQL_KNOWN:
+            kept[key] = value
+        else:
+            raise ConfigurationError(
+                f"database URL option {key!r} is not understood by aiomysql, taskflow's MySQL "
+                f"driver: use one of ssl-mode, {', '.join(sorted(_MYSQL_KNOWN))}"
+            )
+    return kept, typed
+
+
+def _mysql_ssl(mode: str) -> ssl.SSLContext | None:
+    """The TLS context for a MySQL client ``ssl-mode``; None for no TLS."""
+    wanted = mode.upper()
+    if wanted == "DISABLED":
+        return None
+    if wanted not in _MYSQL_SSL_MODES:
+        raise ConfigurationError(
+            f"database URL option ssl-mode={mode!r}: use one of {', '.join(_MYSQL_SSL_MODES)} "
+            "(PREFERRED is not offered: aiomysql cannot fall back to a plain connection)"
+        )
+    context = ssl.create_default_context()
+    if wanted in ("REQUIRED", "VERIFY_CA"):
+        context.check_hostname = False
+    if wanted == "REQUIRED":
+        context.verify_mode = ssl.CERT_NONE  # encrypted, server not verified, as MySQL's client
+    return context
+
+
+def _typed(key: str, value: str, kind: Callable[[str], Any]) -> Any:
+    try:
+        return kind(value)
+    except ValueError:
+        raise ConfigurationError(f"database URL option {key}={value!r} must be a number") from None
+
+
+def _flag(key: str, value: str) -> bool:
+    lowered = value.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(f"database URL option {key}={value!r} must be true or false")
