@@ -952,8 +952,10 @@ class TaskManager:
     def _require_started(self) -> asyncio.AbstractEventLoop:
         if not self._started or self._loop is None or self._writer is None:
             raise NotStartedError(
-                "the TaskManager is not started: call task_manager.init_app(app) (TaskAdmin "
-                "does it for you) or await task_manager.startup() in your lifespan"
+                "the TaskManager is not started, and a task must be written to the database "
+                "before it can run: call task_manager.init_app(app) (TaskAdmin does it for you) "
+                "or await task_manager.startup() in your lifespan; in tests, use "
+                "`with TestClient(app) as client:` so that the app's lifespan runs"
             )
         if self._stopping:
             raise NotStartedError("the TaskManager is shutting down and accepts no new tasks")

@@ -514,3 +514,29 @@ async def test_openapi_documents_the_routes_with_response_models(api: Api) -> No
     assert set(components["MetricsOut"]["properties"]) >= METRIC_KEYS
     parameters = {p["name"] for p in paths["/tasks"]["get"]["parameters"]}
     assert {"status", "func_name", "since", "until", "search", "limit", "cursor"} <= parameters
+
+
+# Starlette 1.x's TestClient prefers the httpx2 package and warns when it finds httpx.
+@pytest.mark.filterwarnings("ignore:Using .httpx. with .starlette.testclient.")
+def test_test_client_without_the_lifespan_gets_a_message_that_says_what_to_do() -> None:
+    from fastapi.testclient import TestClient
+
+    from taskflow.exceptions import NotStartedError
+
+    manager = TaskManager(database_url="sqlite://")
+    app = FastAPI()
+    TaskAdmin(app, manager, auto_install=True)
+
+    @manager.task()
+    def send(address: str) -> None:
+        return None
+
+    @app.post("/signup")
+    def signup(email: str, background_tasks: BackgroundTasks) -> dict[str, str]:
+        return {"task_id": background_tasks.add_task(send, address=email)}  # type: ignore[func-returns-value]
+
+    with pytest.raises(NotStartedError, match=r"with TestClient\(app\) as client"):
+        TestClient(app).post("/signup", params={"email": "a@example.com"})
+    with TestClient(app) as client:
+        response = client.post("/signup", params={"email": "a@example.com"})
+        assert response.status_code == 200 and len(response.json()["task_id"]) == 36
