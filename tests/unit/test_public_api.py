@@ -105,3 +105,23 @@ def test_task_argument_error_is_a_value_error() -> None:
     assert issubclass(taskflow.RegistrationError, ValueError)
     assert issubclass(taskflow.ConfigurationError, ValueError)
     assert issubclass(taskflow.MissingDependencyError, ImportError)
+
+
+def test_described_module_paths_for_loggers_and_the_json_router() -> None:
+    import taskflow.loggers
+    import taskflow.observe
+    import taskflow.router
+    from taskflow.web.routes import create_router
+
+    assert set(taskflow.loggers.__all__) == {
+        "TaskObserver",
+        "LogEvent",
+        "LifecycleEvent",
+        "LoggerChain",
+        "FileLogger",
+        "InMemoryLogger",
+        "StdoutLogger",
+    }
+    for name in taskflow.loggers.__all__:
+        assert getattr(taskflow.loggers, name) is getattr(taskflow.observe, name)
+    assert taskflow.router.create_router is create_router
