@@ -8,7 +8,7 @@ state change takes the ``operator`` dependency and is audited with its actor.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
@@ -80,10 +80,13 @@ def create_router(
     @router.delete("/history", response_model=DeletedOut)
     async def delete_history(
         value: Annotated[int, Query(gt=0, description="How many units back")],
-        unit: Annotated[Literal["min", "hour", "day"], Query()] = "day",
+        unit: Annotated[str, Query(description="min, hour or day")] = "day",
         actor: Actor = operator,
     ) -> dict[str, int]:
         """Delete finished tasks (success, failed, interrupted, cancelled) older than value unit."""
+        if unit not in UNIT_MINUTES:
+            # 400 as in the described system: the request is well formed, the unit unknown.
+            raise HTTPException(400, f"unit must be one of min, hour, day; got {unit!r}")
         deleted = await task_manager.delete_history(timedelta(minutes=value * UNIT_MINUTES[unit]))
         await task_manager.record_audit(
             "delete_history",

@@ -85,7 +85,8 @@ async def test_delete_history_route(schema_db_url: str, engine: Any) -> None:
         rows = await seed(manager)
         assert (await client.delete("/tasks/history", params={"value": 0})).status_code == 422
         bad_unit = await client.delete("/tasks/history", params={"value": 1, "unit": "week"})
-        assert bad_unit.status_code == 422
+        assert bad_unit.status_code == 400
+        assert "min, hour, day" in bad_unit.json()["detail"]
         answer = await client.delete("/tasks/history", params={"value": 2, "unit": "day"})
         assert answer.status_code == 200 and answer.json() == {"deleted": 4}
         answer = await client.delete("/tasks/history", params={"value": 30, "unit": "min"})
