@@ -6,22 +6,5 @@ taskflow.loggers import FileLogger`` working for code written against it.
 
 from __future__ import annotations
 
-from taskflow.observe import (
-    FileLogger,
-    InMemoryLogger,
-    LifecycleEvent,
-    LogEvent,
-    LoggerChain,
-    StdoutLogger,
-    TaskObserver,
-)
-
-__all__ = [
-    "FileLogger",
-    "InMemoryLogger",
-    "LifecycleEvent",
-    "LogEvent",
-    "LoggerChain",
-    "StdoutLogger",
-    "TaskObserver",
-]
+from taskflow.observe import *  # noqa: F403  (the same names, by design)
+from taskflow.observe import __all__ as __all__
