@@ -128,6 +128,30 @@ def test_dead_letters_replay_selected_and_window(page: Any, server: Server, shot
     expect(page.locator(".toast.success").last).to_contain_text("Replayed")
 
 
+def test_dead_letters_come_a_page_at_a_time(page: Any, server: Server) -> None:
+    last = server.run("fails", count=130)
+    server.wait_status(last, "failed")
+    failed = httpx.get(server.url("/tasks/metrics"), timeout=10).json()["failed"]
+    assert failed >= 130
+    open_dashboard(page, server)
+    open_tab(page, "dead")
+    rows = page.locator("#dead-rows tr")
+    expect(rows).to_have_count(100)
+    more = page.locator("#dead-more")
+    for _ in range(10):
+        if more.is_hidden():
+            break
+        loaded = rows.count()
+        more.click()
+        expect(rows).not_to_have_count(loaded)
+    expect(more).to_be_hidden()
+    # Every failed task is listed once, oldest last.
+    ids = rows.evaluate_all("rows => rows.map(row => row.dataset.id)")
+    assert len(ids) == len(set(ids)) >= failed
+    page.locator("#dead-select-all").check()
+    expect(page.locator("#dead-replay")).to_have_text(f"Replay selected ({len(ids)})")
+
+
 def test_audit_schedules_tasks_and_instances_tabs(page: Any, server: Server, shot: Shot) -> None:
     failed = server.run("fails")
     server.wait_status(failed, "failed")

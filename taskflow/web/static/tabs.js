@@ -15,6 +15,9 @@ const LOADERS = {
 let openTask = () => {};
 let instancesTimer = null;
 const deadSelected = new Set();
+// Dead letters come a page at a time, newest first; the cursor fetches older ones.
+const DEAD_PAGE = 100;
+let deadCursor = null;
 
 export function initTabs({ onOpen }) {
   openTask = onOpen;
@@ -24,6 +27,7 @@ export function initTabs({ onOpen }) {
   $("dead-replay").addEventListener("click", replaySelected);
   $("dead-replay-window").addEventListener("click", replayWindow);
   $("dead-select-all").addEventListener("change", (event) => selectAllDead(event.target.checked));
+  $("dead-more").addEventListener("click", () => loadOlderDeadLetters().catch(toastError));
   renderFunctions(config.functions || []);
   // The counts on the tabs, before they are opened.
   loadSchedules().catch(() => {});
@@ -64,11 +68,23 @@ function idCell(taskId) {
 // -- dead letters -------------------------------------------------------------
 
 async function loadDeadLetters() {
-  const { data } = await api("GET", "", undefined, { status: "failed", limit: 100 });
+  const { data, headers } = await api("GET", "", undefined, { status: "failed", limit: DEAD_PAGE });
+  deadCursor = headers.get("X-Next-Cursor");
   const ids = new Set(data.map((t) => t.task_id));
   for (const id of [...deadSelected]) if (!ids.has(id)) deadSelected.delete(id);
   emptyState("dead-rows", "dead-empty", data.map(deadRow));
+  $("dead-more").hidden = !deadCursor;
   renderDeadSelection(data.length);
+}
+
+async function loadOlderDeadLetters() {
+  if (!deadCursor) return;
+  const params = { status: "failed", limit: DEAD_PAGE, cursor: deadCursor };
+  const { data, headers } = await api("GET", "", undefined, params);
+  deadCursor = headers.get("X-Next-Cursor");
+  $("dead-rows").append(...data.map(deadRow));
+  $("dead-more").hidden = !deadCursor;
+  renderDeadSelection(document.querySelectorAll("#dead-rows tr").length);
 }
 
 function deadRow(task) {
