@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
@@ -39,6 +39,7 @@ from taskflow.runtime.changes import ChangeWaiter
 from taskflow.web.access import AdminAccess
 from taskflow.web.dashboard import SECURITY_HEADERS
 from taskflow.web.prefixed_router import PrefixedRouter
+from taskflow.web.session_access import SessionAccess
 
 if TYPE_CHECKING:
     from taskflow.manager import TaskManager
@@ -186,8 +187,14 @@ async def run_stream(
     waiter: ChangeWaiter,
     first: str,
     poll_interval: float,
+    signed_in: Callable[[], Awaitable[bool]] | None = None,
 ) -> AsyncIterator[str]:
-    """The events of one client, until it leaves, the manager stops, or ``MAX_AGE``."""
+    """The events of one client, until it leaves, the manager stops, or ``MAX_AGE``.
+
+    ``signed_in`` (with logins) is asked again at every poll: a session that
+    was revoked or expired ends the stream within a poll interval (plus the
+    session cache's few seconds on other instances), not at ``MAX_AGE``.
+    """
     try:
         yield "retry: 2000\n\n" + first
         started = last_push = last_sent = last_poll = time.monotonic()
@@ -204,6 +211,13 @@ async def run_stream(
             if now >= started + MAX_AGE:
                 yield sse("bye", {"reason": "reconnect"})
                 return
+            if (
+                signed_in is not None
+                and now >= last_poll + poll_interval
+                and not (await signed_in())
+            ):
+                yield sse("bye", {"reason": "signed-out"})
+                return
             if woken or now >= last_poll + poll_interval:
                 await asyncio.sleep(max(0.0, last_push + MIN_PUSH_GAP - now))  # let bursts settle
                 changed = waiter.take() if woken else None
@@ -218,6 +232,18 @@ async def run_stream(
                 yield ": keep-alive\n\n"
     finally:
         waiter.unsubscribe()
+
+
+def _session_check(access: AdminAccess, request: Request) -> Callable[[], Awaitable[bool]] | None:
+    """With logins, whether the stream's session is still valid; None without logins."""
+    if not isinstance(access, SessionAccess):
+        return None
+    sessions = access
+
+    async def signed_in() -> bool:
+        return await sessions.current(request) is not None
+
+    return signed_in
 
 
 def create_stream_router(
@@ -268,8 +294,9 @@ def create_stream_router(
             raise
         headers = dict(SECURITY_HEADERS)
         headers.update({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        signed_in = _session_check(access, request)
         return StreamingResponse(
-            run_stream(request, view_stream, waiter, first, poll_interval),
+            run_stream(request, view_stream, waiter, first, poll_interval, signed_in),
             media_type="text/event-stream",
             headers=headers,
         )

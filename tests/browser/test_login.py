@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ import httpx
 import pytest
 
 from tests.browser.conftest import Server, require_playwright
+from tests.browser.test_stream import events
 
 Shot = Callable[..., Path]
 pytestmark = pytest.mark.browser
@@ -70,3 +72,33 @@ def test_stream_and_page_need_a_login(auth_server: Server) -> None:
     page = httpx.get(auth_server.url("/tasks/dashboard"), timeout=10)
     assert page.status_code == 303
     assert page.headers["location"].endswith("/tasks/auth/login")
+
+
+def test_an_open_stream_ends_soon_after_its_session_is_revoked(auth_server: Server) -> None:
+    with httpx.Client(base_url=auth_server.url(""), timeout=15) as client:
+        login = client.post(
+            "/tasks/auth/login", data={"username": "viewer", "password": "viewer-pass"}
+        )
+        assert login.status_code == 303
+        csrf = client.get("/tasks/auth/session").json()["csrf_token"]
+        with client.stream("GET", "/tasks/dashboard/stream") as response:
+            assert response.status_code == 200
+            stream = events(response.iter_lines())
+            assert next(stream)[0] == "snapshot"
+            # The same session signs out (another tab, another instance).
+            revoked_at = time.monotonic()
+            with httpx.Client(base_url=auth_server.url(""), timeout=10) as other:
+                other.cookies.update(client.cookies)
+                assert (
+                    other.post("/tasks/auth/logout", headers={"X-CSRF-Token": csrf}).status_code
+                    == 303
+                )
+            for name, data in stream:
+                if name == "bye":
+                    assert data == {"reason": "signed-out"}
+                    break
+            else:
+                raise AssertionError("the stream ended without saying why")
+            # Within a poll interval (2 s) and some slack, not the 20 s maximum age.
+            assert time.monotonic() - revoked_at < 6
+        assert client.get("/tasks/dashboard/stream").status_code == 401
