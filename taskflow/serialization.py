@@ -60,7 +60,8 @@ def is_json_value(value: Any, depth: int = 0, *, exact: bool = True) -> bool:
         return all(is_json_value(item, depth + 1, exact=exact) for item in value)
     if kind is dict:
         return all(
-            isinstance(key, str) and is_json_value(item, depth + 1, exact=exact)
+            (type(key) is str if exact else isinstance(key, str))
+            and is_json_value(item, depth + 1, exact=exact)
             for key, item in value.items()
         )
     if exact:
@@ -76,7 +77,7 @@ def _all_json(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
         if not is_json_value(item, 1):
             return False
     for key, item in kwargs.items():
-        if not isinstance(key, str) or not is_json_value(item, 1):
+        if type(key) is not str or not is_json_value(item, 1):
             return False
     return True
 

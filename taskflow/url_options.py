@@ -63,7 +63,10 @@ _MYSQL_KNOWN = {
 _MYSQL_SSL_MODES = ("DISABLED", "REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY")
 
 
-def split_options(backend: str, query: Mapping[str, Any]) -> tuple[dict[str, str], Options]:
+Kept = dict[str, Any]  # str, or a tuple of str for PostgreSQL's several hosts
+
+
+def split_options(backend: str, query: Mapping[str, Any]) -> tuple[Kept, Options]:
     """Split a URL's options into those left in the URL and typed ``connect_args``.
 
     Raises:
@@ -71,12 +74,18 @@ def split_options(backend: str, query: Mapping[str, Any]) -> tuple[dict[str, str
     """
     if not query:
         return {}, {}
-    options = {key: _single(key, value) for key, value in query.items()}
+    hosts = query.get("host") if backend == "postgresql" else None
+    options = {key: _single(key, value) for key, value in query.items() if key != "host"}
+    if hosts is not None:
+        options["host"] = "" if isinstance(hosts, tuple) else str(hosts)
     if backend == "postgresql":
-        return _postgres(options)
+        kept, typed = _postgres(options)
+        if isinstance(hosts, tuple):  # SQLAlchemy's form for several hosts, as given
+            kept["host"] = hosts
+        return kept, typed
     if backend == "mysql":
         return _mysql(options)
-    return options, {}
+    return dict(options), {}
 
 
 def _single(key: str, value: Any) -> str:
@@ -85,8 +94,8 @@ def _single(key: str, value: Any) -> str:
     return str(value)
 
 
-def _postgres(options: dict[str, str]) -> tuple[dict[str, str], Options]:
-    kept: dict[str, str] = {}
+def _postgres(options: dict[str, str]) -> tuple[Kept, Options]:
+    kept: Kept = {}
     typed: Options = {}
     for key, value in options.items():
         name = _PG_RENAMED.get(key, key)
@@ -111,14 +120,23 @@ def _postgres(options: dict[str, str]) -> tuple[dict[str, str], Options]:
     return kept, typed
 
 
-def _mysql(options: dict[str, str]) -> tuple[dict[str, str], Options]:
-    kept: dict[str, str] = {}
+_MYSQL_TLS_FILES = ("ssl_ca", "ssl_capath", "ssl_cert", "ssl_key", "ssl_check_hostname")
+
+
+def _mysql(options: dict[str, str]) -> tuple[Kept, Options]:
+    kept: Kept = {}
     typed: Options = {}
+    mode = options.pop("ssl-mode", None)
+    if mode is not None:
+        # The ssl_* options then go into the TLS context, not to SQLAlchemy,
+        # whose own ssl dict the context would replace.
+        tls = {key: options.pop(key) for key in _MYSQL_TLS_FILES if key in options}
+        context = _mysql_ssl(mode, tls)
+        if context is not None:
+            typed["ssl"] = context
     for key, value in options.items():
-        if key == "ssl-mode":
-            context = _mysql_ssl(value)
-            if context is not None:
-                typed["ssl"] = context
+        if key == "connect_timeout":
+            typed[key] = _typed(key, value, int)  # else the engine's default wins
         elif "-" in key:
             raise ConfigurationError(
                 f"database URL option {key!r} is not understood by aiomysql, taskflow's MySQL "
@@ -134,8 +152,8 @@ def _mysql(options: dict[str, str]) -> tuple[dict[str, str], Options]:
     return kept, typed
 
 
-def _mysql_ssl(mode: str) -> ssl.SSLContext | None:
-    """The TLS context for a MySQL client ``ssl-mode``; None for no TLS."""
+def _mysql_ssl(mode: str, tls: dict[str, str]) -> ssl.SSLContext | None:
+    """The TLS context for a MySQL client ``ssl-mode`` and the ``ssl_*`` options; None: no TLS."""
     wanted = mode.upper()
     if wanted == "DISABLED":
         return None
@@ -144,11 +162,18 @@ def _mysql_ssl(mode: str) -> ssl.SSLContext | None:
             f"database URL option ssl-mode={mode!r}: use one of {', '.join(_MYSQL_SSL_MODES)} "
             "(PREFERRED is not offered: aiomysql cannot fall back to a plain connection)"
         )
-    context = ssl.create_default_context()
+    try:
+        context = ssl.create_default_context(cafile=tls.get("ssl_ca"), capath=tls.get("ssl_capath"))
+        if "ssl_cert" in tls:
+            context.load_cert_chain(tls["ssl_cert"], tls.get("ssl_key"))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigurationError(f"database URL TLS files cannot be used: {exc}") from exc
     if wanted in ("REQUIRED", "VERIFY_CA"):
         context.check_hostname = False
     if wanted == "REQUIRED":
         context.verify_mode = ssl.CERT_NONE  # encrypted, server not verified, as MySQL's client
+    if "ssl_check_hostname" in tls:
+        context.check_hostname = _flag("ssl_check_hostname", tls["ssl_check_hostname"])
     return context
 
 

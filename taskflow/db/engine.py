@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 from sqlalchemy import event
@@ -72,4 +73,16 @@ def create_engine_for(target: DatabaseTarget, **options: Any) -> AsyncEngine:
         options.setdefault("pool_recycle", 3600)
         # READ COMMITTED avoids the gap locks that make batched updates deadlock.
         options.setdefault("isolation_level", "READ COMMITTED")
-    return create_async_engine(target.url, **options)
+    engine = create_async_engine(target.url, **options)
+    _connect_args[engine.sync_engine] = dict(connect_args)
+    return engine
+
+
+# What each engine's connections are opened with, for connections made outside
+# its pool (PostgreSQL's LISTEN connection): the URL alone lacks these.
+_connect_args: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def connect_args_of(engine: AsyncEngine) -> dict[str, Any]:
+    """The driver options ``create_engine_for`` gave ``engine`` beyond its URL."""
+    return dict(_connect_args.get(engine.sync_engine, {}))

@@ -3,9 +3,11 @@
 Counting rows in the database, rather than in each process, makes the limit
 hold for the whole deployment.  An attempt is committed before its password is
 checked, and then ranked: it counts the client's attempts in the window up
-to and including its own id.  Of twenty concurrent guesses exactly the first
-five (by id) go on to a password check, on any number of instances.  A
-success deletes the client's rows.
+to and including its own id, on any number of instances.  On SQLite, where
+writers take turns, exactly the first five of twenty concurrent guesses go on
+to a password check.  On PostgreSQL and MySQL an id can become visible after
+a higher one, so a burst racing within the same milliseconds may get one or
+two more.  A success deletes the client's rows.
 """
 
 from __future__ import annotations

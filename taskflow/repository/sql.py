@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from taskflow.db import dialects
 from taskflow.db.batch import BatchStatements
-from taskflow.db.engine import WRITE_OPTION
+from taskflow.db.engine import WRITE_OPTION, connect_args_of
 from taskflow.db.mapping import log_from_row, record_from_row, render_logs
 from taskflow.db.sqlite_writer import SqliteInlineWriter
 from taskflow.db.tables import task_logs_table, tasks_table
@@ -271,7 +271,9 @@ class SqlTaskRepository(TaskRepository):
     async def listen(self, on_wake: Callable[[], None]) -> Callable[[], Awaitable[None]] | None:
         if not dialects.is_postgresql(self.engine.dialect):
             return None
-        listener = wakeups.PostgresListener(self.engine.url, on_wake)
+        listener = wakeups.PostgresListener(
+            self.engine.url, on_wake, connect_args=connect_args_of(self.engine)
+        )
         await listener.start()
         return listener.stop
 
@@ -286,6 +288,7 @@ class SqlTaskRepository(TaskRepository):
             on_change,
             channel=wakeups.CHANGES_CHANNEL,
             ignore_sender=instance_id,
+            connect_args=connect_args_of(self.engine),
         )
         await listener.start()
 

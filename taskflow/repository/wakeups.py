@@ -42,8 +42,16 @@ class PostgresListener:
         *,
         channel: str = CHANNEL,
         ignore_sender: str | None = None,
+        connect_args: dict[str, Any] | None = None,
     ) -> None:
-        self._dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        # The keyword arguments asyncpg.connect takes, as the engine's own
+        # connections get them: URL parts, URL options, typed options.
+        self._connect: dict[str, Any] = url.translate_connect_args(username="user")
+        self._connect.update(
+            (key, list(value) if isinstance(value, tuple) else value)
+            for key, value in url.query.items()
+        )
+        self._connect.update(connect_args or {})
         self._on_wake = on_wake
         self._channel = channel
         self._ignore_sender = ignore_sender
@@ -53,7 +61,7 @@ class PostgresListener:
         import asyncpg
 
         try:
-            self._conn = await asyncpg.connect(self._dsn)
+            self._conn = await asyncpg.connect(**self._connect)
             await self._conn.add_listener(self._channel, self._received)
         except Exception as exc:  # polling still works without it
             logger.warning("LISTEN %s unavailable (%s); relying on polling", self._channel, exc)

@@ -26,10 +26,12 @@ class PrefixedRouter(APIRouter):
         if not prefix:
             raise ValueError("PrefixedRouter needs a non-empty prefix")
         super().__init__(prefix=prefix, **kwargs)
+        # A prefix with a path parameter ("/t/{tenant}/tasks") is not literal text.
+        self._literal = "{" not in prefix
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         # A substring test rather than startswith: under a root_path (an app
         # mounted inside another) the path carries the mount's prefix first.
-        if self.prefix not in scope.get("path", ""):
+        if self._literal and self.prefix not in scope.get("path", ""):
             return Match.NONE, {}
         return super().matches(scope)

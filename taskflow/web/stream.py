@@ -197,10 +197,15 @@ async def run_stream(
     """
     try:
         yield "retry: 2000\n\n" + first
-        started = last_push = last_sent = last_poll = time.monotonic()
+        started = last_push = last_sent = last_poll = last_check = time.monotonic()
         while True:
             now = time.monotonic()
-            deadline = min(last_poll + poll_interval, last_sent + KEEP_ALIVE, started + MAX_AGE)
+            deadline = min(
+                last_poll + poll_interval,
+                last_check + poll_interval,
+                last_sent + KEEP_ALIVE,
+                started + MAX_AGE,
+            )
             woken = await waiter.wait(timeout=max(0.0, deadline - now))
             if waiter.closed:
                 yield sse("bye", {"reason": "shutdown"})
@@ -211,13 +216,13 @@ async def run_stream(
             if now >= started + MAX_AGE:
                 yield sse("bye", {"reason": "reconnect"})
                 return
-            if (
-                signed_in is not None
-                and now >= last_poll + poll_interval
-                and not (await signed_in())
-            ):
-                yield sse("bye", {"reason": "signed-out"})
-                return
+            # On its own clock: pushes of changes reset last_poll, and a busy
+            # system must not keep a revoked session streaming.
+            if signed_in is not None and now >= last_check + poll_interval:
+                last_check = now
+                if not await signed_in():
+                    yield sse("bye", {"reason": "signed-out"})
+                    return
             if woken or now >= last_poll + poll_interval:
                 await asyncio.sleep(max(0.0, last_push + MIN_PUSH_GAP - now))  # let bursts settle
                 changed = waiter.take() if woken else None

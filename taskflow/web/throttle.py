@@ -23,7 +23,11 @@ PURGE_EVERY_S = 600.0
 
 
 def client_digest(client: str) -> str:
-    """The stored form of a client's address: fixed length, and not the address itself."""
+    """The stored form of a client's address: fixed length, not the plain text.
+
+    Unsalted, so anyone with the table could test addresses against it:
+    treat it like the audit log, which stores addresses as they are.
+    """
     return hashlib.sha256(client.encode("utf-8", "surrogatepass")).hexdigest()
 
 

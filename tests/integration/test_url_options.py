@@ -15,7 +15,7 @@ OPTIONS = {
 
 @pytest.mark.parametrize("backend_name", ["postgres", "mysql"])
 async def test_sync_driver_options_work_against_the_server(
-    schema_db_url: str, backend_name: str
+    schema_db_url: str, backend_name: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     separator = "&" if "?" in schema_db_url else "?"
     manager = TaskManager(database_url=f"{schema_db_url}{separator}{OPTIONS[backend_name]}")
@@ -35,5 +35,7 @@ async def test_sync_driver_options_work_against_the_server(
             async with engine.connect() as conn:
                 name = (await conn.execute(text("SHOW application_name"))).scalar()
             assert name == "taskflow-url-test"
+            # The LISTEN connection is opened with the same translated options.
+            assert not [r for r in caplog.records if "unavailable" in r.getMessage()]
     finally:
         await manager.shutdown()

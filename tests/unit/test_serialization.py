@@ -108,6 +108,7 @@ def test_json_values(value: Any) -> None:
         Color.RED,
         [Level.HIGH],
         {"level": Level.HIGH},
+        {Color.RED: 1},
     ],
     ids=repr,
 )

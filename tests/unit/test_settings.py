@@ -309,3 +309,25 @@ def test_mysql_ssl_mode_becomes_a_tls_context() -> None:
 def test_bad_mysql_options_fail_at_construction(query: str, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         TaskManager(database_url=f"mysql://u@db/app?{query}")
+
+
+def test_several_postgres_hosts_stay_in_the_url() -> None:
+    target = resolve_database_url("postgresql://u@/app?host=a:5432&host=b:5433&sslmode=require")
+    assert target.url.query["host"] == ("a:5432", "b:5433")
+    assert target.url.query["ssl"] == "require"
+
+
+def test_mysql_connect_timeout_is_typed_so_it_wins_over_the_default() -> None:
+    assert resolve_database_url("mysql://u@db/app?connect_timeout=30").connect_args == {
+        "connect_timeout": 30
+    }
+
+
+def test_mysql_tls_files_go_into_the_context(tmp_path: Any) -> None:
+    verified = resolve_database_url(
+        "mysql://u@db/app?ssl-mode=VERIFY_IDENTITY&ssl_check_hostname=false"
+    )
+    assert verified.connect_args["ssl"].check_hostname is False
+    assert "ssl_check_hostname" not in verified.url.query
+    with pytest.raises(ConfigurationError, match="TLS files cannot be used"):
+        resolve_database_url(f"mysql://u@db/app?ssl-mode=VERIFY_CA&ssl_ca={tmp_path}/missing.pem")
