@@ -80,3 +80,16 @@ async def test_the_admin_answers_inside_an_app_mounted_under_a_root_path() -> No
             response = await client.get("/api/tasks/metrics")
             assert response.status_code == 200
             assert response.json()["total"] == 0
+
+
+def test_a_prefix_with_a_path_parameter_is_not_used_as_text() -> None:
+    router = PrefixedRouter(prefix="/t/{tenant}/tasks")
+
+    @router.get("/metrics")
+    def metrics(tenant: str) -> str:
+        return tenant
+
+    app = FastAPI()
+    app.include_router(router)
+    match, _ = app.router.routes[-1].matches(_scope("/t/acme/tasks/metrics"))  # type: ignore[arg-type]
+    assert match == Match.FULL
