@@ -74,15 +74,9 @@ def split_options(backend: str, query: Mapping[str, Any]) -> tuple[Kept, Options
     """
     if not query:
         return {}, {}
-    hosts = query.get("host") if backend == "postgresql" else None
-    options = {key: _single(key, value) for key, value in query.items() if key != "host"}
-    if hosts is not None:
-        options["host"] = "" if isinstance(hosts, tuple) else str(hosts)
     if backend == "postgresql":
-        kept, typed = _postgres(options)
-        if isinstance(hosts, tuple):  # SQLAlchemy's form for several hosts, as given
-            kept["host"] = hosts
-        return kept, typed
+        return _postgres(query)
+    options = {key: _single(key, value) for key, value in query.items()}
     if backend == "mysql":
         return _mysql(options)
     return dict(options), {}
@@ -94,10 +88,14 @@ def _single(key: str, value: Any) -> str:
     return str(value)
 
 
-def _postgres(options: dict[str, str]) -> tuple[Kept, Options]:
+def _postgres(query: Mapping[str, Any]) -> tuple[Kept, Options]:
     kept: Kept = {}
     typed: Options = {}
-    for key, value in options.items():
+    for key, given in query.items():
+        if key == "host":  # one, or several (SQLAlchemy's form): kept as given
+            kept[key] = given
+            continue
+        value = _single(key, given)
         name = _PG_RENAMED.get(key, key)
         if name == "ssl" and value not in _PG_SSLMODES:
             raise ConfigurationError(

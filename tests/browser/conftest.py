@@ -26,22 +26,12 @@ from typing import Any, NoReturn
 import httpx
 import pytest
 
+from tests.browser.chromium import CHROMIUM, CHROMIUM_ARGS
 from tests.conftest import in_ci
 from tests.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-CHROMIUM = os.environ.get("TASKFLOW_TEST_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 STARTUP_TIMEOUT = 30.0
 
 

@@ -33,19 +33,9 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from tests.browser.chromium import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 from tests.processes import free_port  # noqa: E402
 
-CHROMIUM = os.environ.get("TASKFLOW_TEST_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ADMIN_PASSWORD = "acme-docs-admin"
 VIEWER_PASSWORD = "acme-docs-viewer"
 STARTUP_TIMEOUT = 30.0
