@@ -120,7 +120,9 @@ class TaskRunner:
 
     async def _run(self, task: LocalTask) -> None:
         if task.inserted is not None:
-            outcome = await task.inserted
+            # Shielded: the commit is shared by the batch, and cancelling this
+            # task (a cancel request, shutdown) must not cancel it for the others.
+            outcome = await asyncio.shield(task.inserted)
             task.inserted = None
             if task.record.task_id in outcome.rejected:
                 logger.error("task %s was rejected by the database; not run", task.record.task_id)

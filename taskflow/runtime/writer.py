@@ -5,6 +5,11 @@ has accumulated in a single transaction, and while that transaction is in
 flight the next batch fills up.  Under load many tasks share one commit;
 when idle a lone write is committed at once.  Records are held by reference,
 so several changes of one task before a flush coalesce into its last state.
+
+Under load the writer waits up to ``commit_interval`` after its previous
+commit, so that a commit's fixed cost is shared by more tasks.  A caller that
+waits on a commit (``enqueue()``, a read that must see this instance's own
+writes, shutdown) calls ``flush()``, which cuts that wait short.
 """
 
 from __future__ import annotations
@@ -29,6 +34,11 @@ TransientCheck = Callable[[BaseException], bool]
 
 def _always_transient(_exc: BaseException) -> bool:
     return True
+
+
+def _wake(nap: asyncio.Future[None]) -> None:
+    if not nap.done():
+        nap.set_result(None)
 
 
 def _changed_ids(batch: WriteBatch) -> set[str]:
@@ -72,7 +82,9 @@ class GroupCommitWriter:
         self._updates: dict[str, TaskRecord] = {}
         self._logs: list[TaskLogEntry] = []
         self._commit: asyncio.Future[BatchOutcome] | None = None
+        self._in_flight_commit: asyncio.Future[BatchOutcome] | None = None
         self._in_flight = 0
+        self._nap: asyncio.Future[None] | None = None
         self._wakeup = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
@@ -109,6 +121,8 @@ class GroupCommitWriter:
         if not force:
             self.check_capacity()
         self._inserts[record.task_id] = record
+        if len(self._inserts) >= self._max_batch:
+            self.hurry()
         return self._next_commit()
 
     def check_capacity(self) -> None:
@@ -165,20 +179,35 @@ class GroupCommitWriter:
             self._thread_id = threading.get_ident()
             self._task = self._loop.create_task(self._run(), name="taskflow-writer")
 
-    async def flush(self) -> None:
-        """Wait until everything submitted so far is committed (now, not at the next tick)."""
+    def hurry(self) -> None:
+        """Commit what is buffered now, without waiting out the commit interval."""
         self._urgent = True
         self._wakeup.set()
-        while self._commit is not None or self._in_flight:
-            if self._commit is not None:
-                await asyncio.shield(self._commit)
-            else:
-                await asyncio.sleep(0.001)
+        if self._nap is not None and not self._nap.done():
+            self._nap.set_result(None)
+
+    async def flush(self) -> None:
+        """Wait until everything submitted so far is committed (now, not at the next tick).
+
+        Writes submitted while it waits are not waited for: under steady load
+        the buffer never empties, and a caller that wants its own writes
+        committed must not wait for everyone else's.
+        """
+        waiting_for = self._commit or self._in_flight_commit
+        if waiting_for is None:
+            return
+        self.hurry()
+        # wait() neither cancels the shared commit nor raises if it was cancelled.
+        await asyncio.wait({waiting_for})
+
+    async def _flush_all(self) -> None:
+        while self._commit is not None or self._in_flight_commit is not None:
+            await self.flush()
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Flush what is buffered (for at most ``timeout`` seconds), then stop."""
         try:
-            await asyncio.wait_for(self.flush(), timeout)
+            await asyncio.wait_for(self._flush_all(), timeout)
         except asyncio.TimeoutError:
             logger.error("taskflow writer stopped with %d writes not committed", self.pending)
         self._stopping = True
@@ -199,7 +228,7 @@ class GroupCommitWriter:
             # so that many tasks share each commit.
             wait = self._last_commit + self._commit_interval - loop.time()
             if wait > 0 and not self._urgent and self.pending < self._max_batch:
-                await asyncio.sleep(wait)
+                await self._nap_for(loop, wait)
             self._urgent = False
             while self._commit is not None:
                 batch = WriteBatch(
@@ -211,10 +240,12 @@ class GroupCommitWriter:
                 self._inserts, self._updates, self._logs = {}, {}, []
                 self._commit = None
                 self._in_flight = len(batch)
+                self._in_flight_commit = commit
                 try:
                     outcome = await self._apply_until_done(batch)
                 finally:
                     self._in_flight = 0
+                    self._in_flight_commit = None
                 self._last_commit = loop.time()
                 if not commit.done():
                     commit.set_result(outcome)
@@ -222,6 +253,16 @@ class GroupCommitWriter:
                     self._on_fenced(outcome.fenced)
                 if self._changes is not None and self._changes.listening:
                     self._changes.notify(_changed_ids(batch))
+
+    async def _nap_for(self, loop: asyncio.AbstractEventLoop, seconds: float) -> None:
+        # An asyncio.sleep that hurry() can end early.
+        nap = self._nap = loop.create_future()
+        timer = loop.call_later(seconds, _wake, nap)
+        try:
+            await nap
+        finally:
+            timer.cancel()
+            self._nap = None
 
     async def _apply_until_done(self, batch: WriteBatch) -> BatchOutcome:
         delay = self._retry_initial

@@ -12,6 +12,7 @@ from taskflow.web.access import AdminAccess, OpenAccess
 from taskflow.web.auth import AuthConfig, resolve_auth
 from taskflow.web.dashboard import create_dashboard_router
 from taskflow.web.login_routes import create_login_router, create_session_router
+from taskflow.web.prefixed_router import AdminRoutes
 from taskflow.web.routes import create_router
 from taskflow.web.schedule_routes import create_schedule_router
 from taskflow.web.session_access import DependencyAccess, SessionAccess
@@ -72,11 +73,15 @@ class TaskAdmin:
         if retention_days is not None:
             task_manager.set_retention(retention_days)
         self.auth_mode = "open" if config is None else "session" if config.backend else "dependency"
+        self._routes = AdminRoutes(path)
         self.access: AdminAccess = self._include_auth(config)
         self._include_dashboard()
         # Schedules first: the task router's {path}/{task_id} would match "schedules".
-        app.include_router(create_schedule_router(task_manager, path=path, access=self.access))
-        app.include_router(create_router(task_manager, path=path, access=self.access))
+        self._routes.include_router(
+            create_schedule_router(task_manager, path=path, access=self.access)
+        )
+        self._routes.include_router(create_router(task_manager, path=path, access=self.access))
+        app.include_router(self._routes)
         if auto_install:
             task_manager.install(app)
         task_manager.init_app(app)
@@ -96,18 +101,18 @@ class TaskAdmin:
                 secret_key=self.secret_key,
             )
             access = SessionAccess(store, path=self.path, still_granted=config.still_granted)
-            self.app.include_router(
+            self._routes.include_router(
                 create_login_router(
                     self.task_manager, access=access, backend=config.backend, title=self.title
                 )
             )
-        self.app.include_router(create_session_router(self.path, access, mode=self.auth_mode))
+        self._routes.include_router(create_session_router(self.path, access, mode=self.auth_mode))
         return access
 
     def _include_dashboard(self) -> None:
         # Before the task router, whose {path}/{task_id} would match "dashboard".
         manager, path, access = self.task_manager, self.path, self.access
-        self.app.include_router(
+        self._routes.include_router(
             create_dashboard_router(
                 manager,
                 path=path,
@@ -116,7 +121,7 @@ class TaskAdmin:
                 display_func_args=self.display_func_args,
             )
         )
-        self.app.include_router(
+        self._routes.include_router(
             create_stream_router(
                 manager,
                 path=path,

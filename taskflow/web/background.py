@@ -73,7 +73,7 @@ class ManagedBackgroundTasks(BackgroundTasks):
                 stacklevel=2,
             )
         if path == "now":
-            manager.dispatch(local)
+            manager.dispatch(local, hurry=True)
         else:
             self.tasks.append(_RunAfterResponse(manager, local, self._previous, self.tasks))
             self._previous = local

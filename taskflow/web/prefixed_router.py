@@ -1,4 +1,14 @@
-"""``PrefixedRouter``: an ``APIRouter`` that rules itself out of a request in one string test."""
+"""Routers that rule themselves out of a request in one string test.
+
+Recent FastAPI releases keep each included router as a unit and try every
+one of its routes against every request.  Mounted that way, the admin's
+thirty-odd routes would cost every request of the app, the user's own
+routes included, about 50 µs (measured with ``benchmarks/request_overhead.py``).
+A request whose path does not contain the admin's path cannot match any of
+them, so it is turned away before any route is tried.  Releases that copy
+the routes into the app's own router never call ``matches``, and lose
+nothing.
+"""
 
 from __future__ import annotations
 
@@ -9,29 +19,47 @@ from starlette.routing import Match
 from starlette.types import Scope
 
 
-class PrefixedRouter(APIRouter):
-    """A router whose every path starts with its (non-empty) prefix.
+def _literal(text: str) -> str | None:
+    # A prefix with a path parameter ("/t/{tenant}/tasks") is not literal text.
+    return None if "{" in text else text
 
-    Recent FastAPI releases keep each included router as a unit and try every
-    one of its routes against every request.  Mounted that way, the admin's
-    thirty-odd routes would cost every request of the app, the user's own
-    routes included, about 50 µs (measured with ``benchmarks/request_overhead.py``).
-    A request whose path does not contain the prefix cannot match any route
-    here, so it is turned away before any route is tried.  Releases that copy
-    the routes into the app's own router never call ``matches``, and lose
-    nothing.
-    """
+
+def _cannot_match(literal: str | None, scope: Scope) -> bool:
+    # A substring test rather than startswith: under a root_path (an app
+    # mounted inside another) the path carries the mount's prefix first.
+    return literal is not None and literal not in scope.get("path", "")
+
+
+class PrefixedRouter(APIRouter):
+    """A router whose every path starts with its (non-empty) prefix."""
 
     def __init__(self, *, prefix: str, **kwargs: Any) -> None:
         if not prefix:
             raise ValueError("PrefixedRouter needs a non-empty prefix")
         super().__init__(prefix=prefix, **kwargs)
-        # A prefix with a path parameter ("/t/{tenant}/tasks") is not literal text.
-        self._literal = "{" not in prefix
+        self._literal = _literal(prefix)
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        # A substring test rather than startswith: under a root_path (an app
-        # mounted inside another) the path carries the mount's prefix first.
-        if self._literal and self.prefix not in scope.get("path", ""):
+        if _cannot_match(self._literal, scope):
+            return Match.NONE, {}
+        return super().matches(scope)
+
+
+class AdminRoutes(APIRouter):
+    """The admin's routers, included in the app as one: one string test per request.
+
+    Each router inside keeps its own prefix (they are all under ``path``);
+    this one adds none.  Without it, a request of the app's own routes would
+    be tested against each of the admin's routers in turn.
+    """
+
+    def __init__(self, path: str) -> None:
+        if not path:
+            raise ValueError("AdminRoutes needs the admin's path")
+        super().__init__()
+        self._literal = _literal(path)
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if _cannot_match(self._literal, scope):
             return Match.NONE, {}
         return super().matches(scope)

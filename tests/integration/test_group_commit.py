@@ -1,0 +1,169 @@
+"""The group commit's pause under load, and the callers that must not wait it out.
+
+Under load the writer waits up to ``commit_interval`` after a commit so that
+more tasks share the next one.  Whoever waits for a commit cuts that short:
+``enqueue()``, an eager task, a read through the manager (which must find a
+task added a moment ago on this instance) and shutdown.  Each test makes the
+writer nap for a second and checks the caller got through well within it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from taskflow import ManagedBackgroundTasks, TaskAdmin, TaskManager
+from taskflow.exceptions import ConfigurationError
+from taskflow.options import SERVER_COMMIT_INTERVAL, SQLITE_FILE_COMMIT_INTERVAL
+
+LONG_NAP_S = 1.0
+# Well under the nap: a caller that waited it out would take at least LONG_NAP_S.
+PROMPT_S = 0.5
+
+STARTED: dict[str, float] = {}
+
+
+async def note_start(label: str) -> None:
+    STARTED[label] = time.monotonic()
+
+
+def build(url: str) -> tuple[FastAPI, TaskManager]:
+    manager = TaskManager(database_url=url, commit_interval=LONG_NAP_S)
+    app = FastAPI()
+    TaskAdmin(app, manager, auto_install=True)
+    manager.task()(note_start)
+
+    @app.post("/add/{label}")
+    async def add(label: str, tasks: ManagedBackgroundTasks, eager: bool = False) -> str:
+        return tasks.add_task(note_start, label, eager=eager)
+
+    return app, manager
+
+
+@pytest.fixture
+async def served(database_url: str) -> AsyncIterator[tuple[httpx.AsyncClient, TaskManager]]:
+    STARTED.clear()
+    app, manager = build(database_url)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client, manager
+            await asyncio.wait_for(manager.drain(), 10)  # a stuck task fails, not hangs
+
+
+async def make_writer_nap(client: httpx.AsyncClient, manager: TaskManager) -> None:
+    """Commit once, so that the next write waits for the interval to run out."""
+    assert (await client.post("/add/first")).status_code == 200
+    await manager.flush()
+
+
+async def test_a_task_added_a_moment_ago_is_found_by_the_api(
+    served: tuple[httpx.AsyncClient, TaskManager],
+) -> None:
+    client, manager = served
+    await make_writer_nap(client, manager)
+    task_id = (await client.post("/add/second")).json()
+    started = time.monotonic()
+    response = await client.get(f"/tasks/{task_id}")
+    assert response.status_code == 200, response.text
+    assert response.json()["task_id"] == task_id
+    listed = (await client.get("/tasks")).json()
+    assert task_id in {item["task_id"] for item in listed}
+    assert time.monotonic() - started < PROMPT_S
+
+
+async def test_enqueue_does_not_wait_out_the_interval(
+    served: tuple[httpx.AsyncClient, TaskManager],
+) -> None:
+    client, manager = served
+    await make_writer_nap(client, manager)
+    assert (await client.post("/add/second")).status_code == 200  # now napping
+    started = time.monotonic()
+    task_id = await manager.enqueue(note_start, "enqueued")
+    assert time.monotonic() - started < PROMPT_S
+    found = await manager.repository.get_task(task_id)
+    assert found is not None, "enqueue() returned before its row was committed"
+
+
+async def test_an_eager_task_does_not_wait_out_the_interval(
+    served: tuple[httpx.AsyncClient, TaskManager],
+) -> None:
+    client, manager = served
+    await make_writer_nap(client, manager)
+    posted = time.monotonic()
+    assert (await client.post("/add/eager", params={"eager": "true"})).status_code == 200
+    while "eager" not in STARTED and time.monotonic() - posted < LONG_NAP_S * 2:
+        await asyncio.sleep(0.005)
+    assert "eager" in STARTED, "the eager task never started"
+    assert STARTED["eager"] - posted < PROMPT_S
+
+
+async def test_tasks_after_the_response_start_within_the_interval(
+    served: tuple[httpx.AsyncClient, TaskManager],
+) -> None:
+    client, manager = served
+    await make_writer_nap(client, manager)
+    posted = time.monotonic()
+    assert (await client.post("/add/later")).status_code == 200
+    while "later" not in STARTED and time.monotonic() - posted < LONG_NAP_S * 3:
+        await asyncio.sleep(0.005)
+    assert "later" in STARTED, "the task never started"
+    # It waited for the group commit (that is the point of the interval), not longer.
+    assert STARTED["later"] - posted < LONG_NAP_S + PROMPT_S
+
+
+async def test_shutdown_commits_what_the_writer_was_napping_on(database_url: str) -> None:
+    app, manager = build(database_url)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            await make_writer_nap(client, manager)
+            task_id = (await client.post("/add/last")).json()
+            started = time.monotonic()
+    assert time.monotonic() - started < LONG_NAP_S
+    reader = TaskManager(database_url=database_url)
+    await reader.startup()
+    try:
+        found = await reader.repository.get_task(task_id)
+    finally:
+        await reader.shutdown()
+    assert found is not None, "the row waiting for the group commit was lost at shutdown"
+
+
+def test_default_interval_depends_on_where_commits_run() -> None:
+    assert TaskManager(database_url="sqlite:///tasks.db").commit_interval == (
+        SQLITE_FILE_COMMIT_INTERVAL
+    )
+    assert TaskManager().commit_interval == SERVER_COMMIT_INTERVAL  # in memory
+    assert TaskManager(database_url="postgresql://u@h/db").commit_interval == (
+        SERVER_COMMIT_INTERVAL
+    )
+    assert TaskManager(commit_interval=0.05).commit_interval == 0.05
+
+
+@pytest.mark.parametrize("bad", [0, -0.01, 1.5, True, "0.01"])
+def test_bad_commit_interval_is_refused_at_construction(bad: object) -> None:
+    with pytest.raises(ConfigurationError, match="commit_interval"):
+        TaskManager(commit_interval=bad)  # type: ignore[arg-type]
+
+
+async def test_cancelling_one_task_leaves_the_others_of_its_commit_running(
+    served: tuple[httpx.AsyncClient, TaskManager],
+) -> None:
+    """The runners of one batch wait on one shared commit; a cancel must not end it for all."""
+    client, manager = served
+    await make_writer_nap(client, manager)
+    doomed = (await client.post("/add/doomed")).json()
+    kept = (await client.post("/add/kept")).json()
+    await asyncio.sleep(0)  # both runners now wait for the same commit
+    cancelled = await manager.cancel(doomed)
+    assert cancelled.status.value == "cancelled"
+    await manager.drain()
+    record = await manager.get_task(kept)
+    assert record is not None and record.status.value == "success", record
+    assert "kept" in STARTED and "doomed" not in STARTED
