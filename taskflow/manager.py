@@ -565,17 +565,26 @@ class TaskManager:
         the next group commit (the task is meant to start at once).
         Callable from any thread.
         """
-        coro = self._run_local(local, after)
-        if self._on_loop_thread():
-            if hurry and self._writer is not None:
-                self._writer.hurry()
-            local.handle = self.spawn(coro, local.context)
-        else:
+        if not self._on_loop_thread():
             assert self._loop is not None
-            self._loop.call_soon_threadsafe(self._spawn_local, local, coro)
+            self._loop.call_soon_threadsafe(self._spawn_local, local, after)
+            return
+        if hurry and self._writer is not None:
+            self._writer.hurry()
+        inserted = local.inserted
+        if after is None and local.accepted and inserted is not None and not inserted.done():
+            # Started by the commit rather than started to wait for it: one
+            # asyncio step less per task, and no task object while it waits.
+            inserted.add_done_callback(functools.partial(self._start_committed, local))
+            return
+        self._spawn_local(local, after)
 
-    def _spawn_local(self, local: LocalTask, coro: Coroutine[Any, Any, None]) -> None:
-        local.handle = self.spawn(coro, local.context)
+    def _start_committed(self, local: LocalTask, _commit: asyncio.Future[Any]) -> None:
+        if not self._stopping:  # at shutdown it stays pending, released for another instance
+            self._spawn_local(local, None)
+
+    def _spawn_local(self, local: LocalTask, after: LocalTask | None) -> None:
+        local.handle = self.spawn(self._run_local(local, after), local.context)
 
     async def hand_off(self, local: LocalTask, after: LocalTask | None = None) -> None:
         """What FastAPI runs after the response: hand the task over and return.

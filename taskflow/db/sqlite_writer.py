@@ -29,6 +29,7 @@ from taskflow.db.batch import (
     settle_updates,
 )
 from taskflow.db.engine import SQLITE_BUSY_TIMEOUT_MS
+from taskflow.db.sqlite_checkpoint import BackgroundCheckpoints
 from taskflow.models import TaskRecord
 from taskflow.repository.base import WriteBatch
 from taskflow.repository.stats import StatsDelta
@@ -48,6 +49,7 @@ class SqliteInlineWriter:
         self._dialect = dialect
         self._conn: sqlite3.Connection | None = None
         self._busy_timeout_ms: int | None = None
+        self._checkpoints = BackgroundCheckpoints(path)
         # One connection, used by batches and claims: never two transactions at
         # once, even when a locked database sends one of them to a thread.
         self._in_use = asyncio.Lock()
@@ -58,6 +60,7 @@ class SqliteInlineWriter:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA wal_autocheckpoint=0")  # see db/sqlite_checkpoint.py
             self._conn = conn
             self._busy_timeout_ms = None
         return self._conn
@@ -72,11 +75,13 @@ class SqliteInlineWriter:
         """Commit the batch and its roll-up changes (in ``stripe``); returns the fenced ids."""
         async with self._in_use:
             try:
-                return self._apply(batch, stripe, busy_timeout_ms=0)
+                fenced = self._apply(batch, stripe, busy_timeout_ms=0)
             except sqlite3.OperationalError as exc:
                 if not _is_busy(exc):
                     raise
-            return await asyncio.to_thread(self._apply, batch, stripe, SQLITE_BUSY_TIMEOUT_MS)
+                fenced = await asyncio.to_thread(self._apply, batch, stripe, SQLITE_BUSY_TIMEOUT_MS)
+        self._checkpoints.after_commit()
+        return fenced
 
     def _apply(self, batch: WriteBatch, stripe: int, busy_timeout_ms: int) -> set[str]:
         conn = self._connection()
@@ -177,13 +182,15 @@ class SqliteInlineWriter:
         ]
         async with self._in_use:
             try:
-                return self._returning(compiled.string, params, busy_timeout_ms=0)
+                rows = self._returning(compiled.string, params, busy_timeout_ms=0)
             except sqlite3.OperationalError as exc:
                 if not _is_busy(exc):
                     raise
-            return await asyncio.to_thread(
-                self._returning, compiled.string, params, SQLITE_BUSY_TIMEOUT_MS
-            )
+                rows = await asyncio.to_thread(
+                    self._returning, compiled.string, params, SQLITE_BUSY_TIMEOUT_MS
+                )
+        self._checkpoints.after_commit()
+        return rows
 
     def _returning(
         self, sql: str, params: list[Any], busy_timeout_ms: int

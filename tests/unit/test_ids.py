@@ -79,3 +79,26 @@ def test_unique_and_ordered_per_thread_across_threads() -> None:
 def test_random_tail_differs_between_ids() -> None:
     tails = {new_task_id()[-12:] for _ in range(1000)}
     assert len(tails) == 1000
+
+
+def test_a_forked_child_does_not_reuse_the_parents_random_bits() -> None:
+    import os
+
+    from taskflow import ids
+
+    new_task_id()  # the parent now holds a pool of random bytes
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: report its next random bytes and leave at once
+        with ids._lock:
+            os.write(write_end, ids._random_bytes(16))
+        os._exit(0)
+    os.close(write_end)
+    from_child = os.read(read_end, 64)
+    os.waitpid(pid, 0)
+    os.close(read_end)
+    with ids._lock:
+        from_parent = ids._random_bytes(16)
+    # Without a fresh draw in the child both would be the pool's next 16 bytes.
+    assert len(from_child) == 16
+    assert from_child != from_parent
