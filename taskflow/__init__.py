@@ -24,6 +24,7 @@ from taskflow.exceptions import (
     TaskArgumentError,
     TaskflowError,
     TaskNotFoundError,
+    WriterStoppedError,
 )
 from taskflow.executors import TaskExecutionContext
 from taskflow.manager import TaskManager
@@ -85,6 +86,7 @@ __all__ = [
     "TaskRecord",
     "TaskStatus",
     "TaskflowError",
+    "WriterStoppedError",
     "__version__",
     "get_task_context",
     "task_log",

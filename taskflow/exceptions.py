@@ -39,6 +39,10 @@ class NotStartedError(TaskflowError, RuntimeError):
     """The manager was used before ``startup()``; wire it with ``init_app()`` or a lifespan."""
 
 
+class WriterStoppedError(TaskflowError, RuntimeError):
+    """The manager shut down before a write was committed (the commit timed out)."""
+
+
 class InvalidTransitionError(TaskflowError, ValueError):
     """The requested change does not apply to the task's current status."""
 

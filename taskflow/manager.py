@@ -469,11 +469,11 @@ class TaskManager:
         if holder != local.record.task_id:
             return holder
         self._register(local)
+        # Dispatched before the wait: a caller cancelled while it waits must
+        # not leave the task held here and never run (the commit starts it).
+        self.dispatch(local, hurry=True)
         if local.inserted is not None:
-            assert self._writer is not None
-            self._writer.hurry()  # the caller waits for this commit
             await asyncio.shield(local.inserted)
-        self.dispatch(local)
         return local.record.task_id
 
     def add_to_session(
@@ -567,7 +567,9 @@ class TaskManager:
         """
         if not self._on_loop_thread():
             assert self._loop is not None
-            self._loop.call_soon_threadsafe(self._spawn_local, local, after)
+            self._loop.call_soon_threadsafe(
+                functools.partial(self.dispatch, local, after, hurry=hurry)
+            )
             return
         if hurry and self._writer is not None:
             self._writer.hurry()
@@ -580,8 +582,12 @@ class TaskManager:
         self._spawn_local(local, after)
 
     def _start_committed(self, local: LocalTask, _commit: asyncio.Future[Any]) -> None:
-        if not self._stopping:  # at shutdown it stays pending, released for another instance
-            self._spawn_local(local, None)
+        if self._stopping:
+            # It stays pending and is released for another instance; a plain
+            # task queued after it in its request must not wait for it.
+            local.mark_settled()
+            return
+        self._spawn_local(local, None)
 
     def _spawn_local(self, local: LocalTask, after: LocalTask | None) -> None:
         local.handle = self.spawn(self._run_local(local, after), local.context)
@@ -661,8 +667,8 @@ class TaskManager:
         the reads as well; they then show what is committed.
         """
         writer = self._writer
-        if writer is None or not writer.pending or not self._on_loop_thread():
-            return
+        if writer is None or not writer.pending or writer.failing or not self._on_loop_thread():
+            return  # failing: read what is committed rather than wait for the outage
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(writer.flush(), OWN_WRITES_WAIT_S)
 

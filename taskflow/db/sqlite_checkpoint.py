@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import pathlib
 import sqlite3
 from concurrent.futures import Future
 
@@ -30,6 +32,10 @@ class BackgroundCheckpoints:
     """Counts the inline writer's commits and checkpoints in a thread now and then."""
 
     def __init__(self, path: str, every: int = COMMITS_PER_CHECKPOINT) -> None:
+        # Absolute, so a later chdir cannot point it at another file; read-write
+        # without create, so a deleted database is not recreated empty.
+        absolute = pathlib.Path(os.path.abspath(path)).as_uri()
+        self._uri = f"{absolute}?mode=rw"
         self._path = path
         self._every = every
         self._commits = 0
@@ -47,7 +53,7 @@ class BackgroundCheckpoints:
 
     def _checkpoint(self) -> None:
         try:
-            conn = sqlite3.connect(self._path, isolation_level=None)
+            conn = sqlite3.connect(self._uri, isolation_level=None, uri=True)
             try:
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
             finally:

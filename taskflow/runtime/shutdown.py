@@ -70,6 +70,8 @@ def release_held(
     Returns how many tasks were handed back for another instance to run.
     """
     handed_back = 0
+    for local in held.values():
+        local.mark_settled()  # whatever waits for its first attempt waits no more
     for record in release_unfinished(list(held.values())):
         writer.update(record)
         handed_back += record.status is TaskStatus.PENDING

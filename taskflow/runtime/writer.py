@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from taskflow.exceptions import BackpressureError
+from taskflow.exceptions import BackpressureError, WriterStoppedError
 from taskflow.models import TaskLogEntry, TaskRecord
 from taskflow.repository.base import BatchOutcome, TaskRepository, WriteBatch
 from taskflow.runtime.changes import ChangeFeed
@@ -34,6 +34,13 @@ TransientCheck = Callable[[BaseException], bool]
 
 def _always_transient(_exc: BaseException) -> bool:
     return True
+
+
+def _abandon(commit: asyncio.Future[BatchOutcome]) -> None:
+    # Whoever waits on a commit that will never happen must wake up, and know it.
+    if not commit.done():
+        commit.set_exception(WriterStoppedError("taskflow stopped before this write was committed"))
+        commit.exception()  # marked retrieved: there may be nobody left to wait
 
 
 def _wake(nap: asyncio.Future[None]) -> None:
@@ -193,12 +200,20 @@ class GroupCommitWriter:
         the buffer never empties, and a caller that wants its own writes
         committed must not wait for everyone else's.
         """
-        waiting_for = self._commit or self._in_flight_commit
-        if waiting_for is None:
-            return
-        self.hurry()
+        waiting_for = self._commit
+        if waiting_for is not None:
+            self.hurry()
+        else:
+            waiting_for = self._in_flight_commit  # being committed already: no need to hurry
+            if waiting_for is None:
+                return
         # wait() neither cancels the shared commit nor raises if it was cancelled.
         await asyncio.wait({waiting_for})
+
+    @property
+    def failing(self) -> bool:
+        """Whether the database is refusing writes or a commit has hung (see ``check_capacity``)."""
+        return self._failing_since is not None or self._stalled()
 
     async def _flush_all(self) -> None:
         while self._commit is not None or self._in_flight_commit is not None:
@@ -216,6 +231,9 @@ class GroupCommitWriter:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._commit is not None:
+            _abandon(self._commit)
+            self._commit = None
 
     # -- the loop ------------------------------------------------------------
 
@@ -243,6 +261,9 @@ class GroupCommitWriter:
                 self._in_flight_commit = commit
                 try:
                     outcome = await self._apply_until_done(batch)
+                except asyncio.CancelledError:
+                    _abandon(commit)  # stopped mid-commit (stop() timed out)
+                    raise
                 finally:
                     self._in_flight = 0
                     self._in_flight_commit = None

@@ -18,10 +18,11 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi import FastAPI
+from starlette.background import BackgroundTask
 
 from taskflow import ManagedBackgroundTasks, TaskAdmin, TaskManager
 from taskflow.db.sqlite_checkpoint import COMMITS_PER_CHECKPOINT
-from taskflow.exceptions import ConfigurationError
+from taskflow.exceptions import ConfigurationError, WriterStoppedError
 from taskflow.options import SERVER_COMMIT_INTERVAL, SQLITE_FILE_COMMIT_INTERVAL
 
 LONG_NAP_S = 1.0
@@ -35,6 +36,10 @@ async def note_start(label: str) -> None:
     STARTED[label] = time.monotonic()
 
 
+def note_plain(label: str) -> None:
+    STARTED[f"plain {label}"] = time.monotonic()
+
+
 def build(url: str) -> tuple[FastAPI, TaskManager]:
     manager = TaskManager(database_url=url, commit_interval=LONG_NAP_S)
     app = FastAPI()
@@ -44,6 +49,24 @@ def build(url: str) -> tuple[FastAPI, TaskManager]:
     @app.post("/add/{label}")
     async def add(label: str, tasks: ManagedBackgroundTasks, eager: bool = False) -> str:
         return tasks.add_task(note_start, label, eager=eager)
+
+    @app.post("/add-sync/{label}")
+    def add_sync(label: str, tasks: ManagedBackgroundTasks, eager: bool = False) -> str:
+        return tasks.add_task(note_start, label, eager=eager)  # from a worker thread
+
+    @app.post("/add-two/{label}")
+    async def add_two(label: str, tasks: ManagedBackgroundTasks) -> list[str]:
+        first = tasks.add_task(note_start, f"{label}-first")
+        await manager.flush()  # the second goes into a later commit than the first
+        return [first, tasks.add_task(note_start, label)]
+
+    @app.post("/add-then-plain/{label}")
+    async def add_then_plain(label: str, tasks: ManagedBackgroundTasks) -> str:
+        task_id = tasks.add_task(note_start, label)
+        # A plain task after it in the request's list (what BackgroundTasks.add_task
+        # does without install()): FastAPI runs it once the managed one settles.
+        tasks.tasks.append(BackgroundTask(note_plain, label))
+        return task_id
 
     return app, manager
 
@@ -93,13 +116,14 @@ async def test_enqueue_does_not_wait_out_the_interval(
     assert found is not None, "enqueue() returned before its row was committed"
 
 
+@pytest.mark.parametrize("route", ["add", "add-sync"])
 async def test_an_eager_task_does_not_wait_out_the_interval(
-    served: tuple[httpx.AsyncClient, TaskManager],
+    served: tuple[httpx.AsyncClient, TaskManager], route: str
 ) -> None:
     client, manager = served
     await make_writer_nap(client, manager)
     posted = time.monotonic()
-    assert (await client.post("/add/eager", params={"eager": "true"})).status_code == 200
+    assert (await client.post(f"/{route}/eager", params={"eager": "true"})).status_code == 200
     while "eager" not in STARTED and time.monotonic() - posted < LONG_NAP_S * 2:
         await asyncio.sleep(0.005)
     assert "eager" in STARTED, "the eager task never started"
@@ -158,15 +182,18 @@ def test_bad_commit_interval_is_refused_at_construction(bad: object) -> None:
 async def test_cancelling_one_task_leaves_the_others_of_its_commit_running(
     served: tuple[httpx.AsyncClient, TaskManager],
 ) -> None:
-    """The runners of one batch wait on one shared commit; a cancel must not end it for all."""
+    """A runner that awaits a commit shares it with the batch; a cancel must not end it for all."""
     client, manager = served
-    await make_writer_nap(client, manager)
-    doomed = (await client.post("/add/doomed")).json()
-    kept = (await client.post("/add/kept")).json()
-    await asyncio.sleep(0)  # both runners now wait for the same commit
+    # The second task of a request waits for the first one, then for its own
+    # commit; here that commit is the next group commit, which the writer
+    # delays for a second after the flush inside the route.
+    _first, doomed = (await client.post("/add-two/doomed")).json()
+    await asyncio.sleep(0.05)  # the first ran; the doomed runner awaits the commit
+    assert "doomed-first" in STARTED
+    kept = (await client.post("/add/kept")).json()  # into the same commit
     cancelled = await manager.cancel(doomed)
     assert cancelled.status.value == "cancelled"
-    await manager.drain()
+    await asyncio.wait_for(manager.drain(), 10)
     record = await manager.get_task(kept)
     assert record is not None and record.status.value == "success", record
     assert "kept" in STARTED and "doomed" not in STARTED
@@ -195,3 +222,59 @@ async def test_the_sqlite_log_is_checkpointed_off_the_loop(tmp_path: Path) -> No
     # Without checkpoints every one of the 512+ commits would still be in the log,
     # several frames each; with them the log restarts every COMMITS_PER_CHECKPOINT.
     assert log_frames < COMMITS_PER_CHECKPOINT * 8, log_frames
+
+
+async def test_shutdown_does_not_hold_a_request_whose_task_was_never_committed(
+    database_url: str,
+) -> None:
+    """A plain task queued after a managed one waits for it; shutdown must release both."""
+    STARTED.clear()
+    app, manager = build(database_url)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            await make_writer_nap(client, manager)
+            request = asyncio.ensure_future(client.post("/add-then-plain/late"))
+            await asyncio.sleep(0.05)  # answered; its task waits for the next commit
+            await manager.shutdown()
+            done, _ = await asyncio.wait({request}, timeout=LONG_NAP_S * 2)
+            assert done, "the request was still waiting after shutdown"
+            assert request.result().status_code == 200
+
+
+async def test_waiters_wake_when_the_writer_stops_with_a_commit_hung(tmp_path: Path) -> None:
+    """A database that stops answering: shutdown gives up on the commit, and says so."""
+    manager = TaskManager(database_url=f"sqlite:///{tmp_path / 'tasks.db'}", shutdown_grace=0)
+    manager.task()(note_start)
+    await manager.startup()
+    answered = asyncio.Event()
+
+    async def never_answers(batch: object) -> object:
+        answered.set()
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+    manager.repository.apply = never_answers  # type: ignore[method-assign]
+    enqueued = asyncio.ensure_future(manager.enqueue(note_start, "stuck"))
+    await answered.wait()  # its commit is in flight, and hangs
+    flushing = asyncio.ensure_future(manager.flush())
+    assert manager._writer is not None
+    await manager._writer.stop(timeout=0.2)
+    done, _ = await asyncio.wait({enqueued, flushing}, timeout=2)
+    assert done == {enqueued, flushing}, "a waiter was left hanging"
+    with pytest.raises(WriterStoppedError):
+        enqueued.result()
+    await manager.shutdown()
+
+
+async def test_a_cancelled_enqueue_still_runs_its_task(
+    served: tuple[httpx.AsyncClient, TaskManager],
+) -> None:
+    client, manager = served
+    await make_writer_nap(client, manager)
+    assert (await client.post("/add/second")).status_code == 200  # now napping
+    waiting = asyncio.ensure_future(manager.enqueue(note_start, "abandoned"))
+    await asyncio.sleep(0)
+    waiting.cancel()  # the caller gives up (a client disconnect, a timeout)
+    await asyncio.wait_for(manager.drain(), 10)
+    assert "abandoned" in STARTED, "the task was left held and never ran"

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
 import uuid
 from itertools import pairwise
+
+import pytest
 
 from taskflow.ids import new_task_id
 
@@ -81,9 +84,8 @@ def test_random_tail_differs_between_ids() -> None:
     assert len(tails) == 1000
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
 def test_a_forked_child_does_not_reuse_the_parents_random_bits() -> None:
-    import os
-
     from taskflow import ids
 
     new_task_id()  # the parent now holds a pool of random bytes
