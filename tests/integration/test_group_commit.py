@@ -88,12 +88,28 @@ async def make_writer_nap(client: httpx.AsyncClient, manager: TaskManager) -> No
     await manager.flush()
 
 
+async def started_after(label: str, since: float) -> float:
+    """Seconds from ``since`` until the task labelled ``label`` started (fails if it never does)."""
+    while label not in STARTED and time.monotonic() - since < LONG_NAP_S * 3:
+        await asyncio.sleep(0.005)
+    assert label in STARTED, f"the task {label!r} never started"
+    return STARTED[label] - since
+
+
+async def add_while_napping(client: httpx.AsyncClient, manager: TaskManager) -> str:
+    """Add a task whose row then waits in the buffer for the interval; returns its id."""
+    await make_writer_nap(client, manager)
+    response = await client.post("/add/second")
+    assert response.status_code == 200
+    task_id: str = response.json()
+    return task_id
+
+
 async def test_a_task_added_a_moment_ago_is_found_by_the_api(
     served: tuple[httpx.AsyncClient, TaskManager],
 ) -> None:
     client, manager = served
-    await make_writer_nap(client, manager)
-    task_id = (await client.post("/add/second")).json()
+    task_id = await add_while_napping(client, manager)
     started = time.monotonic()
     response = await client.get(f"/tasks/{task_id}")
     assert response.status_code == 200, response.text
@@ -107,8 +123,7 @@ async def test_enqueue_does_not_wait_out_the_interval(
     served: tuple[httpx.AsyncClient, TaskManager],
 ) -> None:
     client, manager = served
-    await make_writer_nap(client, manager)
-    assert (await client.post("/add/second")).status_code == 200  # now napping
+    await add_while_napping(client, manager)
     started = time.monotonic()
     task_id = await manager.enqueue(note_start, "enqueued")
     assert time.monotonic() - started < PROMPT_S
@@ -116,32 +131,26 @@ async def test_enqueue_does_not_wait_out_the_interval(
     assert found is not None, "enqueue() returned before its row was committed"
 
 
-@pytest.mark.parametrize("route", ["add", "add-sync"])
-async def test_an_eager_task_does_not_wait_out_the_interval(
-    served: tuple[httpx.AsyncClient, TaskManager], route: str
+@pytest.mark.parametrize(
+    ("path", "limit_s"),
+    [
+        # Eager tasks (from the loop or a worker thread) commit at once.
+        ("/add/eager?eager=true", PROMPT_S),
+        ("/add-sync/eager?eager=true", PROMPT_S),
+        # A task after the response waits for the group commit (that is the
+        # point of the interval), and not longer.
+        ("/add/later", LONG_NAP_S + PROMPT_S),
+    ],
+)
+async def test_when_a_task_starts_while_the_writer_naps(
+    served: tuple[httpx.AsyncClient, TaskManager], path: str, limit_s: float
 ) -> None:
     client, manager = served
     await make_writer_nap(client, manager)
     posted = time.monotonic()
-    assert (await client.post(f"/{route}/eager", params={"eager": "true"})).status_code == 200
-    while "eager" not in STARTED and time.monotonic() - posted < LONG_NAP_S * 2:
-        await asyncio.sleep(0.005)
-    assert "eager" in STARTED, "the eager task never started"
-    assert STARTED["eager"] - posted < PROMPT_S
-
-
-async def test_tasks_after_the_response_start_within_the_interval(
-    served: tuple[httpx.AsyncClient, TaskManager],
-) -> None:
-    client, manager = served
-    await make_writer_nap(client, manager)
-    posted = time.monotonic()
-    assert (await client.post("/add/later")).status_code == 200
-    while "later" not in STARTED and time.monotonic() - posted < LONG_NAP_S * 3:
-        await asyncio.sleep(0.005)
-    assert "later" in STARTED, "the task never started"
-    # It waited for the group commit (that is the point of the interval), not longer.
-    assert STARTED["later"] - posted < LONG_NAP_S + PROMPT_S
+    assert (await client.post(path)).status_code == 200
+    label = path.split("/")[2].split("?")[0]
+    assert await started_after(label, posted) < limit_s
 
 
 async def test_shutdown_commits_what_the_writer_was_napping_on(database_url: str) -> None:
@@ -271,8 +280,7 @@ async def test_a_cancelled_enqueue_still_runs_its_task(
     served: tuple[httpx.AsyncClient, TaskManager],
 ) -> None:
     client, manager = served
-    await make_writer_nap(client, manager)
-    assert (await client.post("/add/second")).status_code == 200  # now napping
+    await add_while_napping(client, manager)
     waiting = asyncio.ensure_future(manager.enqueue(note_start, "abandoned"))
     await asyncio.sleep(0)
     waiting.cancel()  # the caller gives up (a client disconnect, a timeout)
