@@ -19,33 +19,33 @@ from starlette.routing import Match
 from starlette.types import Scope
 
 
-def _literal(text: str) -> str | None:
-    # A prefix with a path parameter ("/t/{tenant}/tasks") is not literal text.
-    return None if "{" in text else text
+class _GatedRouter(APIRouter):
+    """An ``APIRouter`` that answers "no match" at once for a path without its gate text."""
 
-
-def _cannot_match(literal: str | None, scope: Scope) -> bool:
-    # A substring test rather than startswith: under a root_path (an app
-    # mounted inside another) the path carries the mount's prefix first.
-    return literal is not None and literal not in scope.get("path", "")
-
-
-class PrefixedRouter(APIRouter):
-    """A router whose every path starts with its (non-empty) prefix."""
-
-    def __init__(self, *, prefix: str, **kwargs: Any) -> None:
-        if not prefix:
-            raise ValueError("PrefixedRouter needs a non-empty prefix")
-        super().__init__(prefix=prefix, **kwargs)
-        self._literal = _literal(prefix)
+    def __init__(self, gate: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # A gate with a path parameter ("/t/{tenant}/tasks") is not literal
+        # text: such a router is always tried.
+        self._gate = None if "{" in gate else gate
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        if _cannot_match(self._literal, scope):
+        # A substring test rather than startswith: under a root_path (an app
+        # mounted inside another) the path carries the mount's prefix first.
+        if self._gate is not None and self._gate not in scope.get("path", ""):
             return Match.NONE, {}
         return super().matches(scope)
 
 
-class AdminRoutes(APIRouter):
+class PrefixedRouter(_GatedRouter):
+    """A router whose every path starts with its (non-empty) prefix, which is its gate."""
+
+    def __init__(self, *, prefix: str, **kwargs: Any) -> None:
+        if not prefix:
+            raise ValueError("PrefixedRouter needs a non-empty prefix")
+        super().__init__(prefix, prefix=prefix, **kwargs)
+
+
+class AdminRoutes(_GatedRouter):
     """The admin's routers, included in the app as one: one string test per request.
 
     Each router inside keeps its own prefix (they are all under ``path``);
@@ -56,10 +56,4 @@ class AdminRoutes(APIRouter):
     def __init__(self, path: str) -> None:
         if not path:
             raise ValueError("AdminRoutes needs the admin's path")
-        super().__init__()
-        self._literal = _literal(path)
-
-    def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        if _cannot_match(self._literal, scope):
-            return Match.NONE, {}
-        return super().matches(scope)
+        super().__init__(path)
