@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import weakref
 from typing import Any
 
@@ -12,7 +13,24 @@ from sqlalchemy.pool import AsyncAdaptedQueuePool
 from taskflow.settings import DatabaseTarget
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+WAL_SWITCH_RETRY_S = 0.02
 CONNECT_TIMEOUT_S = 10
+
+
+def _switch_to_wal(cursor: Any) -> None:
+    # Switching a new database to WAL needs it to itself, and SQLite may answer
+    # "database is locked" at once, without its busy handler, when several
+    # processes open a new file together.  Only the first switch ever waits:
+    # the mode is stored in the file, and later connections find it set.
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except Exception as exc:  # the driver's OperationalError, as the adapter raises it
+            if "locked" not in str(exc).lower() or time.monotonic() > deadline:
+                raise
+            time.sleep(WAL_SWITCH_RETRY_S)
 
 
 def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
@@ -20,9 +38,9 @@ def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
     # synchronous is durable against process crashes, which is the failure we
     # promise to survive; busy_timeout makes concurrent instances queue, not fail.
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    _switch_to_wal(cursor)
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
     # Let BEGIN statements be ours (BEGIN IMMEDIATE for claims), not pysqlite's.
