@@ -5,11 +5,17 @@ pages: the committing connection copies the logged pages into the database
 file and fsyncs it.  For the inline writer that connection is on the event
 loop, so every so often one request waited for a checkpoint; measured on a
 2-core VM it came to about 10 µs per task (``benchmarks/`` has the numbers).
-The inline connection therefore turns automatic checkpoints off, and this
-class runs a ``PASSIVE`` checkpoint from a worker thread every so many
+The inline connection therefore raises the automatic threshold tenfold, and
+this class runs a ``PASSIVE`` checkpoint from a worker thread every so many
 commits.  The checkpoint is one SQLite call, so the thread holds the GIL only
 to start and to finish; it never takes the write lock, so it never delays a
 commit either.
+
+A passive checkpoint copies the log up to where it was when it started; the
+log starts over from the beginning only when a commit finds all of it
+copied.  Commits that come back to back with no gap at all (a burst of
+``enqueue()`` calls) can keep that from happening, and then SQLite's own
+checkpoint, at ten times its usual size, bounds the log.
 """
 
 from __future__ import annotations
@@ -26,6 +32,9 @@ logger = logging.getLogger("taskflow.sqlite")
 # About 1,000 pages of log at the writer's typical 15 pages per commit: the
 # log stays near the size SQLite's own automatic checkpoint would allow.
 COMMITS_PER_CHECKPOINT = 64
+# SQLite's default is 1,000 pages; the backstop checkpoint copies only what
+# the background ones have not copied yet.
+BACKSTOP_CHECKPOINT_PAGES = 10_000
 
 
 class BackgroundCheckpoints:

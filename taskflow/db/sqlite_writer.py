@@ -29,7 +29,7 @@ from taskflow.db.batch import (
     settle_updates,
 )
 from taskflow.db.engine import SQLITE_BUSY_TIMEOUT_MS
-from taskflow.db.sqlite_checkpoint import BackgroundCheckpoints
+from taskflow.db.sqlite_checkpoint import BACKSTOP_CHECKPOINT_PAGES, BackgroundCheckpoints
 from taskflow.models import TaskRecord
 from taskflow.repository.base import WriteBatch
 from taskflow.repository.stats import StatsDelta
@@ -60,7 +60,9 @@ class SqliteInlineWriter:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("PRAGMA wal_autocheckpoint=0")  # see db/sqlite_checkpoint.py
+            # Checkpoints run in a thread (db/sqlite_checkpoint.py); SQLite's own,
+            # inline, stays only as a backstop for a log that never gets a quiet moment.
+            conn.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_CHECKPOINT_PAGES}")
             self._conn = conn
             self._busy_timeout_ms = None
         return self._conn
