@@ -81,6 +81,9 @@ if TYPE_CHECKING:
     from taskflow.web.background import ManagedBackgroundTasks
 
 logger = logging.getLogger("taskflow")
+# ``_background`` is swept of finished tasks once it holds this many (or
+# twice as many as after the last sweep).
+BACKGROUND_SWEEP_MIN = 1024
 
 
 class Service(Protocol):
@@ -207,6 +210,12 @@ class TaskManager:
         self._executors: dict[str, Executor] = {}
         self._local: dict[str, LocalTask] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        # Runner tasks leave ``_background`` themselves; one cancelled before its
+        # first step never runs that code, so the set is swept when it has grown.
+        self._sweep_background_at = BACKGROUND_SWEEP_MIN
+        # After-response tasks waiting for their row's commit, by commit: one
+        # callback per commit starts them all.
+        self._starts_by_commit: dict[asyncio.Future[Any], list[LocalTask]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._started = False
@@ -577,20 +586,43 @@ class TaskManager:
         if after is None and local.accepted and inserted is not None and not inserted.done():
             # Started by the commit rather than started to wait for it: one
             # asyncio step less per task, and no task object while it waits.
-            inserted.add_done_callback(functools.partial(self._start_committed, local))
+            waiting = self._starts_by_commit.get(inserted)
+            if waiting is None:
+                self._starts_by_commit[inserted] = [local]
+                inserted.add_done_callback(self._start_committed)
+            else:
+                waiting.append(local)
             return
         self._spawn_local(local, after)
 
-    def _start_committed(self, local: LocalTask, _commit: asyncio.Future[Any]) -> None:
-        if self._stopping:
-            # It stays pending and is released for another instance; a plain
-            # task queued after it in its request must not wait for it.
-            local.mark_settled()
-            return
-        self._spawn_local(local, None)
+    def _start_committed(self, commit: asyncio.Future[Any]) -> None:
+        for local in self._starts_by_commit.pop(commit, ()):
+            if self._stopping:
+                # It stays pending and is released for another instance; a plain
+                # task queued after it in its request must not wait for it.
+                local.mark_settled()
+            else:
+                self._spawn_local(local, None)
 
     def _spawn_local(self, local: LocalTask, after: LocalTask | None) -> None:
-        local.handle = self.spawn(self._run_local(local, after), local.context)
+        # Not ``spawn()``: the runner task leaves ``_background`` itself and
+        # logs its own failure, which saves a done-callback (an event-loop
+        # step) per task.
+        loop = asyncio.get_running_loop()
+        coro = self._run_local(local, after)
+        if sys.version_info >= (3, 11):
+            task = loop.create_task(coro, context=local.context)
+        elif local.context is not None:
+            task = local.context.run(loop.create_task, coro)
+        else:
+            task = loop.create_task(coro)
+        local.handle = task
+        if task.done():
+            return  # finished in create_task (an eager task factory)
+        background = self._background
+        background.add(task)
+        if len(background) >= self._sweep_background_at:
+            self._sweep_background()
 
     async def hand_off(self, local: LocalTask, after: LocalTask | None = None) -> None:
         """What FastAPI runs after the response: hand the task over and return.
@@ -605,11 +637,25 @@ class TaskManager:
             await asyncio.sleep(0)
 
     async def _run_local(self, local: LocalTask, after: LocalTask | None) -> None:
-        if after is not None:
-            await after.wait_settled()
-        await self._wait_accepted(local)
-        assert self._runner is not None
-        await self._runner.run(local)
+        # Not ``local.handle``, which a retry replaces with its own task.
+        this_task = asyncio.current_task()
+        try:
+            if after is not None:
+                await after.wait_settled()
+            await self._wait_accepted(local)
+            assert self._runner is not None
+            await self._runner.run(local)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("taskflow background job failed")
+        finally:
+            if this_task is not None:
+                self._background.discard(this_task)
+
+    def _sweep_background(self) -> None:
+        self._background = {task for task in self._background if not task.done()}
+        self._sweep_background_at = max(BACKGROUND_SWEEP_MIN, 2 * len(self._background))
 
     def _accepting(self) -> bool:
         return not self._stopping

@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy.engine import Dialect
 
 from taskflow.db.batch import (
+    TASK_INSERT_COLUMNS,
     BatchStatements,
     count_finishing_updates,
     datetime_converter,
@@ -29,7 +30,9 @@ from taskflow.db.batch import (
     settle_updates,
 )
 from taskflow.db.engine import SQLITE_BUSY_TIMEOUT_MS
+from taskflow.db.mapping import MUTABLE_COLUMNS
 from taskflow.db.sqlite_checkpoint import BACKSTOP_CHECKPOINT_PAGES, BackgroundCheckpoints
+from taskflow.db.sqlite_nulls import NullLiteralStatement
 from taskflow.models import TaskRecord
 from taskflow.repository.base import WriteBatch
 from taskflow.repository.stats import StatsDelta
@@ -50,6 +53,13 @@ class SqliteInlineWriter:
         self._conn: sqlite3.Connection | None = None
         self._busy_timeout_ms: int | None = None
         self._checkpoints = BackgroundCheckpoints(path)
+        self._insert_task = NullLiteralStatement(
+            statements.insert_task_sql, nullable=len(TASK_INSERT_COLUMNS)
+        )
+        # The guard (id, lease epoch) after the SET values stays bound.
+        self._update_task = NullLiteralStatement(
+            statements.update_task_sql, nullable=len(MUTABLE_COLUMNS)
+        )
         # One connection, used by batches and claims: never two transactions at
         # once, even when a locked database sends one of them to a thread.
         self._in_use = asyncio.Lock()
@@ -131,7 +141,7 @@ class SqliteInlineWriter:
         present: set[str] = set()
         if finished:
             present = {row[0] for row in self._select(conn, "id", list(finished))}
-        conn.executemany(statements.insert_task_sql, rows)
+        conn.executemany(*self._insert_task.bind(rows))
         for task_id, (func_name, status, duration_ms) in finished.items():
             if task_id not in present:
                 delta.add(func_name, status, duration_ms)
@@ -147,7 +157,7 @@ class SqliteInlineWriter:
         statements = self._statements
         if not careful:
             rows = statements.update_rows(records)
-            cursor = conn.executemany(statements.update_task_sql, rows)
+            cursor = conn.executemany(*self._update_task.bind(rows))
             if cursor.rowcount != len(rows):
                 return None
             count_finishing_updates(records, rows, delta)
@@ -160,7 +170,7 @@ class SqliteInlineWriter:
         if applying:
             rows = statements.update_rows(applying)
             count_finishing_updates(applying, rows, delta)
-            conn.executemany(statements.update_task_sql, rows)
+            conn.executemany(*self._update_task.bind(rows))
         return fenced
 
     @staticmethod
