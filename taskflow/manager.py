@@ -400,7 +400,8 @@ class TaskManager:
         record = self._record_for(
             target, args, kwargs, idempotency_key, tags, priority, owner=self.instance_id
         )
-        record.source = source.value
+        if source is not TaskSource.MANUAL:  # new_record's default
+            record.source = source.value
         local = LocalTask(record=record, target=target, args=args, kwargs=kwargs)
         local.context = contextvars.copy_context()
         return local

@@ -68,7 +68,11 @@ _encode_json = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def _json(value: Any) -> Any:
-    return None if value is None else _encode_json(value)
+    if value is None:
+        return None
+    if not value and type(value) is dict:
+        return "{}"  # most tasks have no keyword arguments
+    return _encode_json(value)
 
 
 def _naive_utc_text(value: datetime | None) -> str | None:
@@ -111,6 +115,8 @@ def _remember_last(convert: Converter) -> Converter:
     last: list[Any] = [None, None]
 
     def converted(value: Any) -> Any:
+        if value is None:
+            return None
         if value is last[0]:
             return last[1]
         result = convert(value)
@@ -172,7 +178,7 @@ class BatchStatements:
             (
                 r.task_id,
                 r.func_name,
-                r.status.value,
+                r.status._value_,  # the same as .value, without a descriptor call
                 r.source,
                 r.executor,
                 r.priority,
@@ -207,7 +213,7 @@ class BatchStatements:
         dt = self._dt
         return [
             (
-                r.status.value,
+                r.status._value_,
                 r.executor,
                 r.retries_used,
                 dt(r.run_at),

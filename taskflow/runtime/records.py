@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from taskflow.exceptions import TaskArgumentError
@@ -55,8 +56,14 @@ def new_record(
         encrypted_payload=encoded.payload if encoded.payload_format == "fernet" else None,
         owner=owner,
         lease_epoch=1,
-        lease_expires_at=now + timedelta(seconds=lease_seconds) if owner else None,
+        lease_expires_at=now + _lease(lease_seconds) if owner else None,
     )
+
+
+@lru_cache(maxsize=8)
+def _lease(seconds: float) -> timedelta:
+    # One lease length per manager: built once, not on every add_task().
+    return timedelta(seconds=seconds)
 
 
 def end_record(record: TaskRecord, status: TaskStatus, now: datetime, error: str) -> None:

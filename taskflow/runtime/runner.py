@@ -52,7 +52,7 @@ class Executor(Protocol):
     async def close(self) -> None: ...
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class LocalTask:
     """A task this instance holds: its record, its function and its live arguments."""
 

@@ -111,5 +111,7 @@ class _RunAfterResponse(BackgroundTask):
             await self.local.wait_settled()
 
     def _plain_task_follows(self) -> bool:
+        if self.siblings[-1] is self:
+            return False  # the usual case: the request's last (or only) task
         later = self.siblings[self.siblings.index(self) + 1 :]
         return any(not isinstance(task, _RunAfterResponse) for task in later)
