@@ -52,8 +52,10 @@ def plain_app(sync_task: bool) -> FastAPI:
     return app
 
 
-def taskflow_app(db_path: str, sync_task: bool) -> tuple[FastAPI, TaskManager]:
-    manager = TaskManager(database_url=f"sqlite:///{db_path}")
+def taskflow_app(
+    db_path: str, sync_task: bool, commit_interval: float | None = None
+) -> tuple[FastAPI, TaskManager]:
+    manager = TaskManager(database_url=f"sqlite:///{db_path}", commit_interval=commit_interval)
     app = FastAPI()
     TaskAdmin(app, manager, auto_install=True)
     func = manager.task()(noop if sync_task else anoop)
@@ -119,10 +121,12 @@ async def measure_plain(requests: int, concurrency: int, sync_task: bool) -> flo
     return await drive(plain_app(sync_task), requests, concurrency) / requests
 
 
-async def measure_taskflow(requests: int, concurrency: int, sync_task: bool) -> tuple[float, int]:
+async def measure_taskflow(
+    requests: int, concurrency: int, sync_task: bool, commit_interval: float | None = None
+) -> tuple[float, int]:
     with tempfile.TemporaryDirectory() as tmp:
         db_path = os.path.join(tmp, "bench.db")
-        app, manager = taskflow_app(db_path, sync_task)
+        app, manager = taskflow_app(db_path, sync_task, commit_interval)
         async with app.router.lifespan_context(app):
             elapsed = await drive(app, requests, concurrency)
             started = time.perf_counter()

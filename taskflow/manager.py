@@ -602,8 +602,16 @@ class TaskManager:
                 # It stays pending and is released for another instance; a plain
                 # task queued after it in its request must not wait for it.
                 local.mark_settled()
-            else:
+                continue
+            try:
                 self._spawn_local(local, None)
+            except Exception:
+                # One task that cannot start (a task factory refusing it) must
+                # not keep the others of its commit from starting.  Its row stays
+                # pending under its lease; when that expires, recovery runs it.
+                logger.exception("taskflow could not start task %s", local.record.task_id)
+                self._local.pop(local.record.task_id, None)
+                local.mark_settled()
 
     def _spawn_local(self, local: LocalTask, after: LocalTask | None) -> None:
         # Not ``spawn()``: the runner task leaves ``_background`` itself and
@@ -617,9 +625,9 @@ class TaskManager:
             task = local.context.run(loop.create_task, coro)
         else:
             task = loop.create_task(coro)
-        local.handle = task
         if task.done():
-            return  # finished in create_task (an eager task factory)
+            return  # finished in create_task (an eager task factory); a retry set its own handle
+        local.handle = task
         background = self._background
         background.add(task)
         if len(background) >= self._sweep_background_at:
@@ -655,7 +663,8 @@ class TaskManager:
                 self._background.discard(this_task)
 
     def _sweep_background(self) -> None:
-        self._background = {task for task in self._background if not task.done()}
+        # In place: shutdown holds this very set while it waits for the tasks in it.
+        self._background.difference_update([task for task in self._background if task.done()])
         self._sweep_background_at = max(BACKGROUND_SWEEP_MIN, 2 * len(self._background))
 
     def _accepting(self) -> bool:

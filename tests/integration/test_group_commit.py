@@ -14,6 +14,7 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -206,6 +207,34 @@ async def test_cancelling_one_task_leaves_the_others_of_its_commit_running(
     record = await manager.get_task(kept)
     assert record is not None and record.status.value == "success", record
     assert "kept" in STARTED and "doomed" not in STARTED
+
+
+async def test_a_task_that_cannot_start_leaves_the_others_of_its_commit_running(
+    served: tuple[httpx.AsyncClient, TaskManager],
+) -> None:
+    """The tasks of one commit are started by one callback: one refusal must not stop the rest."""
+    client, manager = served
+    loop = asyncio.get_running_loop()
+
+    def refuse_task_b(
+        loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any
+    ) -> asyncio.Task[Any]:
+        local = coro.cr_frame.f_locals.get("local") if coro.cr_frame is not None else None
+        if coro.__qualname__.endswith("._run_local") and local.args == ("b",):
+            coro.close()
+            raise RuntimeError("refused by the task factory")
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    await make_writer_nap(client, manager)
+    loop.set_task_factory(refuse_task_b)  # type: ignore[arg-type]
+    try:
+        ids = [(await client.post(f"/add/{label}")).json() for label in ("a", "b", "c")]
+        await asyncio.wait_for(manager.drain(), 10)
+    finally:
+        loop.set_task_factory(None)
+    statuses = [(await manager.get_task(task_id)).status.value for task_id in ids]  # type: ignore[union-attr]
+    assert statuses == ["success", "pending", "success"]  # b waits for its lease to expire
+    assert "a" in STARTED and "c" in STARTED and "b" not in STARTED
 
 
 async def enqueue_many(manager: TaskManager, count: int, label: str) -> None:
