@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -18,18 +19,20 @@ import pytest
 from alembic import command
 from alembic.util import CommandError
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert, inspect, select, text
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from taskflow import TaskManager, cli
 from taskflow.db import migrate, revision
+from taskflow.db.batch import BatchStatements
 from taskflow.db.engine import create_engine_for
 from taskflow.db.tables import metadata, tasks_table
 from taskflow.settings import ENV_DATABASE_URL, resolve_database_url
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TASKFLOW_TABLES = {table.name for table in metadata.sorted_tables}
-HEAD = "0003"
+HEAD = "0004"
 
 
 @asynccontextmanager
@@ -158,6 +161,51 @@ async def test_check_constraints_are_created_and_enforced(db_url: str) -> None:
             assert (await conn.execute(select(tasks_table.c.id))).scalars().all() == [
                 task_row()["id"]
             ]
+
+
+def temporary_btrees(sqlite_path: str) -> int:
+    """How many temporary B-trees SQLite's plans build per row the writer inserts and updates."""
+    statements = BatchStatements(sqlite_dialect.dialect())
+    with sqlite3.connect(sqlite_path) as conn:
+        plans = [
+            conn.execute(f"EXPLAIN {sql}", [None] * sql.count("?")).fetchall()
+            for sql in (statements.insert_task_sql, statements.update_task_sql)
+        ]
+    return sum(1 for plan in plans for step in plan if step[1] == "OpenEphemeral")
+
+
+async def test_0004_keeps_rows_and_checks_and_drops_sqlite_temporary_btrees(
+    db_url: str, backend_name: str
+) -> None:
+    async with open_engine(db_url) as engine:
+        await migrate.upgrade(engine, "0003")
+        async with engine.begin() as conn:
+            await conn.execute(insert(tasks_table).values(task_row()))
+        sqlite_path = db_url.removeprefix("sqlite:///") if backend_name == "sqlite" else None
+        if sqlite_path:
+            # The IN lists of 0001's checks: a B-tree per row for status and source
+            # on insert, for status on update.
+            assert temporary_btrees(sqlite_path) == 3
+        await migrate.upgrade(engine)
+        if sqlite_path:
+            assert temporary_btrees(sqlite_path) == 0
+        for column, bad in (("status", "exploded"), ("source", "nowhere")):
+            with pytest.raises(DBAPIError, match=f"ck_taskflow_tasks_{column}"):
+                async with engine.begin() as conn:
+                    await conn.execute(
+                        insert(tasks_table).values(task_row(id=f"bad-{column}", **{column: bad}))
+                    )
+        async with engine.begin() as conn:
+            await conn.execute(insert(tasks_table).values(task_row(id="ok", status="cancelled")))
+            ids = (await conn.execute(select(tasks_table.c.id))).scalars().all()
+        assert sorted(ids) == sorted([task_row()["id"], "ok"])
+        assert await migrate.check(engine) == []
+        await migrate.downgrade(engine, "0003")
+        if sqlite_path:
+            assert temporary_btrees(sqlite_path) == 3
+        with pytest.raises(DBAPIError, match="ck_taskflow_tasks_status"):
+            async with engine.begin() as conn:
+                await conn.execute(insert(tasks_table).values(task_row(id="x", status="nope")))
 
 
 async def test_check_reports_drift(db_url: str) -> None:
@@ -345,15 +393,15 @@ def test_taskflow_db_commands(db_url: str, tmp_path: Path) -> None:
     assert "run `taskflow db upgrade`" in result.stdout
 
     result = taskflow_cli("db", "upgrade", "--url", db_url, cwd=tmp_path)
-    assert (result.returncode, result.stdout.strip()) == (0, "upgraded from base to 0003 (head)")
+    assert (result.returncode, result.stdout.strip()) == (0, "upgraded from base to 0004 (head)")
     result = taskflow_cli("db", "current", "--url", db_url, cwd=tmp_path)
-    assert result.stdout.strip() == "0003 (head)"
+    assert result.stdout.strip() == "0004 (head)"
     result = taskflow_cli("db", "check", "--url", db_url, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith("in sync")
 
     result = taskflow_cli("db", "downgrade", "base", "--url", db_url, cwd=tmp_path)
-    assert (result.returncode, result.stdout.strip()) == (0, "downgraded from 0003 to base")
+    assert (result.returncode, result.stdout.strip()) == (0, "downgraded from 0004 to base")
 
 
 def test_taskflow_db_reads_url_from_environment(tmp_path: Path) -> None:
@@ -430,7 +478,7 @@ async def test_alembic_command_from_the_checkout(db_url: str) -> None:
     assert result.returncode == 0, result.stderr
     assert "Running upgrade  -> 0001" in result.stderr
     assert "Running upgrade 0001 -> 0002" in result.stderr
-    assert "Running upgrade 0002 -> 0003" in result.stderr
+    assert "Running upgrade 0003 -> 0004" in result.stderr
 
     result = run(*alembic, "check", cwd=REPO_ROOT, env={ENV_DATABASE_URL: db_url})
     assert result.returncode == 0, result.stderr
@@ -440,7 +488,7 @@ async def test_alembic_command_from_the_checkout(db_url: str) -> None:
         cwd=REPO_ROOT, env={ENV_DATABASE_URL: "sqlite:////nonexistent/dir/x.db"},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "0003 (head)" in result.stdout
+    assert "0004 (head)" in result.stdout
 
     async with open_engine(db_url) as engine:
         assert await migrate.current(engine) == HEAD
