@@ -1,0 +1,55 @@
+"""The inline SQLite writer's own value conversions agree with SQLAlchemy's."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy.dialects import sqlite
+
+from taskflow.db.batch import BatchStatements, datetime_converter
+
+ZONES = (timezone.utc, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8)))
+
+
+def sqlalchemy_text(value: datetime) -> str:
+    """What SQLAlchemy's SQLite DATETIME stores for a UTC datetime (the reads parse this)."""
+    dialect = sqlite.dialect()
+    process = sqlite.DATETIME().bind_processor(dialect)
+    assert process is not None
+    text: str = process(value.astimezone(timezone.utc).replace(tzinfo=None))
+    return text
+
+
+def test_timestamp_text_is_sqlalchemys_for_any_moment() -> None:
+    convert = datetime_converter(sqlite.dialect())
+    rng = random.Random(4)
+    moments = [
+        datetime(1, 1, 2, tzinfo=timezone.utc),  # years below 1000 keep four digits
+        datetime(999, 12, 31, 23, 59, 59, 999_999, tzinfo=timezone.utc),
+        datetime(2026, 11, 23, 4, 5, 6, 0, tzinfo=timezone.utc),  # microseconds written as zeros
+        datetime(2026, 11, 23, 0, 30, tzinfo=ZONES[1]),  # the previous day in UTC
+    ]
+    for _ in range(5000):
+        moments.append(
+            datetime(
+                rng.randint(2, 9998),
+                rng.randint(1, 12),
+                rng.randint(1, 28),
+                rng.randint(0, 23),
+                rng.randint(0, 59),
+                rng.randint(0, 59),
+                rng.choice((0, rng.randint(0, 999_999))),
+                tzinfo=rng.choice(ZONES),
+            )
+        )
+    for moment in moments:
+        assert convert(moment) == sqlalchemy_text(moment), moment
+
+
+def test_equal_timestamps_of_a_batch_are_converted_to_the_same_text() -> None:
+    statements = BatchStatements(sqlite.dialect())
+    now = datetime.now(timezone.utc)
+    same_moment = now.astimezone(ZONES[2])  # equal to now, another object and zone
+    assert statements._dt(now) == statements._dt(same_moment) == sqlalchemy_text(now)
+    assert statements._dt(None) is None
