@@ -66,6 +66,9 @@ def _cancel_pending(
     held.pop(local.record.task_id, None)
     if local.handle is not None and not local.handle.done():
         local.handle.cancel()  # a retry waiting for its time, or a task not yet started
+    # A runner cancelled before its first step never reaches its own
+    # mark_settled(): the next task of the request must not wait for it.
+    local.mark_settled()
 
 
 async def _cancel_elsewhere(repository: TaskRepository, task_id: str) -> None:

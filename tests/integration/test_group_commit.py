@@ -237,6 +237,23 @@ async def test_a_task_that_cannot_start_leaves_the_others_of_its_commit_running(
     assert "a" in STARTED and "c" in STARTED and "b" not in STARTED
 
 
+async def test_a_task_cancelled_before_its_first_step_lets_the_next_one_start(
+    served: tuple[httpx.AsyncClient, TaskManager],
+) -> None:
+    """Its runner never runs (so never settles it): the cancel must, or its successor waits."""
+    _client, manager = served
+    local = manager.submit(note_start, ("never",), {})
+    assert not isinstance(local, str)
+    await manager.flush()  # committed: dispatch creates the runner task at once
+    manager.dispatch(local)
+    assert local.handle is not None and not local.handle.done()
+    cancelled = await manager.cancel(local.record.task_id)  # before the runner's first step
+    assert cancelled.status.value == "cancelled"
+    assert local.is_settled
+    await asyncio.wait_for(local.wait_settled(), 1)  # what the next task of its request awaits
+    assert "never" not in STARTED
+
+
 async def enqueue_many(manager: TaskManager, count: int, label: str) -> None:
     for n in range(count):
         await manager.enqueue(note_start, f"{label}{n}")  # one commit each, at least
