@@ -2,8 +2,9 @@
 
 On a shared 2-core VM the timed benchmark moves by 5% or more from one run
 to the next, which is as large as the changes worth making to the hot path.
-Instructions executed do not depend on what else the machine is doing, so
-this script counts them with callgrind for the same two apps (plain
+Instructions executed do not depend on how fast the machine runs, except
+through the size of the group commits (printed at the end), so this script
+counts them with callgrind for the same two apps (plain
 ``BackgroundTasks`` and taskflow, durable on a SQLite file) and prints
 their ratio.
 
@@ -94,7 +95,7 @@ def main() -> None:
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not on PATH (apt-get install valgrind)")
     runs = [(s, n) for s in ("plain", "taskflow") for n in (opts.short, opts.long)]
-    with ThreadPoolExecutor(max_workers=2) as pool:  # instruction counts ignore contention
+    with ThreadPoolExecutor(max_workers=2) as pool:  # two cores: two valgrind processes
         results = dict(
             zip(runs, pool.map(lambda run: count(*run, opts.commit_interval), runs), strict=True)
         )

@@ -128,17 +128,20 @@ def _compile(statement: Any, dialect: Dialect, expected: Sequence[str]) -> str:
 def _remember_recent(convert: Converter) -> Converter:
     # A new row's created_at, run_at and updated_at are one object, and a
     # finished task's updated_at and end_time another: each converted once.
-    # Keyed by value (equal datetimes give equal text), bounded by clearing.
-    recent: dict[Any, Any] = {}
+    # Keyed by value and fold: datetimes of one zone that differ only in fold
+    # (the repeated hour when clocks go back) compare equal but are different
+    # instants.  Equal keys are then the same instant, so the same result.
+    recent: dict[tuple[datetime, int], Any] = {}
 
     def converted(value: Any) -> Any:
         if value is None:
             return None
-        result = recent.get(value)
+        key = (value, value.fold)
+        result = recent.get(key)
         if result is None:
             if len(recent) >= 4096:
                 recent.clear()
-            result = recent[value] = convert(value)
+            result = recent[key] = convert(value)
         return result
 
     return converted

@@ -33,6 +33,9 @@ from taskflow.exceptions import TaskflowError
 
 TABLE_PREFIX = "taskflow_"
 MIGRATION_LOCK_TIMEOUT_S = 300
+# Tables made by ``metadata.create_all`` that match the models are adopted as
+# this revision, then upgraded (see ``_adopt_unversioned``).
+ADOPTED_REVISION = "0003"
 _LOCK_NAME = "taskflow_migrations"
 # pg_advisory_xact_lock takes a bigint; derive a stable one from the name.
 _PG_LOCK_KEY = zlib.crc32(_LOCK_NAME.encode())
@@ -350,4 +353,8 @@ def _adopt_unversioned(conn: Connection) -> None:
             "from the models: " + "; ".join(differences[:5]) + ". Drop them, or bring them "
             "in line and run `taskflow db check`"
         )
-    command.stamp(make_config(conn), "head")
+    # Stamped as the newest revision whose schema such tables certainly have,
+    # then upgraded: 0004 rewrites constraint text that an older taskflow's
+    # create_all wrote as IN lists (and changes nothing where it is current).
+    command.stamp(make_config(conn), ADOPTED_REVISION)
+    command.upgrade(make_config(conn), "head")

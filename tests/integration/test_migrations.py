@@ -208,6 +208,34 @@ async def test_0004_keeps_rows_and_checks_and_drops_sqlite_temporary_btrees(
                 await conn.execute(insert(tasks_table).values(task_row(id="x", status="nope")))
 
 
+async def test_tables_from_an_older_create_all_are_adopted_and_upgraded(
+    db_url: str, backend_name: str
+) -> None:
+    """Unversioned tables that match the models still get 0004's rewrite (and the revision)."""
+    async with open_engine(db_url) as engine:
+        await migrate.upgrade(engine, "0003")  # the tables an older create_all made
+        async with engine.begin() as conn:
+            await conn.execute(text(f"DELETE FROM {migrate.VERSION_TABLE}"))
+        assert await migrate.current(engine) is None
+        await migrate.ensure_schema(engine)
+        assert await migrate.current(engine) == HEAD
+        assert await migrate.check(engine) == []
+    if backend_name == "sqlite":
+        assert temporary_btrees(db_url.removeprefix("sqlite:///")) == 0
+
+
+def test_offline_sql_script_to_head(tmp_path: Path) -> None:
+    """``alembic upgrade --sql`` writes a script without a database; 0004 has nothing to add."""
+    result = run(
+        sys.executable, "-m", "alembic", "-x", f"url=sqlite:///{tmp_path}/offline.db",
+        "upgrade", "base:head", "--sql",
+        cwd=REPO_ROOT,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "CREATE TABLE taskflow_tasks" in result.stdout
+    assert "UPDATE taskflow_alembic_version SET version_num='0004'" in result.stdout
+
+
 async def test_check_reports_drift(db_url: str) -> None:
     async with open_engine(db_url) as engine:
         await migrate.upgrade(engine)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.dialects import sqlite
 
@@ -53,3 +54,14 @@ def test_equal_timestamps_of_a_batch_are_converted_to_the_same_text() -> None:
     same_moment = now.astimezone(ZONES[2])  # equal to now, another object and zone
     assert statements._dt(now) == statements._dt(same_moment) == sqlalchemy_text(now)
     assert statements._dt(None) is None
+
+
+def test_the_repeated_hour_of_a_clock_change_is_two_instants() -> None:
+    """Equal as datetimes (same zone, fold ignored), yet an hour apart: never one cached text."""
+    statements = BatchStatements(sqlite.dialect())
+    new_york = ZoneInfo("America/New_York")
+    first = datetime(2025, 11, 2, 1, 30, tzinfo=new_york)  # EDT, 05:30 UTC
+    second = first.replace(fold=1)  # EST, 06:30 UTC
+    assert first == second
+    assert statements._dt(first) == sqlalchemy_text(first) == "2025-11-02 05:30:00.000000"
+    assert statements._dt(second) == sqlalchemy_text(second) == "2025-11-02 06:30:00.000000"
