@@ -144,19 +144,23 @@ async def test_upgrade_check_downgrade_upgrade(db_url: str) -> None:
         assert await migrate.check(engine) == []
 
 
+async def assert_checks_refuse_bad_values(engine: AsyncEngine) -> None:
+    for column, bad in (("status", "exploded"), ("source", "nowhere")):
+        # IntegrityError on SQLite and PostgreSQL; MariaDB's error 4025 is
+        # an OperationalError to PyMySQL. Each names the constraint.
+        with pytest.raises(DBAPIError, match=f"ck_taskflow_tasks_{column}"):
+            async with engine.begin() as conn:
+                await conn.execute(
+                    insert(tasks_table).values(task_row(id=f"bad-{column}", **{column: bad}))
+                )
+
+
 async def test_check_constraints_are_created_and_enforced(db_url: str) -> None:
     async with open_engine(db_url) as engine:
         await migrate.upgrade(engine)
         async with engine.begin() as conn:
             await conn.execute(insert(tasks_table).values(task_row()))
-        for column, bad in (("status", "exploded"), ("source", "nowhere")):
-            # IntegrityError on SQLite and PostgreSQL; MariaDB's error 4025 is
-            # an OperationalError to PyMySQL. Each names the constraint.
-            with pytest.raises(DBAPIError, match=f"ck_taskflow_tasks_{column}"):
-                async with engine.begin() as conn:
-                    await conn.execute(
-                        insert(tasks_table).values(task_row(id=f"bad-{column}", **{column: bad}))
-                    )
+        await assert_checks_refuse_bad_values(engine)
         async with engine.connect() as conn:
             assert (await conn.execute(select(tasks_table.c.id))).scalars().all() == [
                 task_row()["id"]
@@ -189,12 +193,7 @@ async def test_0004_keeps_rows_and_checks_and_drops_sqlite_temporary_btrees(
         await migrate.upgrade(engine)
         if sqlite_path:
             assert temporary_btrees(sqlite_path) == 0
-        for column, bad in (("status", "exploded"), ("source", "nowhere")):
-            with pytest.raises(DBAPIError, match=f"ck_taskflow_tasks_{column}"):
-                async with engine.begin() as conn:
-                    await conn.execute(
-                        insert(tasks_table).values(task_row(id=f"bad-{column}", **{column: bad}))
-                    )
+        await assert_checks_refuse_bad_values(engine)
         async with engine.begin() as conn:
             await conn.execute(insert(tasks_table).values(task_row(id="ok", status="cancelled")))
             ids = (await conn.execute(select(tasks_table.c.id))).scalars().all()
