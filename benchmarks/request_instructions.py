@@ -38,7 +38,7 @@ COLLECTED = re.compile(r"Collected : (\d+)")
 COMMITS = re.compile(r"commits=(\d+) tasks=(\d+)")
 
 
-def child(system: str, requests: int, commit_interval: float) -> None:
+def child(system: str, requests: int, commit_interval: float, concurrency: int) -> None:
     """One measured process: drive ``requests`` requests through one app."""
     sys.path.insert(0, os.path.dirname(HERE))
     from benchmarks.request_overhead import measure_plain, measure_taskflow
@@ -54,13 +54,13 @@ def child(system: str, requests: int, commit_interval: float) -> None:
 
     sqlite_writer.SqliteInlineWriter.apply = counted_apply  # type: ignore[method-assign]
     if system == "plain":
-        asyncio.run(measure_plain(requests, 1, False))
+        asyncio.run(measure_plain(requests, concurrency, False))
     else:
-        _, done = asyncio.run(measure_taskflow(requests, 1, False, commit_interval))
+        _, done = asyncio.run(measure_taskflow(requests, concurrency, False, commit_interval))
         print(f"commits={commits} tasks={done}")
 
 
-def count(system: str, requests: int, commit_interval: float) -> tuple[int, str]:
+def count(system: str, requests: int, commit_interval: float, concurrency: int) -> tuple[int, str]:
     command = [
         "valgrind",
         "--tool=callgrind",
@@ -73,6 +73,8 @@ def count(system: str, requests: int, commit_interval: float) -> tuple[int, str]
         str(requests),
         "--commit-interval",
         str(commit_interval),
+        "--concurrency",
+        str(concurrency),
     ]
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     found = COLLECTED.search(done.stderr)
@@ -86,25 +88,28 @@ def main() -> None:
     parser.add_argument("--short", type=int, default=300, help="requests in the short run")
     parser.add_argument("--long", type=int, default=1300, help="requests in the long run")
     parser.add_argument("--commit-interval", type=float, default=0.15)
+    parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--child", choices=("plain", "taskflow"), help=argparse.SUPPRESS)
     parser.add_argument("--requests", type=int, help=argparse.SUPPRESS)
     opts = parser.parse_args()
     if opts.child:
-        child(opts.child, opts.requests, opts.commit_interval)
+        child(opts.child, opts.requests, opts.commit_interval, opts.concurrency)
         return
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not on PATH (apt-get install valgrind)")
     runs = [(s, n) for s in ("plain", "taskflow") for n in (opts.short, opts.long)]
     with ThreadPoolExecutor(max_workers=2) as pool:  # two cores: two valgrind processes
-        results = dict(
-            zip(runs, pool.map(lambda run: count(*run, opts.commit_interval), runs), strict=True)
-        )
+        counts = pool.map(lambda run: count(*run, opts.commit_interval, opts.concurrency), runs)
+        results = dict(zip(runs, counts, strict=True))
     extra = opts.long - opts.short
     per_request = {
         system: (results[(system, opts.long)][0] - results[(system, opts.short)][0]) / extra
         for system in ("plain", "taskflow")
     }
-    print(f"instructions per request ({opts.long} - {opts.short} requests, callgrind)")
+    print(
+        f"instructions per request ({opts.long} - {opts.short} requests, "
+        f"concurrency {opts.concurrency}, callgrind)"
+    )
     print(f"  FastAPI BackgroundTasks (memory only): {per_request['plain']:12,.0f}")
     print(f"  taskflow, durable on SQLite (WAL):     {per_request['taskflow']:12,.0f}")
     print(f"  ratio: {per_request['taskflow'] / per_request['plain']:.3f}x")
