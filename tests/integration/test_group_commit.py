@@ -13,6 +13,7 @@ import asyncio
 import sqlite3
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -254,6 +255,17 @@ async def test_a_task_cancelled_before_its_first_step_lets_the_next_one_start(
     assert "never" not in STARTED
 
 
+@asynccontextmanager
+async def started_on_file(path: Path) -> AsyncIterator[TaskManager]:
+    manager = TaskManager(database_url=f"sqlite:///{path}")
+    manager.task()(note_start)
+    await manager.startup()
+    try:
+        yield manager
+    finally:
+        await manager.shutdown()
+
+
 async def enqueue_many(manager: TaskManager, count: int, label: str) -> None:
     for n in range(count):
         await manager.enqueue(note_start, f"{label}{n}")  # one commit each, at least
@@ -263,10 +275,7 @@ async def enqueue_many(manager: TaskManager, count: int, label: str) -> None:
 async def test_a_worker_thread_checkpoints_the_sqlite_log(tmp_path: Path) -> None:
     """Pages reach the database file without SQLite's own (inline) checkpoint running."""
     path = tmp_path / "tasks.db"
-    manager = TaskManager(database_url=f"sqlite:///{path}")
-    manager.task()(note_start)
-    await manager.startup()
-    try:
+    async with started_on_file(path) as manager:
         empty = path.stat().st_size  # the schema only: every row so far is in the log
         await enqueue_many(manager, COMMITS_PER_CHECKPOINT * 2, "n")  # well under the backstop
         for _ in range(100):
@@ -274,25 +283,19 @@ async def test_a_worker_thread_checkpoints_the_sqlite_log(tmp_path: Path) -> Non
                 break
             await asyncio.sleep(0.02)
         copied = path.stat().st_size - empty
-    finally:
-        await manager.shutdown()  # (closing the last connection checkpoints by itself)
+    # (measured before shutdown: closing the last connection checkpoints by itself)
     assert copied > 64 * 1024, f"only {copied} bytes reached the database file"
 
 
 async def test_the_sqlite_log_stays_bounded_under_back_to_back_commits(tmp_path: Path) -> None:
     path = tmp_path / "tasks.db"
-    manager = TaskManager(database_url=f"sqlite:///{path}")
-    manager.task()(note_start)
-    await manager.startup()
-    try:
+    async with started_on_file(path) as manager:
         await enqueue_many(manager, 1200, "n")  # more log than the backstop's worth
         conn = sqlite3.connect(path)  # read while running (see above)
         try:
             _busy, log_frames, _copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         finally:
             conn.close()
-    finally:
-        await manager.shutdown()
     assert log_frames < BACKSTOP_CHECKPOINT_PAGES + 200, log_frames
 
 
