@@ -617,14 +617,7 @@ class TaskManager:
         # Not ``spawn()``: the runner task leaves ``_background`` itself and
         # logs its own failure, which saves a done-callback (an event-loop
         # step) per task.
-        loop = asyncio.get_running_loop()
-        coro = self._run_local(local, after)
-        if sys.version_info >= (3, 11):
-            task = loop.create_task(coro, context=local.context)
-        elif local.context is not None:
-            task = local.context.run(loop.create_task, coro)
-        else:
-            task = loop.create_task(coro)
+        task = _create_task(self._run_local(local, after), local.context)
         if task.done():
             return  # finished in create_task (an eager task factory); a retry set its own handle
         local.handle = task
@@ -677,14 +670,7 @@ class TaskManager:
 
         With ``context``, the task runs in a copy of it (the request's context vars).
         """
-        loop = asyncio.get_running_loop()
-        if context is None:
-            task = loop.create_task(coro)
-        elif sys.version_info >= (3, 11):
-            # The context is this task's private copy already (made at add_task).
-            task = loop.create_task(coro, context=context)
-        else:
-            task = context.run(loop.create_task, coro)
+        task = _create_task(coro, context)
         self._background.add(task)
         task.add_done_callback(self._background_done)
         return task
@@ -1103,6 +1089,19 @@ class TaskManager:
         self._apps.add(id(app))
         wrap_lifespan(self, app)
         add_error_handlers(app)
+
+
+def _create_task(
+    coro: Coroutine[Any, Any, Any], context: contextvars.Context | None
+) -> asyncio.Task[Any]:
+    """A task on the running loop, in ``context`` when given (the request's context vars)."""
+    loop = asyncio.get_running_loop()
+    if context is None:
+        return loop.create_task(coro)
+    if sys.version_info >= (3, 11):
+        # The context is this task's private copy already (made at add_task).
+        return loop.create_task(coro, context=context)
+    return context.run(loop.create_task, coro)
 
 
 def _bridge_engine(target: DatabaseTarget) -> Any:
