@@ -437,13 +437,14 @@ class TaskManager:
         local.accepted = True
 
     def _insert_with_key_blocking(self, record: TaskRecord) -> str:
-        """Insert a keyed task now (its id depends on the database) and return the key's owner."""
-        if not self._on_loop_thread():
-            assert self._loop is not None
-            future = asyncio.run_coroutine_threadsafe(
-                self.repository.insert_with_key(record), self._loop
-            )
-            return future.result()
+        """Insert a keyed task now (its id depends on the database) and return the key's owner.
+
+        Always on the bridge's own loop and connection, from a worker thread
+        too.  Run on the app's loop, a sync route's insert held SQLite's write
+        lock across awaits there; an async route's keyed add_task, blocking that
+        loop on the bridge, then waited for that lock until the busy timeout
+        (30 s), and the transaction holding it could not finish meanwhile.
+        """
         return self._bridge.call(lambda repository: repository.insert_with_key(record))
 
     async def enqueue(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
 
 import httpx
@@ -94,6 +95,36 @@ async def test_failed_task_frees_its_key(schema_db_url: str, engine: Any) -> Non
     assert third != second  # the second failed too, freeing the key again
     tasks, keys = await count_rows(engine, "order-2")
     assert (tasks, keys) == (3, 1)
+
+
+async def test_a_keyed_task_from_a_worker_thread_does_not_need_the_event_loop(
+    schema_db_url: str,
+) -> None:
+    """A sync route's keyed insert must not hold a write transaction across the app's loop.
+
+    If it ran there, an async route's keyed add_task (which blocks that loop
+    until its own insert is done) could wait on the lock that transaction
+    holds, which in turn waits for the loop: 30 s, the busy timeout, on SQLite.
+    """
+    manager = TaskManager(database_url=schema_db_url, poll_interval=0.05)
+    manager.task(name="notify")(notify)
+    await manager.startup()
+    try:
+        outcome: list[Any] = []
+        thread = threading.Thread(
+            target=lambda: outcome.append(
+                manager.submit(notify, ("o-9",), {}, idempotency_key="order-9")
+            )
+        )
+        thread.start()
+        thread.join(10)  # blocks this event loop on purpose
+        assert outcome, "the keyed insert from a thread waited for the blocked event loop"
+        manager.dispatch(outcome[0])  # what add_task does next
+        await manager.drain()
+        record = await manager.get_task(outcome[0].record.task_id)
+        assert record is not None and record.status is TaskStatus.SUCCESS
+    finally:
+        await manager.shutdown()
 
 
 async def test_two_instances_racing_on_one_key_make_one_task(
