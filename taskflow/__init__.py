@@ -23,6 +23,7 @@ from taskflow.exceptions import (
     RegistrationError,
     TaskArgumentError,
     TaskflowError,
+    TaskNotAcknowledgedError,
     TaskNotFoundError,
     WriterStoppedError,
 )
@@ -79,6 +80,7 @@ __all__ = [
     "TaskContext",
     "TaskExecutionContext",
     "TaskManager",
+    "TaskNotAcknowledgedError",
     "TaskNotFoundError",
     "TaskObserver",
     "TaskPage",

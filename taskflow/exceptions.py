@@ -43,6 +43,10 @@ class WriterStoppedError(TaskflowError, RuntimeError):
     """The manager shut down before a write was committed (the commit timed out)."""
 
 
+class TaskNotAcknowledgedError(TaskflowError, RuntimeError):
+    """A task added while a response was streaming could not be committed; the response is cut."""
+
+
 class InvalidTransitionError(TaskflowError, ValueError):
     """The requested change does not apply to the task's current status."""
 

@@ -45,6 +45,7 @@ from taskflow.observe.observer import LoggerChain
 from taskflow.observe.setup import build_observers
 from taskflow.observe.tracing import task_tracer
 from taskflow.options import (
+    check_choice,
     check_limits,
     check_not_negative,
     check_positive,
@@ -55,6 +56,14 @@ from taskflow.registry import RegisteredTask, TaskRegistry
 from taskflow.replay import Replayer, RetryReport
 from taskflow.repository.base import InstanceStatus, TaskPage, TaskQuery, TaskRepository
 from taskflow.repository.sql import SqlTaskRepository
+from taskflow.runtime.acknowledgement import (
+    ACKNOWLEDGE_MODES,
+    AcknowledgeMode,
+    Receipt,
+    Refusal,
+    settle_request,
+    wait_committed,
+)
 from taskflow.runtime.bridge import BlockingBridge
 from taskflow.runtime.cancellation import cancel_task
 from taskflow.runtime.changes import ChangeFeed, RemoteChanges
@@ -124,6 +133,13 @@ class TaskManager:
             highest ``priority`` first.
         process_shutdown_timeout: seconds running process tasks get at shutdown
             before their worker processes are killed (they become ``interrupted``).
+        acknowledge: ``"committed"`` (default): a response that carries task ids
+            leaves only once those tasks' rows are committed, and answers 503
+            when the database does not confirm them within
+            ``acknowledge_timeout`` seconds (no task is then created).
+            ``"buffered"``: responses do not wait; rows are committed a few
+            milliseconds later, so a crash in between loses tasks whose ids the
+            client already has (see docs/guide/durability.md).
         tracer_provider: an OpenTelemetry ``TracerProvider`` for task spans;
             default: the global one, when configured.
     """
@@ -156,6 +172,8 @@ class TaskManager:
         heartbeat_interval: float | None = None,
         poll_interval: float = 1.0,
         shutdown_grace: float = 10.0,
+        acknowledge: AcknowledgeMode = "committed",
+        acknowledge_timeout: float = 10.0,
         tracer_provider: Any = None,
     ) -> None:
         url = choose_database_url(database_url, snapshot_backend, snapshot_db)
@@ -165,6 +183,8 @@ class TaskManager:
         check_positive("poll_interval", poll_interval)
         heartbeat_interval = heartbeat_interval_for(lease_seconds, heartbeat_interval)
         check_not_negative("shutdown_grace", shutdown_grace)
+        check_choice("acknowledge", acknowledge, ACKNOWLEDGE_MODES)
+        check_positive("acknowledge_timeout", acknowledge_timeout)
         check_limits(
             max_concurrent_tasks=max_concurrent_tasks,
             max_sync_threads=max_sync_threads,
@@ -197,6 +217,8 @@ class TaskManager:
         self.heartbeat_interval = heartbeat_interval
         self.poll_interval = poll_interval
         self.shutdown_grace = shutdown_grace
+        self.acknowledge_mode: AcknowledgeMode = acknowledge
+        self.acknowledge_timeout = acknowledge_timeout
         self.fernet = None if encrypt_args_key is None else build_cipher(encrypt_args_key)
         self.logger: LoggerChain | None = build_observers(
             self.loggers, log_file, self.log_file_options
@@ -220,7 +242,10 @@ class TaskManager:
         self._loop_thread: int | None = None
         self._started = False
         self._stopping = False
+        # Past the shutdown grace: no attempt starts any more.
+        self._releasing = False
         self._apps: set[int] = set()
+        self._inject_apps: set[int] = set()
         self._lifecycle_hooks: list[tuple[Callable[[], None], Callable[[], None]]] = []
         self._services: list[Service] = []
         self._scheduler: PeriodicScheduler | None = None
@@ -582,7 +607,11 @@ class TaskManager:
                 functools.partial(self.dispatch, local, after, hurry=hurry)
             )
             return
+        if local.dispatched:
+            return  # handed over already (by its request's end, or by drain())
+        local.dispatched = True
         if hurry and self._writer is not None:
+            local.urgent = True
             self._writer.hurry()
         inserted = local.inserted
         if after is None and local.accepted and inserted is not None and not inserted.done():
@@ -599,7 +628,7 @@ class TaskManager:
 
     def _start_committed(self, commit: asyncio.Future[Any]) -> None:
         for local in self._starts_by_commit.pop(commit, ()):
-            if self._stopping:
+            if self._releasing:
                 # It stays pending and is released for another instance; a plain
                 # task queued after it in its request must not wait for it.
                 local.mark_settled()
@@ -662,7 +691,10 @@ class TaskManager:
         self._sweep_background_at = max(BACKGROUND_SWEEP_MIN, 2 * len(self._background))
 
     def _accepting(self) -> bool:
-        return not self._stopping
+        return not self._releasing
+
+    def _stop_starting(self) -> None:
+        self._releasing = True
 
     def spawn(
         self, coro: Coroutine[Any, Any, Any], context: contextvars.Context | None = None
@@ -851,7 +883,15 @@ class TaskManager:
         return await self.repository.list_live_instances(alive_since=alive_since)
 
     async def drain(self) -> None:
-        """Wait until every local task has finished and its final state is committed."""
+        """Wait until every local task has finished and its final state is committed.
+
+        Tasks added through a ``ManagedBackgroundTasks`` that nothing will run
+        (made outside a request, in an app without ``init_app()``) are
+        started first, so this returns for them too.
+        """
+        for local in list(self._local.values()):
+            if not local.dispatched and local.accepted:
+                self.dispatch(local)
         while self._local or any(not t.done() for t in self._background):
             await asyncio.sleep(0.001)
         await self.flush()
@@ -926,6 +966,7 @@ class TaskManager:
             poll_max=self.poll_interval,
         )
         self._stopping = False
+        self._releasing = False
         self._started = True
         try:
             await self._dispatcher.start()
@@ -941,12 +982,14 @@ class TaskManager:
             await service.start()
 
     async def shutdown(self) -> None:
-        """Stop claiming, let running tasks finish (``shutdown_grace``), record the rest.
+        """Stop claiming, run what was accepted (``shutdown_grace``), record the rest.
 
-        Tasks still running after the grace period become ``interrupted`` (or
-        go back to ``pending`` for any instance when their function has
-        ``requeue_on_interrupt=True``); tasks not started are released so
-        another instance, or the next start, runs them.
+        Like FastAPI's own background tasks, the tasks of the last requests
+        still run.  Tasks still running after the grace period become
+        ``interrupted`` (or go back to ``pending`` for any instance when their
+        function has ``requeue_on_interrupt=True``); tasks not started by
+        then, and retries not yet due, are released so another instance, or
+        the next start, runs them.
         """
         if not self._started:
             return
@@ -962,13 +1005,18 @@ class TaskManager:
             except Exception:  # one failing service must not skip the rest of shutdown
                 logger.exception("taskflow service %r failed to stop", service)
         if self._dispatcher is not None:
-            await self._dispatcher.stop()
+            await self._dispatcher.stop_claiming()  # heartbeats go on through the grace
+        if self._writer is not None:
+            self._writer.stop_napping()
         await finish_running_tasks(
             self._local,
             self._background,
             shutdown_grace=self.shutdown_grace,
             process_shutdown_timeout=self.process_shutdown_timeout,
+            stop_starting=self._stop_starting,
         )
+        if self._dispatcher is not None:
+            await self._dispatcher.stop()
         assert self._writer is not None
         released = release_held(self._local, self._writer, self._runner)
         await self._writer.stop()
@@ -1082,14 +1130,57 @@ class TaskManager:
         install(self, app)
 
     def init_app(self, app: FastAPI) -> None:
-        """Run ``startup()``/``shutdown()`` with the app's lifespan; safe to call twice."""
-        from taskflow.web.install import add_error_handlers, wrap_lifespan
+        """Run ``startup()``/``shutdown()`` with the app's lifespan; safe to call twice.
+
+        Also holds each of the app's responses until the tasks its request
+        added are committed (``acknowledge="committed"``), and answers 503
+        when the database cannot confirm them in time.
+        """
+        from taskflow.web.install import add_acknowledgement, add_error_handlers, wrap_lifespan
 
         if id(app) in self._apps:
             return
         self._apps.add(id(app))
         wrap_lifespan(self, app)
         add_error_handlers(app)
+        add_acknowledgement(self, app)
+
+    def inject_into(self, app: FastAPI) -> None:
+        """Give ``app``'s plain ``BackgroundTasks`` annotations this manager (see ``install``)."""
+        self._inject_apps.add(id(app))
+
+    def injects_into(self, app: Any) -> bool:
+        """Whether ``install(app)`` made ``app``'s plain ``BackgroundTasks`` managed."""
+        return id(app) in self._inject_apps
+
+    @property
+    def serves_requests(self) -> bool:
+        """Whether some app's requests pass this manager's hold (``init_app()`` ran)."""
+        return bool(self._apps)
+
+    # -- acknowledgement (logic in taskflow.runtime.acknowledgement) ------------
+
+    async def acknowledge(self, receipt: Receipt) -> Refusal | None:
+        """Wait until the receipt's new tasks are committed; None, or why they are not."""
+        tasks = receipt.tasks[receipt.acknowledged :]
+        receipt.acknowledged = len(receipt.tasks)
+        writer = self._writer
+        if self.acknowledge_mode == "buffered" or writer is None:
+            return None
+        return await wait_committed(tasks, writer, self.acknowledge_timeout, self._forget)
+
+    def settle_request(self, receipt: Receipt, status_code: int | None) -> None:
+        """After a request: tasks FastAPI never ran are run (success) or cancelled."""
+        settle_request(
+            receipt,
+            status_code,
+            dispatch=self.dispatch,
+            forget=self._forget,
+            writer=self._writer,
+        )
+
+    def _forget(self, local: LocalTask) -> None:
+        self._local.pop(local.record.task_id, None)
 
 
 def _create_task(

@@ -22,6 +22,13 @@ def check_positive(name: str, value: float) -> None:
         raise ConfigurationError(f"{name} must be a positive number, got {value!r}")
 
 
+def check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    """Raise ``ConfigurationError`` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        allowed = ", ".join(repr(choice) for choice in choices)
+        raise ConfigurationError(f"{name} must be one of {allowed}, got {value!r}")
+
+
 def check_not_negative(name: str, value: float) -> None:
     """Raise ``ConfigurationError`` when a duration in seconds is below zero."""
     if value < 0:

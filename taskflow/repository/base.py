@@ -204,15 +204,22 @@ class TaskRepository(abc.ABC):
 
     @abc.abstractmethod
     async def claim(
-        self, owner: str, *, now: datetime, lease_until: datetime, limit: int
+        self,
+        owner: str,
+        *,
+        now: datetime,
+        lease_until: datetime,
+        limit: int,
+        take_running: bool = True,
     ) -> list[TaskRecord]:
         """Atomically take up to ``limit`` tasks no live instance holds.
 
         Those are pending tasks that are due and unowned or whose owner's
-        lease expired, and running tasks whose owner's lease expired (their
-        instance died mid-attempt).  Each claimed row gets ``owner``, a new
-        lease and ``lease_epoch + 1`` (fencing out the previous owner); it
-        keeps its status, so the caller decides what a dead attempt becomes.
+        lease expired, and (with ``take_running``) running tasks whose
+        owner's lease expired (their instance died mid-attempt).  Each
+        claimed row gets ``owner``, a new lease and ``lease_epoch + 1``
+        (fencing out the previous owner); it keeps its status, so the caller
+        decides what a dead attempt becomes.
         Two instances calling this concurrently never receive the same row.
         """
 

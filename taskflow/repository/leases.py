@@ -24,13 +24,15 @@ I = instances_table  # noqa: E741 - mirrors T for the tasks table
 ACTIVE = (TaskStatus.PENDING.value, TaskStatus.RUNNING.value)
 
 
-def _claimable(owner: str, now: datetime) -> Any:
+def _claimable(owner: str, now: datetime, take_running: bool) -> Any:
     others_expired = and_(T.c.owner != owner, T.c.lease_expires_at < now)
     pending_due = and_(
         T.c.status == TaskStatus.PENDING.value,
         T.c.run_at <= now,
         or_(T.c.owner.is_(None), others_expired),
     )
+    if not take_running:
+        return pending_due
     abandoned = and_(T.c.status == TaskStatus.RUNNING.value, others_expired)
     return or_(pending_due, abandoned)
 
@@ -44,11 +46,13 @@ def _claim_values(owner: str, now: datetime, lease_until: datetime) -> dict[str,
     }
 
 
-def claim_candidates(dialect: Any, owner: str, now: datetime, limit: int) -> Any:
+def claim_candidates(
+    dialect: Any, owner: str, now: datetime, limit: int, *, take_running: bool = True
+) -> Any:
     """The rows a claim takes: due, nobody alive holds them, highest priority first."""
     return (
         select(T.c.id)
-        .where(_claimable(owner, now))
+        .where(_claimable(owner, now, take_running))
         .order_by(dialects.priority_first(dialect, T.c.priority), T.c.run_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -56,10 +60,16 @@ def claim_candidates(dialect: Any, owner: str, now: datetime, limit: int) -> Any
 
 
 def claim_ids_statement(
-    dialect: Any, owner: str, now: datetime, lease_until: datetime, limit: int
+    dialect: Any,
+    owner: str,
+    now: datetime,
+    lease_until: datetime,
+    limit: int,
+    *,
+    take_running: bool = True,
 ) -> Any:
     """``UPDATE ... WHERE id IN (candidates) RETURNING id`` (PostgreSQL, SQLite)."""
-    candidates = claim_candidates(dialect, owner, now, limit)
+    candidates = claim_candidates(dialect, owner, now, limit, take_running=take_running)
     values = _claim_values(owner, now, lease_until)
     return update(T).where(T.c.id.in_(candidates)).values(values).returning(T.c.id)
 
@@ -74,11 +84,17 @@ async def read_claimed(engine: AsyncEngine, ids: list[str]) -> list[TaskRecord]:
 
 
 async def claim(
-    write_engine: AsyncEngine, owner: str, *, now: datetime, lease_until: datetime, limit: int
+    write_engine: AsyncEngine,
+    owner: str,
+    *,
+    now: datetime,
+    lease_until: datetime,
+    limit: int,
+    take_running: bool = True,
 ) -> list[TaskRecord]:
     """See ``TaskRepository.claim``."""
     dialect = write_engine.dialect
-    candidates = claim_candidates(dialect, owner, now, limit)
+    candidates = claim_candidates(dialect, owner, now, limit, take_running=take_running)
     values = _claim_values(owner, now, lease_until)
     async with write_engine.begin() as conn:
         if dialects.claim_with_update_returning(dialect):

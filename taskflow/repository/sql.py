@@ -238,17 +238,28 @@ class SqlTaskRepository(TaskRepository):
     # -- leases and instances (SQL in taskflow.repository.leases) ------------
 
     async def claim(
-        self, owner: str, *, now: datetime, lease_until: datetime, limit: int
+        self,
+        owner: str,
+        *,
+        now: datetime,
+        lease_until: datetime,
+        limit: int,
+        take_running: bool = True,
     ) -> list[TaskRecord]:
         if self._inline is not None:
             # Inline on SQLite: an idle poll is then one cheap statement, no thread hop.
             statement = leases.claim_ids_statement(
-                self.engine.dialect, owner, now, lease_until, limit
+                self.engine.dialect, owner, now, lease_until, limit, take_running=take_running
             )
             ids = [row[0] for row in await self._inline.execute_returning(statement)]
             return await leases.read_claimed(self.engine, ids)
         return await leases.claim(
-            self.write_engine, owner, now=now, lease_until=lease_until, limit=limit
+            self.write_engine,
+            owner,
+            now=now,
+            lease_until=lease_until,
+            limit=limit,
+            take_running=take_running,
         )
 
     async def heartbeat(self, instance: InstanceInfo, *, lease_until: datetime) -> int:

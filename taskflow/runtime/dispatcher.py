@@ -6,6 +6,15 @@ retries of another instance that stopped, rows inserted by other processes
 (``enqueue(session=...)``).  Polling is adaptive: right after a claim found
 work it polls again at once, and it backs off to ``poll_max`` while idle.
 ``wake()`` cuts a wait short (a local signal that work may be there).
+
+An expired lease on a ``running`` row means its instance died only if that
+instance could have renewed it.  After an outage that every instance saw,
+all leases look expired, though their instances are alive and about to
+renew them.  So running rows are recovered only by an instance that has
+itself reached the database without a failure for a whole lease: in that
+time any live owner has renewed.  Pending rows need no such wait: their
+owner cannot start them any more (a task starts only after its ``running``
+state commits, and a claim fences that commit out).
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import timedelta
@@ -60,18 +70,44 @@ class Dispatcher:
         self._unlisten: Callable[[], Awaitable[None]] | None = None
         self._stopped = False
         self.claimed_total = 0
+        # Since when (monotonic) every heartbeat and claim has reached the
+        # database; None after a failure.
+        self._reachable_since: float | None = None
 
     async def start(self) -> None:
         now = utcnow()
         self._stopped = False
         self.instance = replace(self.instance, started_at=now, heartbeat_at=now)
         await self._repository.register_instance(self.instance)
+        self._reached()
         self._unlisten = await self._repository.listen(self.wake)
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._heartbeat_loop(), name="taskflow-heartbeat"),
             loop.create_task(self._claim_loop(), name="taskflow-claims"),
         ]
+
+    async def stop_claiming(self) -> None:
+        """Claim nothing more; heartbeats go on, so held tasks keep their leases."""
+        self._stopped = True
+        self._wakeup.set()
+        claims = self._tasks[1] if len(self._tasks) > 1 else None
+        if claims is not None and not claims.done():
+            _done, late = await asyncio.wait({claims}, timeout=STOP_TIMEOUT_S)
+            for task in late:
+                task.cancel()
+
+    def may_recover_running(self) -> bool:
+        """Whether expired leases on running rows prove their instances dead (see module doc)."""
+        since = self._reachable_since
+        return since is not None and time.monotonic() - since >= self._lease.total_seconds()
+
+    def _reached(self) -> None:
+        if self._reachable_since is None:
+            self._reachable_since = time.monotonic()
+
+    def _unreachable(self) -> None:
+        self._reachable_since = None
 
     async def stop(self) -> None:
         """Stop claiming and heartbeating (leases then run out unless released).
@@ -108,7 +144,12 @@ class Dispatcher:
         """One heartbeat now; returns the number of leases renewed."""
         now = utcnow()
         self.instance = replace(self.instance, heartbeat_at=now)
-        renewed = await self._repository.heartbeat(self.instance, lease_until=now + self._lease)
+        try:
+            renewed = await self._repository.heartbeat(self.instance, lease_until=now + self._lease)
+        except Exception:
+            self._unreachable()
+            raise
+        self._reached()
         # Tasks cancelled or taken over elsewhere: stop working on them now,
         # not only when their next write is refused.
         held = self._held()
@@ -124,9 +165,18 @@ class Dispatcher:
         if room <= 0:
             return 0
         now = utcnow()
-        records = await self._repository.claim(
-            self.instance.instance_id, now=now, lease_until=now + self._lease, limit=room
-        )
+        try:
+            records = await self._repository.claim(
+                self.instance.instance_id,
+                now=now,
+                lease_until=now + self._lease,
+                limit=room,
+                take_running=self.may_recover_running(),
+            )
+        except Exception:
+            self._unreachable()
+            raise
+        self._reached()
         if records:
             self.claimed_total += len(records)
             self._on_claimed(records)

@@ -1,9 +1,12 @@
 """One task's attempts: context, execution, retries and the transitions between them.
 
-Every state change is handed to the group-commit writer as it happens; the
-first attempt starts only once the task's own row is committed, so a task
-that ran always exists in the database.  A retry's delay is written as the
-row's ``run_at`` before the runner waits for it, so a restart loses no retry.
+Every state change is handed to the group-commit writer as it happens.  Two
+of them are waited for: the task's own row before its first attempt, and
+each attempt's ``running`` state before its function is called.  So after
+any crash the row tells the truth: ``pending`` means the function was never
+called and any instance may run it; ``running`` means it may have been, and
+recovery records that.  A retry's delay is written as the row's ``run_at``
+before the runner waits for it, so a restart loses no retry.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 from taskflow.context import TaskContext, Tokens, bind, unbind
+from taskflow.exceptions import WriterStoppedError
 from taskflow.models import TaskLogEntry, TaskRecord, TaskStatus, utcnow
 from taskflow.observe.events import LifecycleEvent, LogEvent
 from taskflow.observe.observer import LoggerChain
@@ -26,6 +30,7 @@ from taskflow.observe.tracing import TaskTracer
 from taskflow.registry import RegisteredTask
 from taskflow.repository.base import BatchOutcome
 from taskflow.runtime.priority import Slots
+from taskflow.runtime.records import end_record
 from taskflow.runtime.writer import GroupCommitWriter
 from taskflow.serialization import json_result
 
@@ -66,6 +71,13 @@ class LocalTask:
     accepted: bool = True
     handle: asyncio.Task[Any] | None = None
     cancel_requested: bool = False
+    # Handed to the runner (after the response, at once, or by a claim): a
+    # second hand-off of the same task is ignored, so it never runs twice.
+    dispatched: bool = False
+    # Sleeping until its next attempt: shutdown releases it rather than waiting.
+    retry_waiting: bool = False
+    # Meant to start at once: its commits do not wait out the commit interval.
+    urgent: bool = False
     # Once the first attempt is over, the next task of the same request may start.
     # The event is made only when someone waits: most tasks have no successor.
     is_settled: bool = False
@@ -142,7 +154,11 @@ class TaskRunner:
             task.handle = self._spawn(self._retry_after(task, delay), task.context)
 
     async def _retry_after(self, task: LocalTask, delay: float) -> None:
-        await asyncio.sleep(delay)
+        task.retry_waiting = True
+        try:
+            await asyncio.sleep(delay)
+        finally:
+            task.retry_waiting = False
         await self.run(task)
 
     async def _attempt(self, task: LocalTask) -> float | None:
@@ -163,7 +179,8 @@ class TaskRunner:
                 await executor.prepare(record.task_id)
             if record.status is not TaskStatus.PENDING or not self._accepting():
                 return None
-            self._mark_running(record, executor.name)
+            if not await self._start_recorded(task, executor.name):
+                return None
             span = self._tracer.start(record, executor.name) if self._tracer else None
             try:
                 return await self._call(task, executor)
@@ -197,7 +214,41 @@ class TaskRunner:
         self._record_success(record, result, time.perf_counter() - started)
         return None
 
-    def _mark_running(self, record: TaskRecord, executor: str) -> None:
+    async def _start_recorded(self, task: LocalTask, executor: str) -> bool:
+        """Mark the attempt ``running`` and wait until that is committed; False: do not start.
+
+        The function is called only once the database says the attempt
+        started: a crash before the commit leaves the row ``pending`` (never
+        started, safe for any instance to run); a crash after it leaves it
+        ``running``, which recovery records as interrupted.  A commit that
+        finds the lease taken over or the task cancelled elsewhere (fenced)
+        means another instance owns it now, and it must not start here.
+        """
+        record = task.record
+        committed = self._mark_running(record, executor)
+        if task.urgent:
+            # Meant to start at once (eager, prioritised, enqueued): not held
+            # back by the commit interval.  Others share the next group commit.
+            self._writer.hurry()
+        try:
+            outcome = await asyncio.shield(committed)
+        except WriterStoppedError:
+            _not_started(record)  # never committed: still pending in the database
+            return False
+        except asyncio.CancelledError:
+            if not task.cancel_requested:
+                _not_started(record)  # shutdown: released as pending, for another instance
+                raise
+            end_record(record, TaskStatus.CANCELLED, utcnow(), "cancelled before it started")
+            self._writer.update(record)
+            self.announce(record)
+            return False
+        if record.task_id in outcome.fenced or record.status is not TaskStatus.RUNNING:
+            return False
+        self.announce(record)
+        return True
+
+    def _mark_running(self, record: TaskRecord, executor: str) -> asyncio.Future[BatchOutcome]:
         now = utcnow()
         record.status = TaskStatus.RUNNING
         record.start_time = now
@@ -206,8 +257,7 @@ class TaskRunner:
         record.executor = executor
         record.updated_at = now
         record.lease_expires_at = now + self._lease
-        self._writer.update(record)
-        self.announce(record)
+        return self._writer.update(record)
 
     def announce(self, record: TaskRecord) -> None:
         """Tell observers about the record's current status (no-op without observers)."""
@@ -297,6 +347,14 @@ class TaskRunner:
 
     def _finish(self, task: LocalTask) -> None:
         self._on_finished(task)
+
+
+def _not_started(record: TaskRecord) -> None:
+    # The running state was never committed: what is held must say pending
+    # again, so that shutdown releases the task instead of recording an
+    # interruption of an attempt that never began.
+    record.status = TaskStatus.PENDING
+    record.start_time = None
 
 
 def lifecycle_event(record: TaskRecord) -> LifecycleEvent:

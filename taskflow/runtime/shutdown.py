@@ -1,8 +1,8 @@
 """What becomes of the tasks an instance still holds when it shuts down.
 
-Two steps, in order.  First the running attempts get their grace period to
-end and everything else is stopped; then every task still held is written
-down as what it now is, so no row is left looking alive under an owner that
+Two steps, in order.  First the tasks it accepted get their grace period to
+run and end, and then everything still going is stopped; then every task
+still held is written down as what it now is, so no row is left looking alive under an owner that
 is gone.  Running ones become ``interrupted`` (or ``pending`` again when
 their function asked for it); waiting ones lose their owner, so another
 instance, or the next start, claims them at once rather than after the lease.
@@ -11,7 +11,7 @@ instance, or the next start, claims them at once rather than after the lease.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from taskflow.models import TaskRecord, TaskStatus, utcnow
@@ -27,39 +27,68 @@ async def finish_running_tasks(
     *,
     shutdown_grace: float,
     process_shutdown_timeout: float,
+    stop_starting: Callable[[], None],
 ) -> None:
-    """Give running attempts ``shutdown_grace`` to end; stop everything else now.
+    """Run what was accepted for ``shutdown_grace``; then stop everything still going.
 
-    Process tasks get ``process_shutdown_timeout`` instead; cancelling one
-    kills its worker process, so it is recorded ``interrupted`` only once
-    its code has really stopped.  Tasks that have not started (queued
-    behind another, waiting for a retry, waiting for a concurrency slot)
-    are not started any more: they stay ``pending`` and are released for
-    another instance at once.
+    As with FastAPI's own background tasks, the tasks of the last requests
+    before a shutdown still run: every held task that is due (running,
+    about to start, waiting for a concurrency slot) gets the grace period,
+    process tasks ``process_shutdown_timeout``.  Cancelling a process task
+    kills its worker, so it is recorded ``interrupted`` only once its code
+    has really stopped.  Tasks waiting for a later retry are not waited
+    for: they stay ``pending`` with their ``run_at`` and are released.
+    After the grace no attempt starts any more (``stop_starting``).
     """
-    running: dict[asyncio.Task[Any], float] = {
-        local.handle: (
-            process_shutdown_timeout if local.target.executor == "process" else shutdown_grace
-        )
-        for local in held.values()
-        if local.record.status is TaskStatus.RUNNING and local.handle is not None
-    }
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    handles = {local.handle for local in held.values() if local.handle is not None}
     for task in background:
-        if task not in running:
+        if task not in handles:
+            task.cancel()  # not a task's run (a service job): nothing to wait for
+    while True:
+        now = loop.time()
+        due = [
+            local
+            for local in held.values()
+            if _worth_waiting_for(
+                local, began, now, limits=(shutdown_grace, process_shutdown_timeout)
+            )
+        ]
+        if not due:
+            break
+        waiting = {local.handle for local in due if local.handle is not None}
+        # Polled: a task whose commit is pending gets its handle only then.
+        await asyncio.wait(waiting, timeout=0.05) if waiting else await asyncio.sleep(0.05)
+    stop_starting()
+    for task in list(background):
+        if not task.done():
             task.cancel()
-    still: set[asyncio.Task[Any]] = set()
-    loop, began = asyncio.get_running_loop(), asyncio.get_running_loop().time()
-    for grace in sorted(set(running.values())):  # each group's deadline counts from now
-        group = {task for task, limit in running.items() if limit == grace and not task.done()}
-        if group:
-            left = max(0.0, began + grace - loop.time())
-            _done, late = await asyncio.wait(group, timeout=left) if left else (set(), group)
-            still |= late
-    for task in still:
-        task.cancel()
+    for local in held.values():
+        if local.handle is not None and not local.handle.done():
+            local.handle.cancel()
     leftovers = [task for task in background if not task.done()]
+    leftovers += [
+        local.handle
+        for local in held.values()
+        if local.handle is not None and not local.handle.done()
+    ]
     if leftovers:
-        await asyncio.wait(leftovers, timeout=LEFTOVER_WAIT_S)
+        await asyncio.wait(set(leftovers), timeout=LEFTOVER_WAIT_S)
+
+
+def _worth_waiting_for(
+    local: LocalTask, began: float, now: float, *, limits: tuple[float, float]
+) -> bool:
+    if not local.dispatched or local.retry_waiting:
+        return False
+    if local.record.status not in (TaskStatus.PENDING, TaskStatus.RUNNING):
+        return False
+    grace, process_grace = limits
+    running_process = (
+        local.target.executor == "process" and local.record.status is TaskStatus.RUNNING
+    )
+    return now - began < (process_grace if running_process else grace)
 
 
 def release_held(

@@ -153,6 +153,10 @@ class GroupCommitWriter:
             "was not enqueued; retry later (raise write_buffer_size to ride out longer outages)"
         )
 
+    def discard(self, task_id: str) -> bool:
+        """Drop a buffered new row before it is written; False if it is on its way already."""
+        return self._inserts.pop(task_id, None) is not None
+
     def update(self, record: TaskRecord) -> asyncio.Future[BatchOutcome]:
         """Queue the record's current state; never refused, since it must not be lost."""
         if record.task_id not in self._inserts:
@@ -192,6 +196,15 @@ class GroupCommitWriter:
         self._wakeup.set()
         if self._nap is not None and not self._nap.done():
             self._nap.set_result(None)
+
+    def stop_napping(self) -> None:
+        """Commit whatever is buffered as soon as the previous commit is done, from now on.
+
+        For shutdown: the tasks still running there must not wait out the
+        interval for their commits.
+        """
+        self._commit_interval = 0.0
+        self.hurry()
 
     async def flush(self) -> None:
         """Wait until everything submitted so far is committed (now, not at the next tick).

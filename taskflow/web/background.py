@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.background import BackgroundTask, BackgroundTasks
 
+from taskflow.runtime.acknowledgement import current_receipt
 from taskflow.runtime.priority import dispatch_path
 
 if TYPE_CHECKING:
@@ -46,7 +47,9 @@ class ManagedBackgroundTasks(BackgroundTasks):
     ) -> str:
         """Persist a call of ``func`` and schedule it; returns the task id.
 
-        It runs after the response, in the order added, unless it has a
+        The request's response is sent only once the task's row is committed
+        (``acknowledge="committed"``).  It runs after the response, in the
+        order added, unless it has a
         ``priority`` (it then waits in the priority queue at once, and
         ``eager`` is ignored) or ``eager=True`` (it starts at once, while the
         handler is still running; not for process tasks, which warn and run
@@ -72,6 +75,11 @@ class ManagedBackgroundTasks(BackgroundTasks):
                 RuntimeWarning,
                 stacklevel=2,
             )
+        receipt = current_receipt.get()
+        if receipt is not None and receipt.manager is manager:
+            receipt.tasks.append(local)  # the response waits for its row
+        elif path == "after_response" and manager.serves_requests:
+            path = "now"  # outside any request: nothing would ever run the list
         if path == "now":
             manager.dispatch(local, hurry=True)
         else:

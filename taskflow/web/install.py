@@ -9,8 +9,11 @@ from typing import TYPE_CHECKING, Any
 import fastapi.dependencies.utils as fastapi_utils
 from fastapi import BackgroundTasks, FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.background import BackgroundTasks as StarletteBackgroundTasks
 
 from taskflow.exceptions import BackpressureError
+from taskflow.runtime.acknowledgement import current_receipt
+from taskflow.web.acknowledge import AcknowledgeMiddleware
 from taskflow.web.background import ManagedBackgroundTasks
 
 if TYPE_CHECKING:
@@ -21,35 +24,54 @@ _FACTORY = "BackgroundTasks"
 
 
 def install(manager: TaskManager, app: FastAPI | None = None) -> None:
-    """Make FastAPI build ``ManagedBackgroundTasks`` wherever it builds ``BackgroundTasks``.
+    """Make plain ``BackgroundTasks`` annotations receive ``ManagedBackgroundTasks``.
 
-    FastAPI creates the request's ``BackgroundTasks`` through the name imported
-    in ``fastapi.dependencies.utils``; pointing that name at a subclass bound
-    to this manager covers both ``BackgroundTasks`` and ``ManagedBackgroundTasks``
-    annotations.  The patch is process-wide, as in the described system; it
-    is undone when the manager shuts down and applied again when it restarts.
+    FastAPI creates the request's ``BackgroundTasks`` through the name
+    imported in ``fastapi.dependencies.utils``; that name is pointed, once and
+    for good, at a factory that asks which manager the current request
+    belongs to.  With ``app``, that app's requests get ``manager`` (the hold
+    set up by ``init_app()`` tells the factory), whether or not the manager
+    is started: a test client used without ``with`` then fails loudly at
+    ``add_task()`` rather than running plain, non-durable tasks.  While it
+    runs, ``manager`` is also the process-wide default for apps that have
+    none, as in fastapi-taskflow; apps with no manager get FastAPI's own
+    class once it has stopped.
     """
+    _patch_factory()
 
-    class BoundManagedBackgroundTasks(ManagedBackgroundTasks):
-        def __init__(self, tasks: Any = None) -> None:
-            super().__init__(manager)
-            if tasks:
-                self.tasks.extend(tasks)
+    def set_default() -> None:
+        global _default_manager
+        _default_manager = manager
 
-    previous = getattr(fastapi_utils, _FACTORY)
+    def clear_default() -> None:
+        global _default_manager
+        if _default_manager is manager:
+            _default_manager = None
 
-    def patch() -> None:
-        setattr(fastapi_utils, _FACTORY, BoundManagedBackgroundTasks)
-
-    def unpatch() -> None:
-        # Only undo our own patch: a later install() by another manager stays.
-        if getattr(fastapi_utils, _FACTORY) is BoundManagedBackgroundTasks:
-            setattr(fastapi_utils, _FACTORY, previous)
-
-    patch()
-    manager.add_lifecycle_hooks(patch, unpatch)
+    manager.add_lifecycle_hooks(set_default, clear_default)
     if app is not None:
+        manager.inject_into(app)
         manager.init_app(app)
+
+
+_default_manager: TaskManager | None = None
+
+
+def request_background_tasks(tasks: Any = None) -> StarletteBackgroundTasks:
+    """What FastAPI calls to build a request's ``BackgroundTasks`` once ``install()`` ran."""
+    receipt = current_receipt.get()
+    manager = receipt.manager if receipt is not None and receipt.inject else _default_manager
+    if manager is None:
+        return BackgroundTasks(tasks)
+    managed = ManagedBackgroundTasks(manager)
+    if tasks:
+        managed.tasks.extend(tasks)
+    return managed
+
+
+def _patch_factory() -> None:
+    if getattr(fastapi_utils, _FACTORY) is not request_background_tasks:
+        setattr(fastapi_utils, _FACTORY, request_background_tasks)
 
 
 def make_dependency(
@@ -76,6 +98,11 @@ async def _busy(_request: Request, exc: Exception) -> JSONResponse:
 def add_error_handlers(app: FastAPI) -> None:
     """Answer 503 (with Retry-After) when a task cannot be accepted for now."""
     app.add_exception_handler(BackpressureError, _busy)
+
+
+def add_acknowledgement(manager: TaskManager, app: FastAPI) -> None:
+    """Hold the app's responses until the tasks their requests added are committed."""
+    app.add_middleware(AcknowledgeMiddleware, manager=manager)
 
 
 def wrap_lifespan(manager: TaskManager, app: FastAPI) -> None:

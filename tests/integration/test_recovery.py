@@ -202,3 +202,68 @@ async def test_concurrent_claims_never_share_a_row(schema_db_url: str) -> None:
             manager._local.clear()
             await manager.shutdown()
     assert len(claimed) == len(set(claimed)) == 150
+
+
+async def test_after_an_outage_every_instance_saw_live_tasks_are_not_recovered(
+    schema_db_url: str,
+) -> None:
+    """Expired leases of a live instance that could not renew them are not taken over.
+
+    After an outage the leases of every instance have run out; the instance
+    that reconnects first must not mark the others' running tasks
+    interrupted: they renew within a heartbeat of the database's return.
+    """
+    holder = make_manager(schema_db_url, lease_seconds=1.0)
+    await holder.startup()
+    other = make_manager(schema_db_url, lease_seconds=1.0)
+    try:
+        task_id = await holder.enqueue(slow, "live", 2.0)
+        await wait_until(lambda: _async(lambda: "start:live" in RUNS))
+        # What an outage leaves: the lease ran out while no renewal could reach it.
+        await _expire_lease(holder, task_id)
+        await other.startup()  # reconnects "now", with the lease already expired
+        await asyncio.wait_for(holder.drain(), 10)
+        record = await holder.get_task(task_id)
+    finally:
+        await holder.shutdown()
+        await other.shutdown()
+    assert record is not None and record.status is TaskStatus.SUCCESS, record
+    assert RUNS == ["start:live", "end:live"]
+
+
+async def test_a_dead_instance_is_recovered_after_one_lease_of_reachable_database(
+    schema_db_url: str,
+) -> None:
+    manager = make_manager(schema_db_url, lease_seconds=1.0)
+    await manager.startup()
+    try:
+        started = asyncio.get_running_loop().time()
+        running = dead_row("record_run", TaskStatus.RUNNING, args=["dead"])
+        await manager.repository.apply(WriteBatch(inserts=[running]))
+
+        async def recovered() -> bool:
+            record = await manager.get_task(running.task_id)
+            return record is not None and record.status is TaskStatus.INTERRUPTED
+
+        assert not await recovered()
+        await wait_until(recovered, timeout=10)
+        waited = asyncio.get_running_loop().time() - started
+    finally:
+        await manager.shutdown()
+    # Not before this instance has reached the database for a whole lease.
+    assert waited >= 0.9, waited
+    assert RUNS == []
+
+
+async def _async(check: Any) -> bool:
+    return bool(check())
+
+
+async def _expire_lease(manager: TaskManager, task_id: str) -> None:
+    engine = manager.repository.engine  # type: ignore[attr-defined]
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(T)
+            .where(T.c.id == task_id)
+            .values(lease_expires_at=utcnow() - timedelta(seconds=30))
+        )
