@@ -999,11 +999,7 @@ class TaskManager:
             with contextlib.suppress(Exception):  # only a notice channel
                 await self._remote_changes.stop()
             self._remote_changes = None
-        for service in reversed(self._services):
-            try:
-                await service.stop()
-            except Exception:  # one failing service must not skip the rest of shutdown
-                logger.exception("taskflow service %r failed to stop", service)
+        await self._stop_services()
         if self._dispatcher is not None:
             await self._dispatcher.stop_claiming()  # heartbeats go on through the grace
         if self._writer is not None:
@@ -1035,6 +1031,13 @@ class TaskManager:
         for _start_hook, stop_hook in reversed(self._lifecycle_hooks):
             stop_hook()
         self._started = False
+
+    async def _stop_services(self) -> None:
+        for service in reversed(self._services):
+            try:
+                await service.stop()
+            except Exception:  # one failing service must not skip the rest of shutdown
+                logger.exception("taskflow service %r failed to stop", service)
 
     def set_retention(self, days: float | None) -> None:
         """Change ``retention_days`` (``TaskAdmin(retention_days=...)`` overrides the manager's)."""

@@ -21,6 +21,9 @@ the proxy has been reset.
 
 Counters (``accepted``, ``forwarded``, ``cut_connections``, ``refused``, ``held``) let
 the test prove that the outage really happened.
+
+``upstream_of(url)`` is where a proxy for a database URL forwards to, and
+``through_proxy(url, port)`` the same URL reached through the proxy's port.
 """
 
 from __future__ import annotations
@@ -32,8 +35,22 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from sqlalchemy import make_url
+
 _T = TypeVar("_T")
 _CHUNK = 64 * 1024
+
+
+def upstream_of(url: str) -> tuple[str, int]:
+    """The host and port a proxy in front of the database of ``url`` forwards to."""
+    parsed = make_url(url)
+    default = 5432 if parsed.get_backend_name().startswith("postgres") else 3306
+    return parsed.host or "127.0.0.1", parsed.port or default
+
+
+def through_proxy(url: str, port: int) -> str:
+    """The same database and user, reached through the proxy's port on 127.0.0.1."""
+    return make_url(url).set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
 
 
 @dataclass(eq=False)

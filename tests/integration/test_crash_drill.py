@@ -15,99 +15,28 @@ one-line summaries.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
 
-from tests.processes import free_port
+from tests.processes import UvicornInstance as Instance
+from tests.processes import sql_rows, start_uvicorn
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.subprocess
 
 LEASE = 3.0  # TASKFLOW_LEASE_SECONDS: heartbeats every 0.75 s
 POLL = 0.2  # TASKFLOW_POLL_INTERVAL: the longest idle wait between claims
-STARTUP_TIMEOUT = 30.0
 ACTIVE = ("pending", "running")
 
 
 # -- processes ---------------------------------------------------------------
-
-
-@dataclass
-class Instance:
-    """One uvicorn process serving ``tests.apps.durable_app``."""
-
-    name: str
-    process: subprocess.Popen[bytes]
-    base: str
-    log_path: Path
-    log: IO[bytes]
-    stopped_in: float | None = field(default=None)
-
-    def log_text(self) -> str:
-        self.log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def post(self, route: str, **params: Any) -> dict[str, Any]:
-        response = httpx.post(f"{self.base}{route}", params=params, timeout=10)
-        assert response.status_code == 200, (response.status_code, response.text)
-        body: dict[str, Any] = response.json()
-        return body
-
-    def task(self, task_id: str) -> dict[str, Any]:
-        response = httpx.get(f"{self.base}/tasks/{task_id}", timeout=10)
-        assert response.status_code == 200, (response.status_code, response.text)
-        body: dict[str, Any] = response.json()
-        return body
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while True:
-            try:
-                httpx.get(f"{self.base}/tasks/metrics", timeout=1)
-                return
-            except httpx.TransportError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"instance {self.name} did not start:\n{self.log_text()}")
-                time.sleep(0.05)
-
-    def signal_and_wait(self, sig: int, timeout: float) -> bool:
-        """Send ``sig`` and wait up to ``timeout`` s; True if the process exited in time."""
-        started = time.monotonic()
-        self.process.send_signal(sig)
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return False
-        self.stopped_in = time.monotonic() - started
-        return True
-
-    def kill(self) -> None:
-        self.process.kill()
-        self.process.wait()
-
-    def close(self) -> None:
-        """Stop the process whatever its state (SIGTERM, then SIGKILL) and close its log."""
-        try:
-            if self.process.poll() is None:
-                self.process.terminate()
-                try:
-                    self.process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    self.kill()
-        finally:
-            self.log.close()
 
 
 Launcher = Callable[..., Instance]
@@ -126,36 +55,15 @@ def launch(schema_db_url: str, tmp_path: Path, journal_dir: Path) -> Iterator[La
     started: list[Instance] = []
 
     def start(name: str, *, wait: bool = True, **env_overrides: str) -> Instance:
-        port = free_port()
-        env = dict(
-            os.environ,
-            PYTHONPATH=str(ROOT),
-            TASKFLOW_DATABASE_URL=schema_db_url,
-            TASKFLOW_LEASE_SECONDS=str(LEASE),
-            TASKFLOW_POLL_INTERVAL=str(POLL),
-            TASKFLOW_INSTANCE_NAME=name,
-            JOURNAL_DIR=str(journal_dir),
-        )
-        env.update(env_overrides)
-        log_path = tmp_path / f"uvicorn-{name}.log"
-        log = log_path.open("wb")
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "tests.apps.durable_app:app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            cwd=tmp_path,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        instance = Instance(name, process, f"http://127.0.0.1:{port}", log_path, log)
+        env = {
+            "TASKFLOW_DATABASE_URL": schema_db_url,
+            "TASKFLOW_LEASE_SECONDS": str(LEASE),
+            "TASKFLOW_POLL_INTERVAL": str(POLL),
+            "TASKFLOW_INSTANCE_NAME": name,
+            "JOURNAL_DIR": str(journal_dir),
+            **env_overrides,
+        }
+        instance = start_uvicorn("tests.apps.durable_app:app", name, env, tmp_path, wait=False)
         started.append(instance)
         if wait:
             instance.wait_ready()
@@ -200,27 +108,6 @@ class Journal:
 
 
 TASK_COLUMNS = "id, func_name, status, owner, error, idempotency_key, lease_expires_at"
-
-
-def sql_rows(url: str, query: str) -> list[dict[str, Any]]:
-    """Run a parameterless query with plain SQL (no taskflow code involved)."""
-    if url.startswith("postgresql://"):
-        import asyncpg
-
-        async def fetch() -> list[dict[str, Any]]:
-            conn = await asyncpg.connect(url)
-            try:
-                return [dict(r) for r in await conn.fetch(query)]
-            finally:
-                await conn.close()
-
-        return asyncio.run(fetch())
-    engine = create_engine(url.replace("mysql://", "mysql+pymysql://", 1))
-    try:
-        with engine.connect() as conn:
-            return [dict(r) for r in conn.execute(text(query)).mappings()]
-    finally:
-        engine.dispose()
 
 
 def task_rows(url: str) -> dict[str, dict[str, Any]]:
