@@ -1,4 +1,4 @@
-"""The described system's backend objects, kept as ways to name a database.
+"""fastapi-taskflow's backend objects, kept as ways to name a database.
 
 In taskflow the database is always the source of truth, so a "backend" is
 simply where the tables live: ``TaskManager(snapshot_backend=PostgresBackend(url))``
@@ -26,7 +26,7 @@ class SnapshotBackend:
 
 
 class SqliteBackend(SnapshotBackend):
-    """A SQLite file (the described system's default backend)."""
+    """A SQLite file (fastapi-taskflow's default backend)."""
 
     def __init__(self, db_path: str = "tasks.db") -> None:
         super().__init__(sqlite_file_url(db_path))
@@ -44,7 +44,7 @@ class MySQLBackend(SnapshotBackend):
 class RedisBackend(SnapshotBackend):
     """Redis as the store (``pip install "taskflow-sql[redis]"``).
 
-    Accepted so configurations written for the described system parse, but the
+    Accepted so configurations written for fastapi-taskflow parse, but the
     Redis repository is not part of this release: constructing a
     ``TaskManager`` with it raises ``ConfigurationError`` saying so.
     """

@@ -1,4 +1,4 @@
-"""The described system's ``executors`` module: its names, importable from the same place.
+"""fastapi-taskflow's ``executors`` module: its names, importable from the same place.
 
 The executors themselves live in ``taskflow.runtime`` (``executors.py`` for
 async and thread, ``processes.py`` for worker processes); they are chosen

@@ -1,4 +1,4 @@
-"""The observers and loggers under the module path the described system uses.
+"""The observers and loggers under the module path fastapi-taskflow uses.
 
 They live in ``taskflow.observe``; this module keeps ``from
 taskflow.loggers import FileLogger`` working for code written against it.

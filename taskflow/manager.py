@@ -116,7 +116,7 @@ class TaskManager:
         database_url: any SQLAlchemy URL; plain ``postgresql://``, ``mysql://`` and
             ``sqlite:///`` URLs get their async driver.  Defaults to
             ``TASKFLOW_DATABASE_URL``, else an in-memory SQLite database.
-        snapshot_db / snapshot_backend: the described system's ways to name the
+        snapshot_db / snapshot_backend: fastapi-taskflow's ways to name the
             database (a SQLite path, or a backend object / URL).
         create_tables: run the migrations at startup; default True for SQLite only.
         write_buffer_size: writes held while the database is unreachable before
@@ -731,7 +731,7 @@ class TaskManager:
         return await self.repository.metrics()
 
     async def merged_list(self) -> list[TaskRecord]:
-        """The described system's full list; here the newest 1,000 tasks from the database."""
+        """fastapi-taskflow's full list; here the newest 1,000 tasks from the database."""
         await self._commit_own_writes()
         return (await self.repository.list_tasks(TaskQuery(limit=1000))).items
 
@@ -941,6 +941,7 @@ class TaskManager:
             on_fenced=on_fenced,
             is_transient=is_transient,
             changes=self.changes,
+            lease=timedelta(seconds=self.lease_seconds),
         )
         self.changes.open()
         self._writer.start()

@@ -59,7 +59,7 @@ class TaskSource(str, enum.Enum):
 
 @dataclass
 class TaskConfig:
-    """Per-function settings given to ``@task_manager.task()`` (the described system's fields)."""
+    """Per-function settings given to ``@task_manager.task()`` (fastapi-taskflow's fields)."""
 
     retries: int = 0
     delay: float = 0.0
@@ -86,7 +86,7 @@ class TaskLogEntry:
     entry_id: str = field(default_factory=lambda: new_task_id())
 
     def render(self) -> str:
-        """The described system's stored line format: ``%Y-%m-%dT%H:%M:%S message``."""
+        """fastapi-taskflow's stored line format: ``%Y-%m-%dT%H:%M:%S message``."""
         return f"{self.created_at.strftime('%Y-%m-%dT%H:%M:%S')} {self.message}"
 
 
@@ -94,7 +94,7 @@ class TaskLogEntry:
 class TaskRecord:
     """Everything known about one task: the row of ``taskflow_tasks`` as a Python object.
 
-    Field names follow the described system (``task_id``, ``start_time``,
+    Field names follow fastapi-taskflow (``task_id``, ``start_time``,
     ``retries_used``...) so code written against it keeps working; the extra
     fields are taskflow's (lease, schedule slot, result, payload).
     """
@@ -158,7 +158,7 @@ class TaskRecord:
         return self.retries_used
 
     def to_dict(self, *, include_logs: bool = True) -> dict[str, Any]:
-        """The described system's JSON shape, plus taskflow's additions."""
+        """fastapi-taskflow's JSON shape, plus taskflow's additions."""
         data: dict[str, Any] = {
             "task_id": self.task_id,
             "func_name": self.func_name,
@@ -201,7 +201,7 @@ class AuditEntry:
     detail: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """The described system's shape: entry_id, action, task_id, actor, timestamp, detail."""
+        """fastapi-taskflow's shape: entry_id, action, task_id, actor, timestamp, detail."""
         return {
             "entry_id": self.entry_id,
             "action": self.action,

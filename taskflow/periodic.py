@@ -1,7 +1,7 @@
-"""The described system's ``periodic`` module names: ``ScheduledEntry`` and ``PeriodicScheduler``.
+"""fastapi-taskflow's ``periodic`` module names: ``ScheduledEntry`` and ``PeriodicScheduler``.
 
 Schedules are declared with ``@task_manager.schedule(...)``; these are the
-types behind it, importable where code written for the described system
+types behind it, importable where code written for fastapi-taskflow
 expects them.
 """
 

@@ -87,7 +87,7 @@ def validate_config(func: Callable[..., Any], config: TaskConfig) -> None:
 
 
 def validate_executor(func: Callable[..., Any], executor: str | None) -> None:
-    """Check that ``func`` can run on ``executor`` (the described system's rules)."""
+    """Check that ``func`` can run on ``executor`` (fastapi-taskflow's rules)."""
     if executor is None:
         return
     if executor not in EXECUTORS:
@@ -112,7 +112,7 @@ def _check_process_target(func: Callable[..., Any]) -> None:
 
     Even with cloudpickle, which could ship a closure by value, a closure's
     captured state would be a frozen copy in the worker: a source of quiet
-    bugs, so the described system's rule (module-level functions only) stands.
+    bugs, so fastapi-taskflow's rule (module-level functions only) stands.
     """
     path = import_path(func)
     fix = "define it with def at the top level of an importable module and decorate that"

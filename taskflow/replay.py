@@ -98,7 +98,7 @@ class RetryReport:
             self.truncated = True
 
     def to_dict(self) -> dict[str, Any]:
-        """The described system's ``{dispatched, skipped, results}``, plus the two flags."""
+        """fastapi-taskflow's ``{dispatched, skipped, results}``, plus the two flags."""
         return {
             "dispatched": self.dispatched,
             "skipped": self.skipped,

@@ -1,4 +1,4 @@
-"""``create_router`` (the JSON task routes) under the module path the described system uses.
+"""``create_router`` (the JSON task routes) under the module path fastapi-taskflow uses.
 
 ``TaskAdmin`` mounts these routes itself; this is for apps that build the
 router by hand.  The implementation is ``taskflow.web.routes``.

@@ -181,7 +181,7 @@ class ScheduleState:
     last_status: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The API's shape (the described system's Schedules fields, plus ours)."""
+        """The API's shape (fastapi-taskflow's Schedules fields, plus ours)."""
         return {
             "name": self.name,
             "func_name": self.name,

@@ -114,7 +114,7 @@ def resolve_database_url(raw: str | None) -> DatabaseTarget:
 
 
 def sqlite_file_url(path: str) -> str:
-    """The URL for the described system's ``snapshot_db="tasks.db"`` shorthand."""
+    """The URL for fastapi-taskflow's ``snapshot_db="tasks.db"`` shorthand."""
     if not path or path == ":memory:":
         return MEMORY_URL
     return f"sqlite+aiosqlite:///{path}"

@@ -134,7 +134,7 @@ def log_from_row(row: Mapping[Any, Any]) -> TaskLogEntry:
 
 
 def render_logs(entries: list[TaskLogEntry], last_attempt: int) -> list[str]:
-    """Log lines as the described system shows them, with ``--- Retry N ---`` between attempts."""
+    """Log lines as fastapi-taskflow shows them, with ``--- Retry N ---`` between attempts."""
     lines: list[str] = []
     shown_attempt = 0
     for entry in entries:

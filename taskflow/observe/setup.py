@@ -16,7 +16,7 @@ def build_observers(
     """The chain for ``loggers=`` plus the ``log_file=`` shorthand, or None when there are none.
 
     ``log_file`` is skipped when ``loggers`` already has a ``FileLogger`` for
-    the same path (the described system promised this and wrote lines twice).
+    the same path (fastapi-taskflow promised this and wrote lines twice).
     """
     observers: list[TaskObserver] = []
     for observer in loggers:

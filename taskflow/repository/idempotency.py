@@ -26,7 +26,7 @@ from taskflow.models import TaskRecord, TaskStatus, utcnow
 
 K = idempotency_keys_table
 T = tasks_table
-# A key stays taken by its task unless the task failed: the described system's rule.
+# A key stays taken by its task unless the task failed: fastapi-taskflow's rule.
 FREES_THE_KEY = (TaskStatus.FAILED.value,)
 MAX_ROUNDS = 5
 

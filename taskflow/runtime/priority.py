@@ -8,7 +8,7 @@ the wait.  Waiters are served highest ``priority`` first, in arrival order
 among equals, and tasks without a priority after all others: a freed slot
 goes straight to the best waiter, never to whichever task happens to ask next.
 
-The described system's priority queue handed every item to
+fastapi-taskflow's priority queue handed every item to
 ``asyncio.create_task`` as soon as it arrived, so nothing ever waited in it
 and it ordered almost nothing.  Here the ordering happens where tasks really
 wait: at the slot.  When a slot is free nothing is queued at all (the fast
@@ -79,7 +79,7 @@ class Slots:
 def dispatch_path(priority: int | None, eager: bool, executor: str) -> DispatchPath:
     """Whether a task added in a request starts now or after the response.
 
-    The described system's rules: a task with a priority skips the request's
+    fastapi-taskflow's rules: a task with a priority skips the request's
     background list and enters the priority queue at once (``eager`` is then
     ignored: the queue decides when it starts); ``eager=True`` starts it at
     once too; everything else runs after the response, in the order added.

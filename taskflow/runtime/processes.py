@@ -6,7 +6,7 @@ One process per pool is what makes cancellation honest: a running task is
 stopped by killing the one process that runs it, and the task is recorded
 ``cancelled`` (or ``interrupted`` at shutdown) only once that process is
 gone.  A shared pool cannot stop one task without breaking all the others,
-which is why the described system reported ``cancelled`` while the work went
+which is why fastapi-taskflow reported ``cancelled`` while the work went
 on.
 
 Workers are never started with ``fork`` from the web process: it has an

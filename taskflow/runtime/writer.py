@@ -20,9 +20,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime, timedelta
+from itertools import chain
 
 from taskflow.exceptions import BackpressureError, WriterStoppedError
-from taskflow.models import TaskLogEntry, TaskRecord
+from taskflow.models import TaskLogEntry, TaskRecord, TaskStatus, utcnow
 from taskflow.repository.base import BatchOutcome, TaskRepository, WriteBatch
 from taskflow.runtime.changes import ChangeFeed
 
@@ -48,6 +50,24 @@ def _wake(nap: asyncio.Future[None]) -> None:
         nap.set_result(None)
 
 
+def _renew_leases(batch: WriteBatch, until: datetime) -> None:
+    """Carry leases forward in a batch that waited out a failure (this instance is alive).
+
+    The batch's records were leased when they were made; written after a
+    long outage, those leases would already have run out, and another
+    instance would take tasks over that this one is still running (the
+    heartbeat renews them only in the database, and this write would set
+    them back).
+    """
+    for record in chain(batch.inserts, batch.updates):
+        expires = record.lease_expires_at
+        if expires is not None and expires < until and record.status in _ACTIVE:
+            record.lease_expires_at = until
+
+
+_ACTIVE = (TaskStatus.PENDING, TaskStatus.RUNNING)
+
+
 def _changed_ids(batch: WriteBatch) -> set[str]:
     ids = {record.task_id for record in batch.inserts}
     ids.update(record.task_id for record in batch.updates)
@@ -66,7 +86,8 @@ class GroupCommitWriter:
         on_fenced: FencedCallback | None = None,
         is_transient: TransientCheck = _always_transient,
         retry_initial: float = 0.05,
-        retry_max: float = 5.0,
+        retry_max: float = 2.0,
+        lease: timedelta | None = None,
         commit_interval: float = 0.002,
         stall_after: float = 5.0,
         changes: ChangeFeed | None = None,
@@ -78,6 +99,7 @@ class GroupCommitWriter:
         self._is_transient = is_transient
         self._retry_initial = retry_initial
         self._retry_max = retry_max
+        self._lease = lease
         self._commit_interval = commit_interval
         self._stall_after = stall_after
         self._changes = changes
@@ -313,6 +335,8 @@ class GroupCommitWriter:
                 logger.warning("taskflow write failed (%s); retrying in %.2fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._retry_max)
+                if self._lease is not None:
+                    _renew_leases(batch, utcnow() + self._lease)
             else:
                 self._failing_since = None
                 return outcome

@@ -3,8 +3,8 @@
 ``auth=`` is one of: a ``(user, password)`` pair, a ``(user, password,
 role)`` triple, a list of those, a :class:`TaskAuthBackend`, or a FastAPI
 dependency (``Depends(current_user)`` or the bare callable) for apps that
-already authenticate their users.  Anything else is a ``TypeError``, as in the
-described system.
+already authenticate their users.  Anything else is a ``TypeError``, as in
+fastapi-taskflow.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ MAX_USERNAME = 255
 class TaskAuthBackend(abc.ABC):
     """Checks dashboard logins against your own user store; pass an instance as ``auth=``.
 
-    ``authenticate_user`` is the described system's method.  Return ``True``
+    ``authenticate_user`` is fastapi-taskflow's method.  Return ``True``
     (or ``"admin"``) to let the user in with full rights, ``"viewer"`` for
     read-only access, ``False`` to refuse.  A plain ``def`` runs in a worker
     thread (it may block on a directory or a password hash); an ``async def``

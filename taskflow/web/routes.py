@@ -85,7 +85,7 @@ def create_router(
     ) -> dict[str, int]:
         """Delete finished tasks (success, failed, interrupted, cancelled) older than value unit."""
         if unit not in UNIT_MINUTES:
-            # 400 as in the described system: the request is well formed, the unit unknown.
+            # 400 as in fastapi-taskflow: the request is well formed, the unit unknown.
             raise HTTPException(400, f"unit must be one of min, hour, day; got {unit!r}")
         deleted = await task_manager.delete_history(timedelta(minutes=value * UNIT_MINUTES[unit]))
         await task_manager.record_audit(

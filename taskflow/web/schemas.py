@@ -11,7 +11,7 @@ from taskflow.replay import MAX_BULK
 
 
 class TaskOut(BaseModel):
-    """A task as the API shows it (the described system's field names)."""
+    """A task as the API shows it (fastapi-taskflow's field names)."""
 
     task_id: str
     func_name: str

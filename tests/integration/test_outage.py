@@ -9,8 +9,12 @@ the real writer, pool, drivers and server see the failure.
 Checks are made with plain SQL against the server's own port (not the proxy),
 and against an in-process record of every execution.
 
-* a 3 s cut in the middle of a steady load (connections refused, or held
-  unanswered): every accepted task is stored and ran exactly once;
+* with responses held until their rows commit (the default): a cut shorter
+  than ``acknowledge_timeout`` makes requests wait and then succeed; a
+  longer one answers 503, and none of those tasks runs;
+* ``acknowledge="buffered"``, a 3 s cut in the middle of a steady load
+  (connections refused, or held unanswered): every accepted task is stored
+  and ran exactly once;
 * a 3 s cut with write_buffer_size=20: ``BackpressureError`` / HTTP 503 once
   the buffer is full, and everything accepted is written after the restore;
 * a slow (not failing) database with a busy writer: ``def`` and ``async def``
@@ -114,7 +118,14 @@ def pause_for(n: int) -> float:
 class Outage:
     """One manager behind a proxy, an app with async and sync routes, an execution record."""
 
-    def __init__(self, direct_url: str, *, write_buffer_size: int = 10_000) -> None:
+    def __init__(
+        self,
+        direct_url: str,
+        *,
+        write_buffer_size: int = 10_000,
+        acknowledge: str = "buffered",
+        acknowledge_timeout: float = 10.0,
+    ) -> None:
         self.direct_url = direct_url
         self.proxy = TcpProxy(*upstream_of(direct_url))
         port = self.proxy.start()
@@ -123,6 +134,8 @@ class Outage:
                 database_url=through_proxy(direct_url, port),
                 write_buffer_size=write_buffer_size,
                 shutdown_grace=2.0,
+                acknowledge=acknowledge,  # type: ignore[arg-type]
+                acknowledge_timeout=acknowledge_timeout,
             )
         except BaseException:
             self.proxy.close()
@@ -188,6 +201,10 @@ class Outage:
         task_id: str = response.json()["task_id"]
         return task_id
 
+    async def post(self, client: httpx.AsyncClient, n: int) -> httpx.Response:
+        """Add task ``n`` through an async or a sync route; the response as it came."""
+        return await client.post(f"{('/work', '/work-sync')[n % 2]}/{n}")
+
     async def drain(self) -> None:
         try:
             await asyncio.wait_for(self.manager.drain(), DRAIN_TIMEOUT_S)
@@ -197,8 +214,13 @@ class Outage:
                 f"came back: {len(self.manager._local)} tasks still held locally"
             ) from None
 
-    async def check_all_ran_once(self, ids: list[str], *, check_logs: bool = True) -> None:
+    async def check_all_ran_once(
+        self, ids: list[str], *, check_logs: bool = True, cancelled_strays: bool = False
+    ) -> None:
         """Every id is a committed ``success`` row, and ran exactly once.
+
+        With ``cancelled_strays``, rows nobody was given an id for may exist
+        if they are ``cancelled`` (withdrawn after a 503).
 
         With ``check_logs``, each task's one log line is stored exactly once
         (only with the default buffer: with a tiny one the writer drops log
@@ -216,9 +238,13 @@ class Outage:
         assert not missing, (
             f"{len(missing)} of {len(ids)} accepted tasks have no row: {missing[:5]}"
         )
-        extra = set(found) - set(ids)
+        extra = {
+            task_id
+            for task_id in set(found) - set(ids)
+            if not (cancelled_strays and found[task_id]["status"] == "cancelled")
+        }
         assert not extra, f"{len(extra)} rows nobody was given an id for: {sorted(extra)[:5]}"
-        by_status = Counter(row["status"] for row in found.values())
+        by_status = Counter(found[task_id]["status"] for task_id in ids)
         assert by_status == Counter(success=len(ids)), f"statuses after the outage: {by_status}"
         for task_id in ids:
             row = found[task_id]
@@ -282,7 +308,7 @@ def writer_failures(caplog: pytest.LogCaptureFixture) -> list[str]:
 async def test_outage_mid_load_loses_nothing_and_runs_nothing_twice(
     schema_db_url: str, mode: str, caplog: pytest.LogCaptureFixture, request: pytest.FixtureRequest
 ) -> None:
-    """300 tasks over 3 s; the database is cut for 3 s from t=1 s; all run exactly once.
+    """Buffered: 300 tasks over 3 s; the database is cut for 3 s from t=1 s; all run once.
 
     ``refuse``: new connections are reset during the cut; ``hold``: they get
     no answer until the restore (a server that stopped answering).
@@ -454,7 +480,7 @@ async def test_slow_database_with_a_busy_writer_still_accepts_from_sync_routes(
     (the latter calls add_task in a worker thread).  After the brownout every
     accepted task runs once and no row exists that no caller was given.
     """
-    outage = Outage(schema_db_url, write_buffer_size=20)
+    outage = Outage(schema_db_url, write_buffer_size=20)  # buffered: the buffer's limits
     ids: list[str] = []
     failures: list[str] = []
 
@@ -566,3 +592,64 @@ async def test_unanswering_database_counts_as_down_for_backpressure(
             f"{len(ids) - 1} tasks without BackpressureError ({pending} writes waiting, "
             "write_buffer_size=20): the writer waits on the database without any timeout"
         )
+
+
+@pytest.mark.timeout(TEST_TIMEOUT_S)
+@pytest.mark.parametrize("backend_name", SERVER_BACKENDS)
+async def test_a_short_outage_holds_responses_until_the_rows_commit(schema_db_url: str) -> None:
+    """A 1.5 s cut, acknowledge_timeout 10 s: requests made during it wait, then get their ids."""
+    outage = Outage(schema_db_url, acknowledge="committed")
+    ids: list[str] = []
+    async with outage.serve() as client:
+        for n in range(10):
+            ids.append(await outage.add(client, n))
+        assert outage.proxy.cut() >= 1, "the manager had no connection open through the proxy"
+        cut_at = time.monotonic()
+        restoring = asyncio.get_running_loop().call_later(1.5, outage.proxy.restore)
+        try:
+            responses = await asyncio.gather(*(outage.post(client, n) for n in range(10, 30)))
+        finally:
+            restoring.cancel()
+            outage.proxy.restore()
+        waited = time.monotonic() - cut_at
+        assert [r.status_code for r in responses] == [200] * 20, [r.text for r in responses]
+        assert waited >= 1.4, f"the responses did not wait for the database ({waited:.2f}s)"
+        ids += [r.json()["task_id"] for r in responses]
+        await outage.drain()
+        await outage.check_all_ran_once(ids)
+
+
+@pytest.mark.timeout(TEST_TIMEOUT_S)
+@pytest.mark.parametrize("mode", ["refuse", "hold"])
+@pytest.mark.parametrize("backend_name", SERVER_BACKENDS)
+async def test_a_long_outage_answers_503_and_creates_no_task(schema_db_url: str, mode: str) -> None:
+    """A 4 s cut, acknowledge_timeout 1 s: 503 with Retry-After; none of those tasks runs."""
+    outage = Outage(schema_db_url, acknowledge="committed", acknowledge_timeout=1.0)
+    ids: list[str] = []
+    async with outage.serve() as client:
+        for n in range(10):
+            ids.append(await outage.add(client, n))
+        await outage.drain()
+        assert outage.proxy.cut(hold=mode == "hold") >= 1, "no connection open through the proxy"
+        started = time.monotonic()
+        during = await asyncio.gather(*(outage.post(client, n) for n in range(10, 30)))
+        waited = time.monotonic() - started
+        await asyncio.sleep(max(0.0, 4.0 - (time.monotonic() - started)))
+        outage.proxy.restore()
+        # The writer retries at most every 2 s: wait until it has caught up.
+        await asyncio.wait_for(outage.manager.flush(), 10)
+        assert [r.status_code for r in during] == [503] * 20, [r.text for r in during]
+        assert all(r.headers.get("retry-after") == "5" for r in during)
+        assert all("not created" in r.json()["detail"] for r in during), during[0].text
+        assert waited < 3.0, f"a 1 s acknowledge_timeout took {waited:.2f}s to answer"
+        for n in range(30, 40):  # the database is back: accepted again
+            ids.append(await outage.add(client, n))
+        await outage.drain()
+        await asyncio.sleep(0.5)  # a withdrawn row still in a retried commit lands meanwhile
+        await outage.manager.flush()
+        rows = await rows_direct(outage.direct_url, "SELECT id, status FROM taskflow_tasks")
+    strays = Counter(row["status"] for row in rows if row["id"] not in set(ids))
+    # A refused task never reached the table, or reached it as cancelled.
+    assert set(strays) <= {"cancelled"}, strays
+    assert set(outage.runs.starts) == set(ids), "a task ran whose request answered 503"
+    await outage.check_all_ran_once(ids, cancelled_strays=True)

@@ -84,7 +84,9 @@ def _clear_runs() -> None:
 
 
 async def test_dead_instance_tasks_are_recovered(schema_db_url: str) -> None:
-    manager = make_manager(schema_db_url)
+    # Running rows are recovered once this instance has reached the database
+    # for a whole lease: a short one keeps the test short.
+    manager = make_manager(schema_db_url, lease_seconds=1.0)
     await manager.startup()
     try:
         pending = dead_row("record_run", TaskStatus.PENDING, args=["pending"])
@@ -139,20 +141,22 @@ async def test_zombie_cannot_overwrite_the_attempt_that_replaced_it(
     schema_db_url: str, engine: Any
 ) -> None:
     zombie = make_manager(schema_db_url, lease_seconds=20.0)
-    rescuer = make_manager(schema_db_url)
+    rescuer = make_manager(schema_db_url, lease_seconds=1.0)
     await zombie.startup()
     await rescuer.startup()
     try:
-        task_id = await zombie.enqueue(slow, "job", 1.0)
+        task_id = await zombie.enqueue(slow, "job", 2.5)
         await asyncio.sleep(0.2)  # the zombie is mid-attempt
-        # The zombie freezes (a GC pause, a stopped VM): its lease runs out.
+        # The zombie freezes (a GC pause, a stopped VM): no more heartbeats, and
+        # its lease runs out.  The rescuer takes the task over once it has
+        # reached the database for a whole lease of its own.
+        await zombie._dispatcher.stop()  # type: ignore[union-attr]
         async with engine.begin() as conn:
             await conn.execute(
                 update(T)
                 .where(T.c.id == task_id)
                 .values(lease_expires_at=utcnow() - timedelta(seconds=1))
             )
-        await rescuer._dispatcher.claim_once()  # type: ignore[union-attr]  # or its own loop does
 
         async def rescued() -> bool:
             record = await rescuer.get_task(task_id)

@@ -389,7 +389,8 @@ async def test_recovered_tasks_are_counted(schema_db_url: str, engine: AsyncEngi
         for n in range(4)
     ]
     unknown = task(9, TaskStatus.PENDING, func_name="gone", owner=None)
-    manager = TaskManager(database_url=schema_db_url, poll_interval=0.05)
+    # A short lease: running rows are recovered one lease after startup.
+    manager = TaskManager(database_url=schema_db_url, poll_interval=0.05, lease_seconds=1.0)
 
     async def job() -> None:
         return None
