@@ -2,10 +2,17 @@
 
 Both apps are driven in-process through httpx's ASGI transport, in the same
 run, with the same client.  For taskflow every transition is durable on a
-SQLite file (WAL); the clock stops only when every task's final state is
-committed.  Prints the per-request cost of each and their ratio.
+SQLite file (WAL), or on PostgreSQL with ``--database postgres``; each
+response waits until its task's row is committed, and the clock stops only
+when every task's final state is committed.  Prints the per-request cost of
+each and their ratio.
 
-    python benchmarks/request_overhead.py --requests 3000 --concurrency 1
+    python benchmarks/request_overhead.py --requests 3000 --concurrency 16
+    python benchmarks/request_overhead.py --database postgres --concurrency 16
+
+PostgreSQL: ``TASKFLOW_BENCH_POSTGRES_URL``, default
+``postgresql://postgres@127.0.0.1:5432/taskflow_test``; the taskflow tables
+there are emptied before each run.
 
 When the described system is installed (``pip install fastapi-taskflow``; its
 import name is ``fastapi_taskflow``, so it sits beside ours), the same run also
@@ -21,13 +28,14 @@ import asyncio
 import gc
 import importlib.util
 import os
-import sqlite3
 import statistics
 import tempfile
 import time
 
 import httpx
 from fastapi import BackgroundTasks, FastAPI
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from taskflow import TaskAdmin, TaskManager
 
@@ -52,10 +60,16 @@ def plain_app(sync_task: bool) -> FastAPI:
     return app
 
 
+POSTGRES_URL = os.environ.get(
+    "TASKFLOW_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/taskflow_test"
+)
+TABLES = "taskflow_task_logs, taskflow_idempotency_keys, taskflow_task_stats, taskflow_tasks"
+
+
 def taskflow_app(
-    db_path: str, sync_task: bool, commit_interval: float | None = None
+    url: str, sync_task: bool, commit_interval: float | None = None
 ) -> tuple[FastAPI, TaskManager]:
-    manager = TaskManager(database_url=f"sqlite:///{db_path}", commit_interval=commit_interval)
+    manager = TaskManager(database_url=url, commit_interval=commit_interval, create_tables=True)
     app = FastAPI()
     TaskAdmin(app, manager, auto_install=True)
     func = manager.task()(noop if sync_task else anoop)
@@ -122,21 +136,43 @@ async def measure_plain(requests: int, concurrency: int, sync_task: bool) -> flo
 
 
 async def measure_taskflow(
-    requests: int, concurrency: int, sync_task: bool, commit_interval: float | None = None
+    requests: int,
+    concurrency: int,
+    sync_task: bool,
+    commit_interval: float | None = None,
+    database: str = "sqlite",
 ) -> tuple[float, int]:
+    if database == "postgres":
+        await empty_postgres()
+        return await _run_taskflow(POSTGRES_URL, requests, concurrency, sync_task, commit_interval)
     with tempfile.TemporaryDirectory() as tmp:
         db_path = os.path.join(tmp, "bench.db")
-        app, manager = taskflow_app(db_path, sync_task, commit_interval)
-        async with app.router.lifespan_context(app):
-            elapsed = await drive(app, requests, concurrency)
-            started = time.perf_counter()
-            await manager.drain()
-            elapsed += time.perf_counter() - started
-        with sqlite3.connect(db_path) as conn:
-            done = conn.execute(
-                "SELECT COUNT(*) FROM taskflow_tasks WHERE status = 'success'"
-            ).fetchone()[0]
-    return elapsed / requests, done
+        url = f"sqlite:///{db_path}"
+        return await _run_taskflow(url, requests, concurrency, sync_task, commit_interval)
+
+
+async def _run_taskflow(
+    url: str, requests: int, concurrency: int, sync_task: bool, commit_interval: float | None
+) -> tuple[float, int]:
+    app, manager = taskflow_app(url, sync_task, commit_interval)
+    async with app.router.lifespan_context(app):
+        elapsed = await drive(app, requests, concurrency)
+        started = time.perf_counter()
+        await manager.drain()
+        elapsed += time.perf_counter() - started
+        counted = await manager.metrics()
+    return elapsed / requests, counted.counts.get("success", 0)
+
+
+async def empty_postgres() -> None:
+    engine = create_async_engine(POSTGRES_URL.replace("postgresql://", "postgresql+asyncpg://"))
+    try:
+        async with engine.begin() as conn:
+            exists = await conn.scalar(text("SELECT to_regclass('taskflow_tasks') IS NOT NULL"))
+            if exists:
+                await conn.execute(text(f"TRUNCATE {TABLES}"))
+    finally:
+        await engine.dispose()
 
 
 async def main() -> None:
@@ -145,6 +181,7 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--sync-task", action="store_true", help="a def task (thread pool)")
+    parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
     opts = parser.parse_args()
     plain_runs, flow_runs, described_runs = [], [], []
     with_described = importlib.util.find_spec("fastapi_taskflow") is not None
@@ -152,7 +189,9 @@ async def main() -> None:
         gc.collect()
         plain_runs.append(await measure_plain(opts.requests, opts.concurrency, opts.sync_task))
         gc.collect()
-        per_request, done = await measure_taskflow(opts.requests, opts.concurrency, opts.sync_task)
+        per_request, done = await measure_taskflow(
+            opts.requests, opts.concurrency, opts.sync_task, database=opts.database
+        )
         expected = opts.requests + 50
         if done != expected:
             raise SystemExit(f"only {done} of {expected} tasks reached success in the database")
@@ -169,7 +208,8 @@ async def main() -> None:
         f"{kind} no-op task"
     )
     print(f"  FastAPI BackgroundTasks (memory only): {plain * 1e6:8.1f} us/request")
-    print(f"  taskflow, durable on SQLite (WAL):     {flow * 1e6:8.1f} us/request")
+    where = "SQLite (WAL)" if opts.database == "sqlite" else "PostgreSQL"
+    print(f"  taskflow, durable on {where + ':':<17}{flow * 1e6:8.1f} us/request")
     print(f"  ratio: {flow / plain:.2f}x")
     if described_runs:
         described = statistics.median(described_runs)

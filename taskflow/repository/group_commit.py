@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from taskflow.db import dialects
 from taskflow.db.batch import (
@@ -47,31 +47,32 @@ class _Recount(Exception):
 
 
 async def apply_batch(
-    write_engine: AsyncEngine,
+    connection: AsyncConnection,
     statements: BatchStatements,
     batch: WriteBatch,
     stripe: int,
     *,
     notify_as: str | None = None,
 ) -> set[str]:
-    """Commit ``batch`` with its roll-up changes; returns the fenced update ids.
+    """Commit ``batch`` with its roll-up changes on ``connection``; returns the fenced ids.
 
+    ``connection`` has no transaction open; each attempt is one transaction.
     ``notify_as`` (PostgreSQL): also send a change notice in that instance's
     name, delivered by the same commit.
     """
-    careful = not dialects.reports_executemany_rowcount(write_engine.dialect)
+    careful = not dialects.reports_executemany_rowcount(connection.dialect)
     try:
         return await _apply_once(
-            write_engine, statements, batch, stripe, careful=careful, notify_as=notify_as
+            connection, statements, batch, stripe, careful=careful, notify_as=notify_as
         )
     except _Recount:
         return await _apply_once(
-            write_engine, statements, batch, stripe, careful=True, notify_as=notify_as
+            connection, statements, batch, stripe, careful=True, notify_as=notify_as
         )
 
 
 async def _apply_once(
-    write_engine: AsyncEngine,
+    connection: AsyncConnection,
     statements: BatchStatements,
     batch: WriteBatch,
     stripe: int,
@@ -81,7 +82,8 @@ async def _apply_once(
 ) -> set[str]:
     delta = StatsDelta()
     fenced: set[str] = set()
-    async with write_engine.begin() as conn:
+    async with connection.begin():
+        conn = connection
         if batch.inserts:
             await _insert(conn, statements, batch.inserts, delta)
         if batch.updates:

@@ -7,6 +7,8 @@ opens them with ``BEGIN IMMEDIATE``.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -70,6 +72,7 @@ from taskflow.schedules import FireOutcome, ScheduleDefinition, ScheduleState
 
 T = tasks_table
 L = task_logs_table
+logger = logging.getLogger("taskflow.repository")
 
 # Columns a page of the list needs: no payload, no stack trace.
 LIST_COLUMNS = [c for c in T.c if c.name not in ("payload", "stacktrace")]
@@ -97,6 +100,10 @@ class SqlTaskRepository(TaskRepository):
         self._change_sender: str | None = None
         self._last_change_notice = 0.0
         self._inline: SqliteInlineWriter | None = None
+        # The group commit's own connection, held between batches: taking one
+        # from the pool costs a liveness ping, a round trip per commit.
+        self._batch_connection: AsyncConnection | None = None
+        self._batch_lock = asyncio.Lock()
         database = engine.url.database
         if dialects.is_sqlite(engine.dialect) and database not in (None, "", ":memory:"):
             self._inline = SqliteInlineWriter(database, self._statements, engine.dialect)
@@ -110,9 +117,19 @@ class SqlTaskRepository(TaskRepository):
             await conn.exec_driver_sql("SELECT 1")
 
     async def close(self) -> None:
+        await self.release()
+        await self.engine.dispose()
+
+    async def release(self) -> None:
+        """Give back the connections this repository holds, leaving the engine open.
+
+        The group commit keeps one connection between batches, and on a
+        SQLite file the inline writer keeps its own; ``close()`` does this and
+        also disposes the engine.
+        """
         if self._inline is not None:
             self._inline.close()
-        await self.engine.dispose()
+        await self._drop_batch_connection()
 
     # -- writes -----------------------------------------------------------
 
@@ -127,10 +144,36 @@ class SqlTaskRepository(TaskRepository):
                 self._last_change_notice = now
             else:
                 sender = None
-        fenced = await group_commit.apply_batch(
-            self.write_engine, self._statements, batch, self.stats_stripe, notify_as=sender
-        )
+        if self._batch_lock.locked():  # a second writer (tools, tests): a pooled connection
+            async with self.write_engine.connect() as pooled:
+                fenced = await group_commit.apply_batch(
+                    pooled, self._statements, batch, self.stats_stripe, notify_as=sender
+                )
+            return BatchOutcome(frozenset(fenced))
+        async with self._batch_lock:
+            connection = self._batch_connection
+            if connection is None:
+                connection = self._batch_connection = await self.write_engine.connect()
+            try:
+                fenced = await group_commit.apply_batch(
+                    connection, self._statements, batch, self.stats_stripe, notify_as=sender
+                )
+            except BaseException:
+                # Whatever failed (the server, the network, a cancellation mid-commit),
+                # the next batch starts on a connection known to be sound.
+                await self._drop_batch_connection()
+                raise
         return BatchOutcome(frozenset(fenced))
+
+    async def _drop_batch_connection(self) -> None:
+        connection, self._batch_connection = self._batch_connection, None
+        if connection is None:
+            return
+        try:
+            await connection.invalidate()
+            await connection.close()
+        except Exception as exc:  # already broken: nothing left to release
+            logger.debug("closing the group commit's connection failed: %s", exc)
 
     async def transition(
         self,

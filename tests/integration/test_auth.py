@@ -544,8 +544,7 @@ async def test_session_storage_on_the_repository(engine: AsyncEngine) -> None:
         assert await repository.purge_admin_sessions(now=now) == 1  # only the expired one
         assert await repository.purge_admin_sessions(now=now + timedelta(hours=2)) == 1
     finally:
-        if repository._inline is not None:
-            repository._inline.close()
+        await repository.release()
 
 
 # -- the login throttle ---------------------------------------------------------------------

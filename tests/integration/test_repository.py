@@ -142,10 +142,8 @@ async def repo(engine: AsyncEngine) -> AsyncIterator[SqlTaskRepository]:
     repository = SqlTaskRepository(engine)
     yield repository
     # Not repository.close(): it disposes the fixture's engine, which would empty the pool
-    # before the fixture's leak check (and dispose it twice).  Only the SQLite inline
-    # writer's own sqlite3 connection belongs to the repository.
-    if repository._inline is not None:
-        repository._inline.close()
+    # before the fixture's leak check (and dispose it twice).
+    await repository.release()
 
 
 # -- 1. round trip: fast write path, SQLAlchemy read path --------------------------

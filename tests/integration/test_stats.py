@@ -169,8 +169,7 @@ def finished(record: TaskRecord, status: TaskStatus, duration_ms: float | None) 
 async def repo(engine: AsyncEngine) -> AsyncIterator[SqlTaskRepository]:
     repository = SqlTaskRepository(engine, stats_stripe=3)
     yield repository
-    if repository._inline is not None:
-        repository._inline.close()
+    await repository.release()
 
 
 # -- the write paths --------------------------------------------------------------------
@@ -290,8 +289,7 @@ async def test_two_writers_on_different_stripes(engine: AsyncEngine) -> None:
         assert stripes <= {1, 2} and stripes
     finally:
         for repository in (first, second):
-            if repository._inline is not None:
-                repository._inline.close()
+            await repository.release()
 
 
 async def test_metrics_read_the_rollup(repo: SqlTaskRepository, engine: AsyncEngine) -> None:
@@ -459,8 +457,7 @@ async def test_rebuild_stats_command(schema_db_url: str, engine: AsyncEngine) ->
     try:
         await repository.apply(WriteBatch(inserts=[task(n, TaskStatus.SUCCESS) for n in range(3)]))
     finally:
-        if repository._inline is not None:
-            repository._inline.close()
+        await repository.release()
     async with engine.begin() as conn:
         await conn.execute(delete(S))
     result = subprocess.run(
