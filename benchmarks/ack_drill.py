@@ -41,6 +41,8 @@ COLUMNS = (
     "end_not_success",
     "success_without_end",
     "active_after_settle",
+    "kept_after_503",
+    "orphans",
     "mid_run_at_kill",
     "excused_end_at_kill",
     "settled_in",

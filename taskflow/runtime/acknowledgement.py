@@ -94,7 +94,12 @@ async def wait_committed(
         # asyncio.wait neither cancels the shared commits nor raises.
         _done, late = await asyncio.wait(unsettled, timeout=max(0.0, deadline - loop.time()))
         if late:
-            return _withdrawn(tasks, writer, forget, timeout)
+            # An attempt under way may still commit these rows as they were
+            # when it began: let it end (bounded), so that the next attempt,
+            # if any, writes them withdrawn; a row it did commit stands.
+            await writer.attempt_ended(timeout)
+            if not all(commit.done() for commit in late):
+                return _withdrawn(tasks, writer, forget, timeout)
     rejected: set[str] = set()
     for commit in commits:
         if commit.cancelled() or commit.exception() is not None:

@@ -106,6 +106,8 @@ class GroupCommitWriter:
         self._stall_after = stall_after
         self._changes = changes
         self._apply_started: float | None = None
+        # Resolved when the attempt now talking to the database ends.
+        self._attempt_over: asyncio.Future[None] | None = None
         self._stall_reported = False
         self._last_commit = 0.0
         self._urgent = False
@@ -176,6 +178,16 @@ class GroupCommitWriter:
             f"taskflow's write buffer is full ({waiting} writes waiting): {reason}. The task "
             "was not enqueued; retry later (raise write_buffer_size to ride out longer outages)"
         )
+
+    async def attempt_ended(self, timeout: float) -> None:
+        """Wait (at most ``timeout``) until no write attempt is talking to the database.
+
+        Between attempts the batch being retried is converted anew, so a
+        change made to one of its records now is what the next attempt writes.
+        """
+        over = self._attempt_over
+        if over is not None:
+            await asyncio.wait({over}, timeout=timeout)
 
     def discard(self, task_id: str) -> bool:
         """Drop a buffered new row before it is written; False if it is on its way already."""
@@ -364,11 +376,14 @@ class GroupCommitWriter:
         # longer than stall_after counts as a failure for backpressure (see
         # _stalled), while it is still allowed to finish.
         self._apply_started = time.monotonic()
+        over = self._attempt_over = asyncio.get_running_loop().create_future()
         try:
             return await self._repository.apply(batch)
         finally:
             self._apply_started = None
             self._stall_reported = False
+            self._attempt_over = None
+            over.set_result(None)
 
     def _stalled(self) -> bool:
         started = self._apply_started

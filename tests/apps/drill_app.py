@@ -4,8 +4,9 @@ Configured from the environment, so a test can start several instances on one
 database (or one behind a TCP proxy):
 
 * ``TASKFLOW_DATABASE_URL``: the database (required).
-* ``TASKFLOW_LEASE_SECONDS`` (default 3), ``TASKFLOW_POLL_INTERVAL`` (0.2) and
-  ``TASKFLOW_SHUTDOWN_GRACE`` (10): the manager's timings, short for tests.
+* ``TASKFLOW_LEASE_SECONDS`` (default 3), ``TASKFLOW_POLL_INTERVAL`` (0.2),
+  ``TASKFLOW_SHUTDOWN_GRACE`` (10) and ``TASKFLOW_ACKNOWLEDGE_TIMEOUT`` (10):
+  the manager's timings, short for tests.
 * ``TASKFLOW_INSTANCE_NAME``: names this process's journal file.
 * ``JOURNAL_DIR``: where it writes its execution journal.
 
@@ -58,6 +59,7 @@ task_manager = TaskManager(
     lease_seconds=_env_float("TASKFLOW_LEASE_SECONDS", 3.0),
     poll_interval=_env_float("TASKFLOW_POLL_INTERVAL", 0.2),
     shutdown_grace=_env_float("TASKFLOW_SHUTDOWN_GRACE", 10.0),
+    acknowledge_timeout=_env_float("TASKFLOW_ACKNOWLEDGE_TIMEOUT", 10.0),
 )
 app = FastAPI(title="taskflow acknowledgement drill")
 TaskAdmin(app, task_manager, auto_install=True)

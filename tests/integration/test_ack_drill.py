@@ -29,10 +29,14 @@ asserted to be 0:
   committed, which no library can prevent;
 * ``success_without_end``: ``success`` rows whose attempt never wrote ``end``;
 * ``active_after_settle``: rows still ``pending`` or ``running`` once the drill
-  has waited (at most ``SETTLE_TIMEOUT`` s) for everything to finish.
+  has waited (at most ``SETTLE_TIMEOUT`` s) for everything to finish;
+* ``kept_after_503``: rows no client got an id for that are not
+  ``cancelled``, beyond the number of requests that failed otherwise than
+  with a 503 (a 503 says the task was not created; a request cut by a
+  SIGKILL may have committed its row before the kill).
 
-Requests without a 200 (refused by a dead instance, reset by a SIGKILL, 503 or
-timed out during an outage) promise nothing: they are counted, not checked.
+Other requests without a 200 (refused by a dead instance, reset by a SIGKILL,
+timed out) promise nothing: they are counted, not checked.
 Each drill also checks that it measured something: enough 200s, tasks caught
 mid-run by the SIGKILLs, connections really reset by each cut.
 
@@ -84,6 +88,9 @@ CONCURRENCY = _env_int("TASKFLOW_DRILL_CONCURRENCY", 16)
 LEASE = _env_float("TASKFLOW_DRILL_LEASE", 2.0)
 CUTS = _env_floats("TASKFLOW_DRILL_CUTS", (3.0, 8.0))
 OUTAGE = _env_float("TASKFLOW_DRILL_OUTAGE", CUTS[0])
+# The instances' acknowledge_timeout: between drill b's two cuts, so that requests
+# ride out the first cut and answer 503 in the second.
+ACK_TIMEOUT = _env_float("TASKFLOW_DRILL_ACK_TIMEOUT", (CUTS[0] + CUTS[-1]) / 2)
 POLL = 0.2  # TASKFLOW_POLL_INTERVAL of the instances
 SEGMENT = 2.0  # seconds of load before, between and after the disruptions
 KILL_WINDOW = 0.5  # an end line this close before its process's SIGKILL is excused
@@ -99,6 +106,7 @@ ASSERTED = (
     "end_not_success",
     "success_without_end",
     "active_after_settle",
+    "kept_after_503",
 )
 APP = "tests.apps.drill_app:app"
 SQLITE_HAS_NO_NETWORK = pytest.mark.skip(
@@ -267,6 +275,7 @@ def launch(schema_db_url: str, tmp_path: Path, journal_dir: Path) -> Iterator[La
             "TASKFLOW_LEASE_SECONDS": str(LEASE),
             "TASKFLOW_POLL_INTERVAL": str(POLL),
             "TASKFLOW_SHUTDOWN_GRACE": "2",
+            "TASKFLOW_ACKNOWLEDGE_TIMEOUT": str(ACK_TIMEOUT),
             "TASKFLOW_INSTANCE_NAME": name,
             "JOURNAL_DIR": str(journal_dir),
         }
@@ -362,6 +371,10 @@ class Figures:
     mid_run_at_kill: int = 0
     ran_without_row: list[str] = field(default_factory=list)
     orphans: int = 0  # rows whose id no client received (its request failed after the insert)
+    # Rows no client got an id for that are not ``cancelled``, beyond what the
+    # failures other than 503 can explain (a request cut by a SIGKILL may have
+    # committed its row; a 503 promises that no task was created).
+    kept_after_503: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         failures = ",".join(f"{k}:{v}" for k, v in sorted(self.failures.items())) or "-"
@@ -439,7 +452,11 @@ def measure(
         }
     )
     figures.ran_without_row = sorted({e.task_id for e in entries} - set(rows))
-    figures.orphans = len(set(rows) - set(load.ids))
+    orphans = set(rows) - set(load.ids)
+    figures.orphans = len(orphans)
+    kept = sorted(task_id for task_id in orphans if rows[task_id]["status"] != "cancelled")
+    explained = sum(n for kind, n in load.failures.items() if kind != "http_503")
+    figures.kept_after_503 = kept[explained:]
     return figures
 
 
@@ -562,7 +579,14 @@ async def test_two_instances_through_database_cuts(
     await under_load(load, disrupt, timeout=REQUEST_TIMEOUT + sum(timeline) + REQUESTS / 10)
     figures = await drill.finish("b-two-instances-cuts", load, [a, b])
     check(
-        figures, enough_answers(load) | {f"a cut reset no connection ({resets})": min(resets) > 0}
+        figures,
+        enough_answers(load)
+        | {
+            f"a cut reset no connection ({resets})": min(resets) > 0,
+            f"no request outlasted acknowledge_timeout={ACK_TIMEOUT:g}s with a 503": (
+                load.failures["http_503"] > 0
+            ),
+        },
     )
 
 
