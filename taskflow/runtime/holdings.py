@@ -73,4 +73,6 @@ def adopt_claimed(
                 runner.announce(record)
             continue
         held[record.task_id] = local
+        # Due now: its start is not held back by the commit interval.
+        local.urgent = True
         dispatch(local)
