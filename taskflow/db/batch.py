@@ -175,6 +175,10 @@ class BatchStatements:
             dialect,
             update_names,
         )
+        # PostgreSQL: the same updates as one statement that says which applied.
+        self.update_applied_sql = dialects.set_update_returning_applied(
+            dialect, tasks_table.name, ACTIVE_ONLY
+        )
         self.insert_log_sql = _compile(
             insert(task_logs_table).values({c: bindparam(c) for c in LOG_INSERT_COLUMNS}),
             dialect,
@@ -252,6 +256,11 @@ class BatchStatements:
             )
             for r in records
         ]
+
+    @staticmethod
+    def update_arrays(rows: Sequence[tuple[Any, ...]]) -> tuple[list[Any], ...]:
+        """``update_rows`` turned column-wise: the parameters of ``update_applied_sql``."""
+        return tuple(list(column) for column in zip(*rows, strict=True))
 
     def log_rows(self, entries: Sequence[TaskLogEntry]) -> list[tuple[Any, ...]]:
         dt = self._dt

@@ -24,6 +24,54 @@ def is_sqlite(dialect: Dialect) -> bool:
     return dialect.name == "sqlite"
 
 
+# PostgreSQL array type of each column the group commit's update sets, in
+# MUTABLE_COLUMNS order, then the guard's id and epoch.
+_PG_UPDATE_ARRAYS = (
+    ("status", "varchar"),
+    ("executor", "varchar"),
+    ("attempt", "int"),
+    ("run_at", "timestamptz"),
+    ("updated_at", "timestamptz"),
+    ("started_at", "timestamptz"),
+    ("finished_at", "timestamptz"),
+    ("duration_ms", "float8"),
+    ("error", "text"),
+    ("stacktrace", "text"),
+    ("result", "text"),
+    ("owner", "varchar"),
+    ("lease_expires_at", "timestamptz"),
+    ("g_id", "varchar"),
+    ("g_epoch", "int"),
+)
+
+
+def set_update_returning_applied(dialect: Dialect, table: str, active_only: str) -> str | None:
+    """One statement that applies a batch of guarded updates and returns the ids it changed.
+
+    PostgreSQL only (None elsewhere): the batch travels as one array per
+    column (``unnest``), so the update and the answer to "which applied" are
+    one round trip instead of an executemany plus a read-back.  The rows are
+    locked in id order first, the order every other writer of these rows
+    uses, so two transactions cannot deadlock on a pair of them.
+    """
+    if not is_postgresql(dialect):
+        return None
+    arrays = ", ".join(f"${n}::{kind}[]" for n, (_name, kind) in enumerate(_PG_UPDATE_ARRAYS, 1))
+    names = ", ".join(name for name, _kind in _PG_UPDATE_ARRAYS)
+    sets = ", ".join(
+        f"{name} = v.{name}::json" if name == "result" else f"{name} = v.{name}"
+        for name, _kind in _PG_UPDATE_ARRAYS[:-2]
+    )
+    return (
+        f"WITH v AS (SELECT * FROM unnest({arrays}) AS v({names})), "
+        f"locked AS (SELECT t.id FROM {table} AS t JOIN v ON t.id = v.g_id "
+        "ORDER BY t.id FOR UPDATE OF t) "
+        f"UPDATE {table} AS t SET {sets} FROM v JOIN locked ON locked.id = v.g_id "
+        f"WHERE t.id = v.g_id AND t.lease_epoch = v.g_epoch AND t.{active_only} "
+        "RETURNING t.id"
+    )
+
+
 def reports_executemany_rowcount(dialect: Dialect) -> bool:
     """Whether an executemany UPDATE reports the total of matched rows.
 

@@ -128,6 +128,8 @@ async def _update(
 ) -> set[str]:
     # A fixed lock order keeps two instances' batches from deadlocking.
     ordered = sorted(records, key=lambda r: r.task_id)
+    if statements.update_applied_sql is not None:
+        return await _update_returning_applied(conn, statements, ordered, delta)
     if not careful:
         rows = statements.update_rows(ordered)
         result = await conn.exec_driver_sql(statements.update_task_sql, rows)
@@ -151,6 +153,28 @@ async def _update(
         count_finishing_updates(applying, rows, delta)
         await conn.exec_driver_sql(statements.update_task_sql, rows)
     return fenced
+
+
+async def _update_returning_applied(
+    conn: AsyncConnection,
+    statements: BatchStatements,
+    ordered: list[TaskRecord],
+    delta: StatsDelta,
+) -> set[str]:
+    # PostgreSQL: one statement updates and returns the rows it changed.  An
+    # update that did not apply is reported fenced: its row moved to another
+    # owner or was cancelled (epoch), or it is finished already, which only a
+    # batch applied again after its commit went through can meet, and then
+    # the task is no longer held, so dropping it changes nothing.
+    assert statements.update_applied_sql is not None
+    rows = statements.update_rows(ordered)
+    result = await conn.exec_driver_sql(
+        statements.update_applied_sql, statements.update_arrays(rows)
+    )
+    applied = set(result.scalars())
+    mine = [(r, row) for r, row in zip(ordered, rows, strict=True) if r.task_id in applied]
+    count_finishing_updates([r for r, _ in mine], [row for _, row in mine], delta)
+    return {r.task_id for r in ordered if r.task_id not in applied}
 
 
 async def _update_and_read_back(
