@@ -34,6 +34,15 @@ def plain_app() -> FastAPI:
     return app
 
 
+def add_work_route(app: FastAPI, func: Any) -> None:
+    """``POST /work``: one task of ``func`` through the request's (managed) BackgroundTasks."""
+
+    @app.post("/work")
+    async def work(background_tasks: BackgroundTasks) -> dict[str, str]:
+        task_id: str = background_tasks.add_task(func, 1)  # type: ignore[func-returns-value, assignment]
+        return {"task_id": task_id}
+
+
 def taskflow_app(database_url: str) -> FastAPI:
     from taskflow import TaskAdmin, TaskManager
 
@@ -42,13 +51,7 @@ def taskflow_app(database_url: str) -> FastAPI:
     manager = TaskManager(database_url=database_url, **options)
     app = FastAPI()
     TaskAdmin(app, manager, auto_install=True)
-    func = manager.task()(anoop)
-
-    @app.post("/work")
-    async def work(background_tasks: BackgroundTasks) -> dict[str, str]:
-        task_id: str = background_tasks.add_task(func, 1)  # type: ignore[func-returns-value, assignment]
-        return {"task_id": task_id}
-
+    add_work_route(app, manager.task()(anoop))
     return app
 
 
@@ -59,13 +62,7 @@ def peer_app(snapshot_db: str) -> FastAPI:
     manager = TaskManager(snapshot_db=snapshot_db)
     app = FastAPI()
     TaskAdmin(app, manager, auto_install=True)
-    func = manager.task()(anoop)
-
-    @app.post("/work")
-    async def work(background_tasks: BackgroundTasks) -> dict[str, str]:
-        task_id: str = background_tasks.add_task(func, 1)  # type: ignore[func-returns-value, assignment]
-        return {"task_id": task_id}
-
+    add_work_route(app, manager.task()(anoop))
     return app
 
 

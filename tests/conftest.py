@@ -396,6 +396,14 @@ def schema_db_url(db_url: str, backend_name: str) -> str:
 
 
 @pytest.fixture
+def journal_dir(tmp_path: Path) -> Path:
+    """Where the real-process drills' apps append their execution journals."""
+    path = tmp_path / "journal"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
 def database_url(backend_name: str, request: pytest.FixtureRequest) -> str:
     """A database an app can start on: SQLite migrates itself at startup, servers get the models."""
     if backend_name == "sqlite":

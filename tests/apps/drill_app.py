@@ -33,34 +33,16 @@ twice has two ``start`` lines.  Only a successful attempt writes ``end``.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import BackgroundTasks, Depends, FastAPI
 
-from taskflow import ManagedBackgroundTasks, TaskAdmin, TaskManager, get_task_context
+from taskflow import ManagedBackgroundTasks, TaskAdmin, get_task_context
+from tests.apps.drill_process import INSTANCE, PID, append_line, manager_from_environment
 
-PID = os.getpid()
-INSTANCE = os.environ.get("TASKFLOW_INSTANCE_NAME") or f"pid{PID}"
-JOURNAL_DIR = Path(os.environ.get("JOURNAL_DIR") or ".")
-JOURNAL_PATH = JOURNAL_DIR / f"{INSTANCE}-{PID}.journal"
-
-
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    return float(raw) if raw else default
-
-
-task_manager = TaskManager(
-    database_url=os.environ["TASKFLOW_DATABASE_URL"],
-    lease_seconds=_env_float("TASKFLOW_LEASE_SECONDS", 3.0),
-    poll_interval=_env_float("TASKFLOW_POLL_INTERVAL", 0.2),
-    shutdown_grace=_env_float("TASKFLOW_SHUTDOWN_GRACE", 10.0),
-    acknowledge_timeout=_env_float("TASKFLOW_ACKNOWLEDGE_TIMEOUT", 10.0),
-)
+task_manager = manager_from_environment()
 app = FastAPI(title="taskflow acknowledgement drill")
 TaskAdmin(app, task_manager, auto_install=True)
 
@@ -70,13 +52,7 @@ def journal(event: str) -> int:
     context = get_task_context()
     if context is None:
         raise RuntimeError("journal() called outside a task")
-    line = f"{context.task_id} {context.attempt} {PID} {event}\n".encode()
-    fd = os.open(JOURNAL_PATH, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    append_line(f"{context.task_id} {context.attempt} {PID} {event}\n")
     return context.attempt
 
 

@@ -21,42 +21,21 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import BackgroundTasks, FastAPI, Query
 
-from taskflow import TaskAdmin, TaskManager
+from taskflow import TaskAdmin
+from tests.apps.drill_process import INSTANCE, append_line, manager_from_environment
 
-INSTANCE = os.environ.get("TASKFLOW_INSTANCE_NAME") or f"pid{os.getpid()}"
-JOURNAL_DIR = Path(os.environ.get("JOURNAL_DIR") or ".")
-JOURNAL_PATH = JOURNAL_DIR / f"{INSTANCE}-{os.getpid()}.journal"
-
-
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    return float(raw) if raw else default
-
-
-task_manager = TaskManager(
-    database_url=os.environ["TASKFLOW_DATABASE_URL"],
-    lease_seconds=_env_float("TASKFLOW_LEASE_SECONDS", 3.0),
-    poll_interval=_env_float("TASKFLOW_POLL_INTERVAL", 0.2),
-    shutdown_grace=_env_float("TASKFLOW_SHUTDOWN_GRACE", 10.0),
-)
+task_manager = manager_from_environment()
 app = FastAPI(title="taskflow crash drill")
 TaskAdmin(app, task_manager, auto_install=True)
 
 
 def journal(tag: str, event: str) -> None:
     """Append one line durably before the task goes on (safe from any thread)."""
-    line = f"{INSTANCE}:{tag}:{event}\n".encode()
-    fd = os.open(JOURNAL_PATH, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    append_line(f"{INSTANCE}:{tag}:{event}\n")
 
 
 @task_manager.task(name="slow")

@@ -254,13 +254,6 @@ async def sigkill(instance: UvicornInstance, load: Load, journal: Path, mark: in
 
 
 @pytest.fixture
-def journal_dir(tmp_path: Path) -> Path:
-    path = tmp_path / "journal"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
 def launch(schema_db_url: str, tmp_path: Path, journal_dir: Path) -> Iterator[Launcher]:
     """Start drill_app instances (on the test database unless told another URL).
 

@@ -188,26 +188,38 @@ async def test_a_response_with_its_own_background_still_runs_the_added_task(
 async def test_a_task_starts_only_once_its_running_state_is_committed(
     database_url: str, table: Table
 ) -> None:
+    """Inside the task, another connection already reads ``running``.
+
+    After-response tasks share the next group commit (here half a second
+    away), so a task that started before its ``running`` state was committed
+    would read its row ``pending``.
+    """
     seen: dict[str, Any] = {}
     manager = TaskManager(database_url=database_url, commit_interval=0.5)
+    loop = asyncio.get_running_loop()
 
     @manager.task(name="look_at_own_row")
     async def look_at_own_row() -> None:
-        context = _task_id()
-        seen["row"] = await table.row(context)
+        seen["async"] = await table.row(_task_id())
 
     @manager.task(name="look_at_own_row_sync")
     def look_at_own_row_sync() -> None:
-        context = _task_id()
-        seen["row_sync"] = asyncio.run_coroutine_threadsafe(table.row(context), loop).result(10)
+        read = asyncio.run_coroutine_threadsafe(table.row(_task_id()), loop)
+        seen["thread"] = read.result(10)
 
-    loop = asyncio.get_running_loop()
-    async with serving(manager):
-        await manager.enqueue(look_at_own_row)
-        await manager.enqueue(look_at_own_row_sync)
-        await asyncio.wait_for(manager.drain(), 10)
-    assert seen["row"]["status"] == "running", seen
-    assert seen["row_sync"]["status"] == "running", seen
+    app = build_app(manager)
+
+    @app.post("/look")
+    async def look(tasks: ManagedBackgroundTasks) -> Any:
+        return [tasks.add_task(look_at_own_row), tasks.add_task(look_at_own_row_sync)]
+
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            assert (await client.post("/look")).status_code == 200
+            await asyncio.wait_for(manager.drain(), 10)
+    assert seen["async"]["status"] == "running", seen
+    assert seen["thread"]["status"] == "running", seen
 
 
 def _task_id() -> str:

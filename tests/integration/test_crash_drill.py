@@ -43,13 +43,6 @@ Launcher = Callable[..., Instance]
 
 
 @pytest.fixture
-def journal_dir(tmp_path: Path) -> Path:
-    path = tmp_path / "journal"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
 def launch(schema_db_url: str, tmp_path: Path, journal_dir: Path) -> Iterator[Launcher]:
     """Start durable_app instances on the test database; all stopped at teardown."""
     started: list[Instance] = []
