@@ -58,10 +58,7 @@ def set_update_returning_applied(dialect: Dialect, table: str, active_only: str)
         return None
     arrays = ", ".join(f"${n}::{kind}[]" for n, (_name, kind) in enumerate(_PG_UPDATE_ARRAYS, 1))
     names = ", ".join(name for name, _kind in _PG_UPDATE_ARRAYS)
-    sets = ", ".join(
-        f"{name} = v.{name}::json" if name == "result" else f"{name} = v.{name}"
-        for name, _kind in _PG_UPDATE_ARRAYS[:-2]
-    )
+    sets = ", ".join(_pg_set(name) for name, _kind in _PG_UPDATE_ARRAYS[:-2])
     return (
         f"WITH v AS (SELECT * FROM unnest({arrays}) AS v({names})), "
         f"locked AS (SELECT t.id FROM {table} AS t JOIN v ON t.id = v.g_id "
@@ -70,6 +67,19 @@ def set_update_returning_applied(dialect: Dialect, table: str, active_only: str)
         f"WHERE t.id = v.g_id AND t.lease_epoch = v.g_epoch AND t.{active_only} "
         "RETURNING t.id"
     )
+
+
+def _pg_set(name: str) -> str:
+    if name == "result":
+        return "result = v.result::json"
+    if name == "lease_expires_at":
+        # A write that waited never moves a lease back past the heartbeat's
+        # renewal; a finished task's NULL still clears it.
+        return (
+            "lease_expires_at = CASE WHEN v.lease_expires_at IS NULL THEN NULL "
+            "ELSE GREATEST(t.lease_expires_at, v.lease_expires_at) END"
+        )
+    return f"{name} = v.{name}"
 
 
 def reports_executemany_rowcount(dialect: Dialect) -> bool:

@@ -104,6 +104,11 @@ class SqlTaskRepository(TaskRepository):
         # from the pool costs a liveness ping, a round trip per commit.
         self._batch_connection: AsyncConnection | None = None
         self._batch_lock = asyncio.Lock()
+        self._pool_of_one = dialects.is_sqlite(engine.dialect) and engine.url.database in (
+            None,
+            "",
+            ":memory:",
+        )
         database = engine.url.database
         if dialects.is_sqlite(engine.dialect) and database not in (None, "", ":memory:"):
             self._inline = SqliteInlineWriter(database, self._statements, engine.dialect)
@@ -144,7 +149,9 @@ class SqlTaskRepository(TaskRepository):
                 self._last_change_notice = now
             else:
                 sender = None
-        if self._batch_lock.locked():  # a second writer (tools, tests): a pooled connection
+        if self._batch_lock.locked() or self._pool_of_one:
+            # A second writer (tools, tests), or an in-memory database whose pool
+            # is its one connection, which must go back to the pool: a pooled one.
             async with self.write_engine.connect() as pooled:
                 fenced = await group_commit.apply_batch(
                     pooled, self._statements, batch, self.stats_stripe, notify_as=sender

@@ -36,7 +36,7 @@ ACKNOWLEDGE_MODES: tuple[AcknowledgeMode, ...] = ("committed", "buffered")
 class Receipt:
     """The tasks one request added, in order; ``acknowledged`` of them are confirmed."""
 
-    __slots__ = ("acknowledged", "inject", "manager", "tasks")
+    __slots__ = ("acknowledged", "closed", "inject", "manager", "tasks")
 
     def __init__(self, manager: Any, *, inject: bool) -> None:
         self.manager = manager
@@ -44,6 +44,13 @@ class Receipt:
         self.inject = inject
         self.tasks: list[LocalTask] = []
         self.acknowledged = 0
+        # Set when the request is over: a task's copy of the request's context
+        # still holds the receipt, and what the task adds is no longer its.
+        self.closed = False
+
+    def takes(self, manager: Any) -> bool:
+        """Whether a task ``manager`` adds now belongs to this request."""
+        return not self.closed and self.manager is manager
 
     @property
     def waiting(self) -> bool:

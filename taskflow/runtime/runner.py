@@ -134,8 +134,8 @@ class TaskRunner:
         if task.inserted is not None:
             # Shielded: the commit is shared by the batch, and cancelling this
             # task (a cancel request, shutdown) must not cancel it for the others.
+            # Kept (not cleared): the request's acknowledgement may still read it.
             outcome = await asyncio.shield(task.inserted)
-            task.inserted = None
             if task.record.task_id in outcome.rejected:
                 logger.error("task %s was rejected by the database; not run", task.record.task_id)
                 self._finish(task)

@@ -57,7 +57,9 @@ async def finish_running_tasks(
         ]
         if not due:
             break
-        waiting = {local.handle for local in due if local.handle is not None}
+        waiting = {
+            local.handle for local in due if local.handle is not None and not local.handle.done()
+        }
         # Polled: a task whose commit is pending gets its handle only then.
         await asyncio.wait(waiting, timeout=0.05) if waiting else await asyncio.sleep(0.05)
     stop_starting()

@@ -53,13 +53,14 @@ def _wake(nap: asyncio.Future[None]) -> None:
 
 
 def _renew_leases(batch: WriteBatch, until: datetime) -> None:
-    """Carry leases forward in a batch that waited out a failure (this instance is alive).
+    """Carry the leases of a batch forward as it is written (this instance is alive).
 
-    The batch's records were leased when they were made; written after a
-    long outage, those leases would already have run out, and another
-    instance would take tasks over that this one is still running (the
-    heartbeat renews them only in the database, and this write would set
-    them back).
+    The batch's records were leased when they were made; written late (after
+    an outage, or a long wait for a commit), those leases would already have
+    run out, and another instance would take tasks over that this one is
+    still running: the heartbeat renews them only in the database, and this
+    write would set them back.  (A write that itself takes longer than a
+    lease still can; PostgreSQL never moves a lease back.)
     """
     for record in chain(batch.inserts, batch.updates):
         expires = record.lease_expires_at
@@ -365,8 +366,6 @@ class GroupCommitWriter:
                 logger.warning("taskflow write failed (%s); retrying in %.2fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._retry_max)
-                if self._lease is not None:
-                    _renew_leases(batch, utcnow() + self._lease)
             else:
                 self._failing_since = None
                 return outcome
@@ -376,6 +375,8 @@ class GroupCommitWriter:
         # longer than stall_after counts as a failure for backpressure (see
         # _stalled), while it is still allowed to finish.
         self._apply_started = time.monotonic()
+        if self._lease is not None:
+            _renew_leases(batch, utcnow() + self._lease)
         over = self._attempt_over = asyncio.get_running_loop().create_future()
         try:
             return await self._repository.apply(batch)
@@ -409,4 +410,7 @@ class GroupCommitWriter:
             except Exception as exc:
                 logger.error("taskflow write rejected by the database, not retried: %s", exc)
                 rejected.update(r.task_id for r in single.inserts)
+                # Its state was not written: whoever waits for it (a start waiting
+                # for its running state) must not go on as if it had been.
+                fenced.update(r.task_id for r in single.updates)
         return BatchOutcome(frozenset(fenced), frozenset(rejected))

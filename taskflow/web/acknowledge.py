@@ -48,26 +48,43 @@ class AcknowledgeMiddleware:
         async def held_send(message: Message) -> None:
             nonlocal status, replaced
             if replaced:
-                return  # the app's own response was turned into a refusal
-            if receipt.waiting:
+                return  # the refusal went out whole: nothing of the app's follows it
+            kind = message["type"]
+            if receipt.waiting and kind in _HELD:
                 refusal = await manager.acknowledge(receipt)
                 if refusal is not None:
-                    if message["type"] != "http.response.start":
+                    if kind != "http.response.start":
                         raise TaskNotAcknowledgedError(refusal.detail)
                     replaced = True
                     status = refusal.status_code
                     await _send_refusal(send, refusal)
-                    return
-            if message["type"] == "http.response.start":
+                    # Stop the app's response here: its background (plain
+                    # FastAPI tasks of the refused request) must not run either.
+                    raise _Refused
+            if kind == "http.response.start":
                 status = message["status"]
             await send(message)
 
         try:
             await self.app(scope, receive, held_send)
+        except Exception:
+            if not replaced:
+                raise
+            # The refusal went out whole; how the app's response ended does not matter.
         finally:
+            receipt.closed = True
             current_receipt.reset(token)
             if receipt.tasks:
                 manager.settle_request(receipt, status)
+                receipt.tasks.clear()  # tasks' copies of the context keep the receipt
+
+
+# The messages that carry the response to the client (not TestClient's debug one).
+_HELD = frozenset(("http.response.start", "http.response.body"))
+
+
+class _Refused(Exception):
+    """Raised through the app once its response was replaced by a refusal."""
 
 
 async def _send_refusal(send: Send, refusal: Refusal) -> None:

@@ -76,7 +76,7 @@ class ManagedBackgroundTasks(BackgroundTasks):
                 stacklevel=2,
             )
         receipt = current_receipt.get()
-        if receipt is not None and receipt.manager is manager:
+        if receipt is not None and receipt.takes(manager):
             receipt.tasks.append(local)  # the response waits for its row
         elif path == "after_response" and manager.serves_requests:
             path = "now"  # outside any request: nothing would ever run the list

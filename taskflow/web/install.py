@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,8 @@ from taskflow.web.background import ManagedBackgroundTasks
 
 if TYPE_CHECKING:
     from taskflow.manager import TaskManager
+
+logger = logging.getLogger("taskflow")
 
 # The name FastAPI calls to build each request's BackgroundTasks.
 _FACTORY = "BackgroundTasks"
@@ -102,7 +105,14 @@ def add_error_handlers(app: FastAPI) -> None:
 
 def add_acknowledgement(manager: TaskManager, app: FastAPI) -> None:
     """Hold the app's responses until the tasks their requests added are committed."""
-    app.add_middleware(AcknowledgeMiddleware, manager=manager)
+    try:
+        app.add_middleware(AcknowledgeMiddleware, manager=manager)
+    except RuntimeError as exc:  # Starlette: no middleware once the app has started
+        logger.warning(
+            "taskflow cannot hold this app's responses until their tasks are committed (%s): "
+            "call init_app(app) (or TaskAdmin) before the app starts",
+            exc,
+        )
 
 
 def wrap_lifespan(manager: TaskManager, app: FastAPI) -> None:

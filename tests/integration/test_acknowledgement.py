@@ -91,6 +91,12 @@ def build_app(manager: TaskManager) -> FastAPI:
         SEEN_STATUS[tag] = tasks.add_task(remember, tag)
         raise HTTPException(status_code=409, detail="changed my mind")
 
+    @app.post("/with-plain/{tag}")
+    async def with_plain(tag: str, tasks: ManagedBackgroundTasks) -> Any:
+        task_id = tasks.add_task(remember, tag)
+        tasks.tasks.append(BackgroundTask(remember_sync, f"{tag}-plain"))  # FastAPI's own kind
+        return {"task_id": task_id}
+
     @app.post("/own-background/{tag}")
     async def own_background(tag: str, tasks: ManagedBackgroundTasks) -> Any:
         task_id = tasks.add_task(remember, tag)
@@ -319,7 +325,7 @@ async def test_a_locked_database_answers_503_and_creates_no_task(
         blocker.execute("BEGIN EXCLUSIVE")
         try:
             started = time.monotonic()
-            response = await client.post("/plain-async/refused")
+            response = await client.post("/with-plain/refused")
             waited = time.monotonic() - started
         finally:
             blocker.rollback()
@@ -336,3 +342,43 @@ async def test_a_locked_database_answers_503_and_creates_no_task(
         rows = (await conn.execute(text("SELECT status FROM taskflow_tasks"))).scalars().all()
     # The refused task either never reached the table or was written cancelled.
     assert sorted(rows) in (["success", "success"], ["cancelled", "success", "success"])
+
+
+async def test_a_task_added_by_a_running_task_runs(database_url: str, table: Table) -> None:
+    """The task runs in a copy of its request's context: the request is over by then."""
+    manager = TaskManager(database_url=database_url)
+    children: list[str] = []
+
+    @manager.task(name="parent")
+    async def parent() -> None:
+        children.append(ManagedBackgroundTasks(manager).add_task(remember, "child"))
+
+    app = build_app(manager)
+
+    @app.post("/parent")
+    async def add_parent(tasks: ManagedBackgroundTasks) -> Any:
+        return {"task_id": tasks.add_task(parent)}
+
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            assert (await client.post("/parent")).status_code == 200
+            await asyncio.wait_for(manager.drain(), 10)
+    assert RAN == ["child"]
+    assert (await table.row(children[0]) or {}).get("status") == "success"
+
+
+async def test_an_in_memory_database_serves_reads_and_stops_promptly() -> None:
+    """No URL: one shared connection, which the group commit must not keep for itself."""
+    manager = TaskManager()
+    manager.task(name="remember")(remember)
+    await manager.startup()
+    started = time.monotonic()
+    try:
+        task_id = await manager.enqueue(remember, "memory")
+        await asyncio.wait_for(manager.drain(), 10)
+        record = await asyncio.wait_for(manager.get_task(task_id), 5)
+        assert record is not None and record.status.value == "success"
+    finally:
+        await asyncio.wait_for(manager.shutdown(), 10)
+    assert time.monotonic() - started < 5
