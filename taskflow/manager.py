@@ -574,6 +574,7 @@ class TaskManager:
             idempotency_key=idempotency_key,
             tags=tags,
             priority=priority,
+            max_argument_bytes=self.repository.max_argument_bytes,
         )
 
     def _wake_threadsafe(self) -> None:

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from typing import Any, Literal
 
 from taskflow.ids import new_task_id
+from taskflow.storable import shown_json, shown_text
 
 ExecutorName = Literal["async", "thread", "process"]
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -158,7 +159,12 @@ class TaskRecord:
         return self.retries_used
 
     def to_dict(self, *, include_logs: bool = True) -> dict[str, Any]:
-        """fastapi-taskflow's JSON shape, plus taskflow's additions."""
+        """fastapi-taskflow's JSON shape, plus taskflow's additions.
+
+        Text and JSON values are made fit for any JSON response (see
+        ``storable.shown_json``): a value stored by another program must not
+        make a page of tasks fail.
+        """
         data: dict[str, Any] = {
             "task_id": self.task_id,
             "func_name": self.func_name,
@@ -168,20 +174,20 @@ class TaskRecord:
             "end_time": _iso(self.end_time),
             "duration": self.duration,
             "retries_used": self.retries_used,
-            "error": self.error,
-            "stacktrace": self.stacktrace,
-            "tags": dict(self.tags),
+            "error": shown_text(self.error),
+            "stacktrace": shown_text(self.stacktrace),
+            "tags": shown_json(self.tags),
             "source": self.source,
             "priority": self.priority,
             "executor": self.executor,
             "max_retries": self.max_retries,
             "run_at": _iso(self.run_at),
-            "result": self.result,
+            "result": shown_json(self.result),
             "retried_from": self.retried_from,
             "scheduled_for": _iso(self.scheduled_for),
         }
         if include_logs:
-            data["logs"] = list(self.logs)
+            data["logs"] = [shown_text(line) for line in self.logs]
         return data
 
 

@@ -1,4 +1,17 @@
-"""Which database errors are worth retrying."""
+"""What a database error means: worth retrying, or a refusal of the data written.
+
+The exception class says little: drivers raise ``OperationalError`` for a
+lost connection and for a CHECK constraint alike (PyMySQL), and a value the
+driver cannot encode is no database error at all.  So errors are read by
+their code, per dialect: MySQL/MariaDB error numbers, PostgreSQL SQLSTATEs,
+SQLite result codes.  A retry fixes a transient error; a data error fails
+the write that caused it, whatever the number of attempts.
+
+Some codes are ambiguous: MariaDB drops the connection on a packet over
+``max_allowed_packet`` (2013, as an outage would).  They count as transient
+here; the writer tells them apart by asking whether the database answers
+other statements meanwhile (see ``runtime/splitter.py``).
+"""
 
 from __future__ import annotations
 
@@ -6,28 +19,81 @@ import sqlite3
 
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 
+# Lost or refused connections, server going away, lock waits and deadlocks,
+# too many connections, read-only during a failover.
+_MYSQL_TRANSIENT = {
+    1040, 1053, 1205, 1213, 1290, 1836, 1927, 2002, 2003, 2006, 2013, 2026, 2055, 4031,
+}  # fmt: skip
+# Deadlock and lock-wait codes alone (is_deadlock), and PostgreSQL's deadlock
+# and serialization failure.
+_MYSQL_RETRY_CODES = {1205, 1213}
+# SQLSTATE classes: 08 connection exception, 53 insufficient resources,
+# 57 operator intervention (shutdown, statement timeout), 58 system error;
+# and lock not available.
+_POSTGRES_TRANSIENT_CLASSES = {"08", "53", "57", "58"}
+_POSTGRES_RETRY_STATES = {"40001", "40P01"}
+_POSTGRES_TRANSIENT_STATES = _POSTGRES_RETRY_STATES | {"55P03"}
+# SQLite primary result codes: BUSY, LOCKED, NOMEM, IOERR, FULL, CANTOPEN, PROTOCOL.
+_SQLITE_TRANSIENT = {5, 6, 7, 10, 13, 14, 15}
+
 
 def is_transient(exc: BaseException) -> bool:
-    """True for lost connections, timeouts and lock contention; False for rejected data."""
+    """True for lost connections, timeouts and lock contention; False for rejected data.
+
+    A Python error raised while a row is converted for the driver (a
+    ``UnicodeEncodeError``, a ``ValueError``, a ``TypeError``) is about the
+    data and never transient.
+    """
     if isinstance(exc, (OSError, TimeoutError, ConnectionError, DisconnectionError)):
         return True
-    if isinstance(exc, sqlite3.OperationalError):  # the inline SQLite writer's own errors
+    if isinstance(exc, sqlite3.Error):  # the inline SQLite writer's own errors
+        return _sqlite_transient(exc)
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
         return True
-    if isinstance(exc, DBAPIError) and (exc.connection_invalidated or is_deadlock(exc)):
+    original = exc.orig
+    if isinstance(original, (OSError, TimeoutError)):
         return True
+    state = _sqlstate(original)
+    if state is not None:
+        return state[:2] in _POSTGRES_TRANSIENT_CLASSES or state in _POSTGRES_TRANSIENT_STATES
+    if isinstance(original, sqlite3.Error):
+        return _sqlite_transient(original)
+    number = _mysql_number(original)
+    if number is not None:
+        return number in _MYSQL_TRANSIENT
+    # No code to read (a driver's own connection errors): its class is all there is.
     return isinstance(exc, (OperationalError, InterfaceError))
-
-
-# MySQL/MariaDB deadlock and lock-wait codes, PostgreSQL's deadlock and serialization states.
-_MYSQL_RETRY_CODES = {1205, 1213}
-_POSTGRES_RETRY_STATES = {"40001", "40P01"}
 
 
 def is_deadlock(exc: DBAPIError) -> bool:
     """True when the database aborted the transaction to break a lock cycle: retry it."""
     original = exc.orig
-    args = getattr(original, "args", ())
-    if args and isinstance(args[0], int) and args[0] in _MYSQL_RETRY_CODES:
+    if _sqlstate(original) in _POSTGRES_RETRY_STATES:
         return True
+    return _mysql_number(original) in _MYSQL_RETRY_CODES
+
+
+def _mysql_number(original: object) -> int | None:
+    # PyMySQL (under aiomysql) puts the server's error number first in args;
+    # an OSError's errno is no server error number.
+    if isinstance(original, (sqlite3.Error, OSError)):
+        return None
+    args = getattr(original, "args", ())
+    if args and type(args[0]) is int:
+        return args[0]
+    return None
+
+
+def _sqlstate(original: object) -> str | None:
     state = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
-    return state in _POSTGRES_RETRY_STATES
+    return state if isinstance(state, str) and len(state) == 5 else None
+
+
+def _sqlite_transient(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in _SQLITE_TRANSIENT
+    # Python before 3.11 gives no code: its classes are the best left.
+    return isinstance(exc, sqlite3.OperationalError)

@@ -8,7 +8,7 @@ interface.  Every method that changes a task is guarded: the caller names the
 from __future__ import annotations
 
 import abc
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -157,6 +157,10 @@ class LoginAttempts:
 class TaskRepository(abc.ABC):
     """Async storage of tasks, logs and their bookkeeping."""
 
+    #: The most bytes one task's stored arguments may take (known once opened):
+    #: ``add_task()`` refuses larger ones, naming this limit.
+    max_argument_bytes: int = 64 * 1024 * 1024
+
     @abc.abstractmethod
     async def open(self) -> None:
         """Connect, and create the schema when configured to."""
@@ -224,11 +228,17 @@ class TaskRepository(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def heartbeat(self, instance: InstanceInfo, *, lease_until: datetime) -> int:
-        """Record the instance as alive and renew the leases of all its active tasks.
+    async def heartbeat(
+        self, instance: InstanceInfo, *, lease_until: datetime, held: Collection[str]
+    ) -> int:
+        """Record the instance as alive and renew the leases of the tasks it holds.
 
-        One statement renews every lease, whatever the number of tasks.
-        Returns how many task leases were renewed.
+        ``held``: the ids of the tasks this instance holds and whose rows are
+        committed.  Only those of its active rows are renewed: a row it names
+        as owner but no longer holds (its final write never landed) must be
+        left to expire, so that another instance takes it.  A few statements
+        renew every lease, whatever the number of tasks.  Returns how many
+        task leases were renewed.
         """
 
     @abc.abstractmethod

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from taskflow.db import dialects
+from taskflow.db import dialects, limits
 from taskflow.db.batch import BatchStatements
 from taskflow.db.engine import WRITE_OPTION, connect_args_of
 from taskflow.db.mapping import log_from_row, record_from_row, render_logs
@@ -120,6 +120,7 @@ class SqlTaskRepository(TaskRepository):
     async def open(self) -> None:
         async with self.engine.connect() as conn:
             await conn.exec_driver_sql("SELECT 1")
+            self.max_argument_bytes = await limits.max_argument_bytes(conn)
 
     async def close(self) -> None:
         await self.release()
@@ -312,8 +313,10 @@ class SqlTaskRepository(TaskRepository):
             take_running=take_running,
         )
 
-    async def heartbeat(self, instance: InstanceInfo, *, lease_until: datetime) -> int:
-        return await leases.heartbeat(self.write_engine, instance, lease_until)
+    async def heartbeat(
+        self, instance: InstanceInfo, *, lease_until: datetime, held: Collection[str]
+    ) -> int:
+        return await leases.heartbeat(self.write_engine, instance, lease_until, held)
 
     async def register_instance(self, instance: InstanceInfo) -> None:
         if self._stripe_given is None:

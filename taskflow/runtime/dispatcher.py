@@ -1,10 +1,11 @@
 """The dispatcher: heartbeats, and claims of work no local queue holds.
 
-Each instance renews the leases of everything it holds in one statement per
-heartbeat, and polls for tasks nobody holds: rows left by a dead instance,
-retries of another instance that stopped, rows inserted by other processes
-(``enqueue(session=...)``).  Polling is adaptive: right after a claim found
-work it polls again at once, and it backs off to ``poll_max`` while idle.
+Each instance renews the leases of the tasks it holds (and only those) at
+each heartbeat, one statement per 500 tasks, and polls for tasks nobody
+holds: rows left by a dead instance, retries of another instance that
+stopped, rows inserted by other processes (``enqueue(session=...)``).
+Polling is adaptive: right after a claim found work it polls again at once,
+and it backs off to ``poll_max`` while idle.
 ``wake()`` cuts a wait short (a local signal that work may be there).
 
 An expired lease on a ``running`` row means its instance died only if that
@@ -144,15 +145,17 @@ class Dispatcher:
         """One heartbeat now; returns the number of leases renewed."""
         now = utcnow()
         self.instance = replace(self.instance, heartbeat_at=now)
+        held = self._held()
         try:
-            renewed = await self._repository.heartbeat(self.instance, lease_until=now + self._lease)
+            renewed = await self._repository.heartbeat(
+                self.instance, lease_until=now + self._lease, held=held.keys()
+            )
         except Exception:
             self._unreachable()
             raise
         self._reached()
         # Tasks cancelled or taken over elsewhere: stop working on them now,
         # not only when their next write is refused.
-        held = self._held()
         if held:
             lost = await self._repository.lost_tasks(self.instance.instance_id, held)
             if lost:

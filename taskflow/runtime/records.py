@@ -10,9 +10,12 @@ from taskflow.exceptions import TaskArgumentError
 from taskflow.ids import new_task_id
 from taskflow.models import TaskRecord, TaskSource, TaskStatus, utcnow
 from taskflow.registry import RegisteredTask
-from taskflow.serialization import Cipher, encode_arguments
+from taskflow.serialization import Cipher, check_argument_size, encode_arguments
+from taskflow.storable import is_storable_text, storable_text
 
 MAX_KEY_LENGTH = 255
+# Tags are labels to filter and read by: longer values are cut, visibly.
+MAX_TAG_CHARS = 1024
 
 
 def new_record(
@@ -27,13 +30,19 @@ def new_record(
     tags: dict[str, Any] | None = None,
     priority: int | None = None,
     source: TaskSource = TaskSource.MANUAL,
+    max_argument_bytes: int | None = None,
 ) -> TaskRecord:
     """A pending task row for a call, leased to ``owner`` (None: any instance may claim it).
+
+    ``max_argument_bytes``: the most the database stores of one task's
+    arguments (see ``TaskRepository.max_argument_bytes``).
 
     Raises:
         TaskArgumentError: the arguments, key or tags cannot be stored.
     """
     encoded = encode_arguments(args, kwargs, cipher)
+    if max_argument_bytes is not None:
+        check_argument_size(encoded, max_argument_bytes)
     now = utcnow()
     return TaskRecord(
         task_id=new_task_id(),
@@ -69,7 +78,7 @@ def _lease(seconds: float) -> timedelta:
 def end_record(record: TaskRecord, status: TaskStatus, now: datetime, error: str) -> None:
     """Mark a task finished without running it (``failed``, ``interrupted``...)."""
     record.status = status
-    record.error = error
+    record.error = storable_text(error)
     record.end_time = now
     record.updated_at = now
     record.owner = None
@@ -86,10 +95,17 @@ def check_key(key: str | None) -> str | None:
             f"idempotency_key is {len(key)} characters; the limit is {MAX_KEY_LENGTH}: "
             "hash long keys (e.g. sha256 hex) before passing them"
         )
+    if not is_storable_text(key):
+        # A key is matched exactly, so it cannot be cleaned like a label.
+        raise TaskArgumentError(
+            "idempotency_key holds NUL or a lone surrogate, which databases cannot store: "
+            "hash it (e.g. sha256 hex of its UTF-8 bytes with 'surrogatepass') first"
+        )
     return key
 
 
 def check_tags(tags: dict[str, Any] | None) -> dict[str, str]:
+    """Tags as stored: string values, text every database stores (see ``storable``)."""
     if tags is None:
         return {}
     if not isinstance(tags, dict):
@@ -98,5 +114,6 @@ def check_tags(tags: dict[str, Any] | None) -> dict[str, str]:
     for key, value in tags.items():
         if not isinstance(key, str):
             raise TaskArgumentError(f"tag names must be strings, got {key!r}")
-        checked[key] = value if isinstance(value, str) else str(value)
+        text = value if isinstance(value, str) else str(value)
+        checked[storable_text(key, MAX_TAG_CHARS)] = storable_text(text, MAX_TAG_CHARS)
     return checked

@@ -32,7 +32,8 @@ from taskflow.repository.base import BatchOutcome
 from taskflow.runtime.priority import Slots
 from taskflow.runtime.records import end_record
 from taskflow.runtime.writer import GroupCommitWriter
-from taskflow.serialization import json_result
+from taskflow.serialization import json_extra, json_result
+from taskflow.storable import MAX_TRACE_CHARS, storable_text
 
 logger = logging.getLogger("taskflow.runner")
 
@@ -275,6 +276,7 @@ class TaskRunner:
 
         def sink(level: str, message: str, extra: dict[str, Any]) -> None:
             moment = utcnow()
+            message, extra = storable_text(message), json_extra(extra)
             writer.log(TaskLogEntry(record.task_id, attempt, level, message, moment, extra))
             if events is not None:
                 events.emit(
@@ -317,8 +319,11 @@ class TaskRunner:
     def _record_failure(self, task: LocalTask, exc: Exception, elapsed: float) -> float | None:
         record = task.record
         now = utcnow()
-        record.error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        record.stacktrace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        # Cleaned here: a message the database refused would leave the task unfinished.
+        error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        record.error = storable_text(error)
+        record.stacktrace = storable_text(trace, MAX_TRACE_CHARS)
         config = task.target.config
         if record.retries_used < record.max_retries:
             delay = config.delay * (config.backoff**record.retries_used)

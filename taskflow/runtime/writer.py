@@ -27,12 +27,15 @@ from taskflow.exceptions import BackpressureError, WriterStoppedError
 from taskflow.models import TaskLogEntry, TaskRecord, TaskStatus, utcnow
 from taskflow.repository.base import BatchOutcome, TaskRepository, WriteBatch
 from taskflow.runtime.changes import ChangeFeed
+from taskflow.runtime.splitter import BatchSplitter, reason_of
 
 logger = logging.getLogger("taskflow.writer")
 
 FencedCallback = Callable[[frozenset[str]], None]
 # At most this many event-loop turns for ready requests to join a commit.
 MAX_JOIN_TURNS = 8
+# Failed attempts of a batch before asking whether the database answers at all.
+SPLIT_AFTER = 3
 TransientCheck = Callable[[BaseException], bool]
 
 
@@ -353,6 +356,7 @@ class GroupCommitWriter:
 
     async def _apply_until_done(self, batch: WriteBatch) -> BatchOutcome:
         delay = self._retry_initial
+        failures = 0
         while True:
             try:
                 outcome = await self._apply_watching_for_stalls(batch)
@@ -361,9 +365,17 @@ class GroupCommitWriter:
             except Exception as exc:
                 if not self._is_transient(exc):
                     return await self._apply_one_by_one(batch, exc)
+                failures += 1
+                # Failing again and again while the database answers: a write of
+                # this batch is the cause (MariaDB drops the connection on an
+                # oversized packet), not an outage.
+                if failures % SPLIT_AFTER == 0 and await self._splitter().answers():
+                    return await self._apply_one_by_one(batch, exc)
                 if self._failing_since is None:
                     self._failing_since = asyncio.get_running_loop().time()
-                logger.warning("taskflow write failed (%s); retrying in %.2fs", exc, delay)
+                logger.warning(
+                    "taskflow write failed (%s); retrying in %.2fs", reason_of(exc), delay
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._retry_max)
             else:
@@ -396,21 +408,16 @@ class GroupCommitWriter:
         return True
 
     async def _apply_one_by_one(self, batch: WriteBatch, first: Exception) -> BatchOutcome:
-        # A permanent error (a value the column rejects) must not block every
-        # other task: apply each write alone and report the ones that fail.
-        logger.error("taskflow batch rejected (%s); applying writes one by one", first)
-        fenced: set[str] = set()
-        rejected: set[str] = set()
-        singles: list[WriteBatch] = [WriteBatch(inserts=[r]) for r in batch.inserts]
-        singles += [WriteBatch(updates=[r]) for r in batch.updates]
-        singles += [WriteBatch(logs=[e]) for e in batch.logs]
-        for single in singles:
-            try:
-                fenced |= (await self._repository.apply(single)).fenced
-            except Exception as exc:
-                logger.error("taskflow write rejected by the database, not retried: %s", exc)
-                rejected.update(r.task_id for r in single.inserts)
-                # Its state was not written: whoever waits for it (a start waiting
-                # for its running state) must not go on as if it had been.
-                fenced.update(r.task_id for r in single.updates)
-        return BatchOutcome(frozenset(fenced), frozenset(rejected))
+        # A write the database refuses must not block every other task: the
+        # splitter applies the batch in parts, and each refused write alone.
+        outcome = await self._splitter().apply(batch, first)
+        self._failing_since = None  # the database answered: it is the data
+        return outcome
+
+    def _splitter(self) -> BatchSplitter:
+        return BatchSplitter(
+            self._repository,
+            self._is_transient,
+            retry_initial=self._retry_initial,
+            retry_max=self._retry_max,
+        )
