@@ -812,12 +812,14 @@ class TaskManager:
     async def retry_failed(
         self, since: str | timedelta | None = "6h", func_name: str | None = None, *, actor: str
     ) -> RetryReport:
-        """Retry every failed or interrupted task created in the last ``since`` (or ``"all"``).
+        """Retry each failed or interrupted task created in the last ``since`` (or ``"all"``).
 
         ``since`` is ``"<N>m"``, ``"<N>h"``, ``"<N>d"``, ``"all"``/None, or a
-        ``timedelta``.  Bounded: candidates are read and retries inserted in
-        batches, and one call looks at most at ``taskflow.replay.MAX_REPLAY``
-        tasks (``report.capped`` says more remained).  Audited.
+        ``timedelta``.  Each chain of retries is retried once, from its newest
+        failed attempt: a failure that has a retry already is skipped.
+        Bounded: one call creates at most ``taskflow.replay.MAX_REPLAY_DISPATCH``
+        retries and looks at most at ``MAX_REPLAY_SCAN`` failures
+        (``report.capped`` says more remained: call again).  Audited.
 
         Raises:
             InvalidWindowError: ``since`` has another form.

@@ -4,15 +4,23 @@ A retry is a new task row (``source="retry"``, ``retried_from`` the
 original) holding the original's stored arguments, copied by the database
 without being decoded here, so encrypted arguments stay encrypted.  The rows
 are pending and unowned: every instance's dispatcher claims and runs them
-under its normal limits, as it does any work nobody holds.  Nothing here
-starts a coroutine per retry, so replaying a hundred thousand failures costs
-a bounded amount of memory: candidates are read a page at a time and
+under their normal limits, as it does any work nobody holds.  Nothing here
+starts a coroutine per retry, and candidates are read a page at a time and
 inserted ``RETRY_BATCH`` per transaction.
+
+Replaying a window retries each failure chain once.  A failure that has a
+retry already is skipped: that newer attempt stands for it (and is itself
+replayed if it failed too), so calling again never doubles the work.  Within
+one call, the newest failed attempt of an original is the only one retried.
+One call creates at most ``MAX_REPLAY_DISPATCH`` retries and looks at most
+at ``MAX_REPLAY_SCAN`` failures, and says so (``capped``): calling again
+continues where it stopped, since what it retried is now skipped.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -35,14 +43,27 @@ from taskflow.serialization import ENCRYPTED_FORMAT
 RETRY_BATCH = 500
 # Most task ids one bulk-retry request may name.
 MAX_BULK = 1000
-# Most failures one retry-failed call looks at; narrow ``since``/``func_name`` for more.
-MAX_REPLAY = 100_000
+# Most retries one retry-failed call creates: about half a second of inserts.
+MAX_REPLAY_DISPATCH = 1000
+# Most failures one retry-failed call looks at, skipped ones included.
+MAX_REPLAY_SCAN = 20_000
 # Most (original, new) pairs a report lists; its counts stay exact.
 MAX_RESULTS = 1000
+# Most links followed up a chain of retries to find its original.
+MAX_CHAIN = 64
 
 REPLAYABLE = (TaskStatus.FAILED, TaskStatus.INTERRUPTED)
 WINDOW = re.compile(r"([0-9]+)([mhd])")  # not \d: it matches every script's digits
 UNIT = {"m": "minutes", "h": "hours", "d": "days"}
+# Why a task was not retried: the keys of RetryReport.skipped_by_reason.
+SKIP_REASONS = (
+    "not_found",
+    "duplicate",
+    "not_retryable",
+    "already_retried",
+    "function_unavailable",
+    "no_key",
+)
 
 
 class InvalidWindowError(TaskflowError, ValueError):
@@ -85,10 +106,21 @@ class RetryReport:
     """What a bulk retry or replay did: exact counts, and the first ``MAX_RESULTS`` pairs."""
 
     dispatched: int = 0
-    skipped: int = 0
+    skipped_by_reason: Counter[str] = field(default_factory=Counter)
     results: list[tuple[str, str]] = field(default_factory=list)
     truncated: bool = False
     capped: bool = False
+    limit: int | None = None  # a replay's MAX_REPLAY_DISPATCH
+
+    @property
+    def skipped(self) -> int:
+        """Every task not retried, whatever the reason."""
+        return sum(self.skipped_by_reason.values())
+
+    def skip(self, reason: str, count: int = 1) -> None:
+        assert reason in SKIP_REASONS, reason
+        if count:
+            self.skipped_by_reason[reason] += count
 
     def add(self, copy: RetryCopy) -> None:
         self.dispatched += 1
@@ -98,15 +130,19 @@ class RetryReport:
             self.truncated = True
 
     def to_dict(self) -> dict[str, Any]:
-        """fastapi-taskflow's ``{dispatched, skipped, results}``, plus the two flags."""
+        """fastapi-taskflow's ``{dispatched, skipped, results}``, plus why, the flags, the cap."""
         return {
             "dispatched": self.dispatched,
             "skipped": self.skipped,
+            "skipped_by_reason": {
+                reason: self.skipped_by_reason[reason] for reason in SKIP_REASONS
+            },
             "results": [
                 {"original_task_id": original, "new_task_id": new} for original, new in self.results
             ],
             "truncated": self.truncated,
             "capped": self.capped,
+            "limit": self.limit,
         }
 
 
@@ -127,7 +163,7 @@ class Replayer:
         can_decrypt: bool,
         on_inserted: Callable[[], Awaitable[None]],
     ) -> None:
-        self._repository = repository
+        self.repository = repository
         self._registry = registry
         self._can_decrypt = can_decrypt
         self._on_inserted = on_inserted
@@ -142,7 +178,7 @@ class Replayer:
             FunctionNotRegisteredError: its function cannot be resolved here.
             ConfigurationError: its arguments are encrypted and no key is configured.
         """
-        found = await self._repository.retry_sources([task_id])
+        found = await self.repository.retry_sources([task_id])
         if not found:
             raise TaskNotFoundError(f"no task has id {task_id!r}")
         source = found[0]
@@ -158,7 +194,7 @@ class Replayer:
                 "configure TaskManager(encrypt_args_key=...) with the key they were written with"
             )
         copy = RetryCopy(task_id, new_task_id(), target.config.retries)
-        if not await self._repository.insert_retries([copy], now=utcnow()):
+        if not await self.repository.insert_retries([copy], now=utcnow()):
             raise TaskNotFoundError(f"task {task_id} was deleted while being retried")
         await self._on_inserted()
         return copy.new_task_id
@@ -171,79 +207,59 @@ class Replayer:
         """
         report = RetryReport()
         unique = list(dict.fromkeys(task_ids))
-        report.skipped += len(task_ids) - len(unique)
+        report.skip("duplicate", len(task_ids) - len(unique))
         for start in range(0, len(unique), RETRY_BATCH):
             chunk = unique[start : start + RETRY_BATCH]
-            found = {s.task_id: s for s in await self._repository.retry_sources(chunk)}
-            copies = [c for c in (self._copy(found.get(tid)) for tid in chunk) if c is not None]
-            report.skipped += len(chunk) - len(copies)
-            await self._insert(copies, report)
+            found = {s.task_id: s for s in await self.repository.retry_sources(chunk)}
+            copies = [c for c in (self.copy_for(found.get(tid), report) for tid in chunk) if c]
+            await self.insert(copies, report)
         return report
 
     async def replay(
         self, since: str | timedelta | None, func_name: str | None = None
     ) -> RetryReport:
-        """Retry every failed, then every interrupted, task created in the window, newest first.
+        """Retry the newest failed (then interrupted) attempt of each task created in the window.
 
         Only tasks created before the call are considered, so retries that
-        fail during the replay are not replayed again.  At most
-        ``MAX_REPLAY`` tasks are looked at; ``capped`` says more remained.
+        fail during the replay are not replayed again.  A failure that has
+        a retry already is skipped (``already_retried``).  ``capped`` says
+        the call stopped at ``MAX_REPLAY_DISPATCH`` retries or
+        ``MAX_REPLAY_SCAN`` failures looked at, with more left.
 
         Raises:
             InvalidWindowError: ``since`` is not ``<N>m|h|d`` or ``all``.
         """
         window = parse_window(since)
         started = utcnow()
-        created_since = _cutoff(started, window)
-        report = RetryReport()
-        seen = 0
+        replay = _Replay(self, started, _cutoff(started, window), func_name)
         for status in REPLAYABLE:
-            after: RetrySource | None = None
-            while True:
-                room = MAX_REPLAY - seen
-                page = await self._repository.replay_candidates(
-                    ReplayPage(
-                        status=status,
-                        created_before=started,
-                        created_since=created_since,
-                        func_name=func_name,
-                        after=after,
-                        # Past the cap, one row tells whether anything was left out.
-                        limit=min(RETRY_BATCH, room) if room > 0 else 1,
-                    )
-                )
-                if room <= 0:
-                    report.capped = report.capped or bool(page)
-                    break
-                if not page:
-                    break
-                seen += len(page)
-                copies = [c for c in map(self._copy, page) if c is not None]
-                report.skipped += len(page) - len(copies)
-                await self._insert(copies, report)
-                after = page[-1]
-        return report
+            if not await replay.run(status):
+                break
+        return replay.report
 
-    async def _insert(self, copies: list[RetryCopy], report: RetryReport) -> None:
+    async def insert(self, copies: list[RetryCopy], report: RetryReport) -> None:
         if not copies:
             return
-        inserted = await self._repository.insert_retries(copies, now=utcnow())
-        report.skipped += len(copies) - len(inserted)
+        inserted = await self.repository.insert_retries(copies, now=utcnow())
+        report.skip("not_found", len(copies) - len(inserted))  # deleted meanwhile
         for copy in inserted:
             report.add(copy)
         if inserted:
             await self._on_inserted()
 
-    def _copy(self, source: RetrySource | None) -> RetryCopy | None:
-        """The retry to create for ``source``, or None when it must be skipped."""
-        if source is None or source.status not in REPLAYABLE:
-            return None
-        if source.payload_format == ENCRYPTED_FORMAT and not self._can_decrypt:
-            return None
-        max_retries = self._max_retries(source.func_name)
-        if max_retries is None:
-            return None
-        return RetryCopy(source.task_id, new_task_id(), max_retries)
+    def copy_for(self, source: RetrySource | None, report: RetryReport) -> RetryCopy | None:
+        """The retry to create for ``source``, or None (counted in ``report``) to skip it."""
+        if source is None:
+            report.skip("not_found")
+        elif source.status not in REPLAYABLE:
+            report.skip("not_retryable")
+        elif source.payload_format == ENCRYPTED_FORMAT and not self._can_decrypt:
+            report.skip("no_key")
+        elif (max_retries := self._max_retries(source.func_name)) is None:
+            report.skip("function_unavailable")
+        else:
+            return RetryCopy(source.task_id, new_task_id(), max_retries)
+        return None
 
     def _max_retries(self, func_name: str) -> int | None:
         """The function's current ``retries`` setting, or None when it cannot be resolved.
@@ -259,3 +275,89 @@ class Replayer:
             else:
                 self._retries_of[func_name] = target.config.retries
         return self._retries_of[func_name]
+
+
+class _Replay:
+    """One retry-failed call: its window, its budget, and the originals it has retried."""
+
+    def __init__(
+        self,
+        replayer: Replayer,
+        started: datetime,
+        created_since: datetime | None,
+        func_name: str | None,
+    ) -> None:
+        self.replayer = replayer
+        self.repository = replayer.repository
+        self.started = started
+        self.created_since = created_since
+        self.func_name = func_name
+        self.report = RetryReport(limit=MAX_REPLAY_DISPATCH)
+        self.looked_at = 0
+        self.originals: set[str] = set()
+        self.origin_of: dict[str, str | None] = {}
+
+    async def run(self, status: TaskStatus) -> bool:
+        """Replay the failures in ``status``; False once the call's budget is spent."""
+        after: RetrySource | None = None
+        while True:
+            room = min(
+                MAX_REPLAY_SCAN - self.looked_at, MAX_REPLAY_DISPATCH - self.report.dispatched
+            )
+            page = await self.repository.replay_candidates(
+                ReplayPage(
+                    status=status,
+                    created_before=self.started,
+                    created_since=self.created_since,
+                    func_name=self.func_name,
+                    after=after,
+                    # Past the budget, one row tells whether anything was left out.
+                    limit=min(RETRY_BATCH, room) if room > 0 else 1,
+                )
+            )
+            if room <= 0:
+                self.report.capped = bool(page)
+                return not page
+            if not page:
+                return True
+            self.looked_at += len(page)
+            await self._replay_page(page)
+            after = page[-1]
+
+    async def _replay_page(self, page: list[RetrySource]) -> None:
+        superseded = await self.repository.retried_ids([s.task_id for s in page])
+        fresh = [s for s in page if s.task_id not in superseded]
+        self.report.skip("already_retried", len(page) - len(fresh))
+        originals = await self._originals(fresh)
+        copies = []
+        for source in fresh:  # newest first: the first of each original is its newest
+            original = originals[source.task_id]
+            if original in self.originals:
+                self.report.skip("already_retried")
+                continue
+            copy = self.replayer.copy_for(source, self.report)
+            if copy is not None:
+                self.originals.add(original)
+                copies.append(copy)
+        await self.replayer.insert(copies, self.report)
+
+    async def _originals(self, sources: list[RetrySource]) -> dict[str, str]:
+        """The first task of each source's chain of retries (the source itself if none)."""
+        for source in sources:
+            self.origin_of[source.task_id] = source.retried_from
+        found: dict[str, str] = {}
+        for source in sources:
+            current = source.task_id
+            for _ in range(MAX_CHAIN):
+                if current not in self.origin_of:
+                    # One query for every chain's next unknown link, not one per chain.
+                    unknown = {p for p in self.origin_of.values() if p and p not in self.origin_of}
+                    looked_up = await self.repository.retry_origins(sorted(unknown))
+                    for task_id in unknown:  # a deleted original ends its chain
+                        self.origin_of[task_id] = looked_up.get(task_id)
+                parent = self.origin_of[current]
+                if parent is None:
+                    break
+                current = parent
+            found[source.task_id] = current
+        return found

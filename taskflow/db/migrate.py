@@ -36,6 +36,9 @@ MIGRATION_LOCK_TIMEOUT_S = 300
 # Tables made by ``metadata.create_all`` that match the models are adopted as
 # this revision, then upgraded (see ``_adopt_unversioned``).
 ADOPTED_REVISION = "0003"
+# What later revisions add and an older taskflow's create_all lacked: such
+# tables are adopted all the same, and the upgrade adds it.
+ADDED_SINCE_ADOPTED = ("add_index ix_taskflow_tasks_retried_from ",)
 _LOCK_NAME = "taskflow_migrations"
 # pg_advisory_xact_lock takes a bigint; derive a stable one from the name.
 _PG_LOCK_KEY = zlib.crc32(_LOCK_NAME.encode())
@@ -346,7 +349,7 @@ async def ensure_schema(engine: AsyncEngine) -> None:
 
 def _adopt_unversioned(conn: Connection) -> None:
     """Stamp tables made without migrations (``metadata.create_all``) if they match the models."""
-    differences = _check(conn)
+    differences = [d for d in _check(conn) if not d.startswith(ADDED_SINCE_ADOPTED)]
     if differences:
         raise MigrationError(
             "taskflow's tables exist but were not created by its migrations, and differ "

@@ -50,6 +50,7 @@ AutoId = BigInteger().with_variant(Integer(), "sqlite")
 TASK_STATUSES = ("pending", "running", "success", "failed", "interrupted", "cancelled")
 TASK_SOURCES = ("manual", "scheduled", "retry", "requeue")
 ACTIVE_ONLY = "status IN ('pending', 'running')"
+RETRIES_ONLY = "retried_from IS NOT NULL"
 
 
 class Base(DeclarativeBase):
@@ -123,6 +124,15 @@ class TaskRow(Base):
             "lease_expires_at",
             postgresql_where=text(ACTIVE_ONLY),
             sqlite_where=text(ACTIVE_ONLY),
+        ),
+        # A replay skips failures that were retried already: it looks their
+        # retries up by origin.  Only retries have an origin, so where the
+        # dialect allows, the index holds them alone.
+        Index(
+            "ix_taskflow_tasks_retried_from",
+            "retried_from",
+            postgresql_where=text(RETRIES_ONLY),
+            sqlite_where=text(RETRIES_ONLY),
         ),
         # One firing per schedule slot, whichever instance fires it.
         Index(

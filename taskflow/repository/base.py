@@ -98,6 +98,7 @@ class RetrySource:
     status: TaskStatus
     payload_format: str
     created_at: datetime
+    retried_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -143,15 +144,19 @@ class AdminSession:
 
 @dataclass(frozen=True)
 class LoginAttempts:
-    """A login attempt just recorded, and its rank among the client's attempts in the window.
+    """A login attempt just recorded, and its rank among the attempts in the window.
 
-    ``count`` counts the client's attempts in the window up to this one (by
-    id), this one included; ``oldest`` is the first of them.
+    ``count`` counts the client's attempts on the same user name in the
+    window up to this one (by id), this one included; ``oldest`` is the first
+    of them.  ``client_count`` and ``client_oldest`` do the same for every
+    attempt of the client, whatever the user name.
     """
 
     attempt_id: int
     count: int
     oldest: datetime | None
+    client_count: int = 0
+    client_oldest: datetime | None = None
 
 
 class TaskRepository(abc.ABC):
@@ -365,6 +370,14 @@ class TaskRepository(abc.ABC):
         """The tasks on ``page``."""
 
     @abc.abstractmethod
+    async def retried_ids(self, task_ids: Sequence[str]) -> set[str]:
+        """The ids among ``task_ids`` that some task is a retry of."""
+
+    @abc.abstractmethod
+    async def retry_origins(self, task_ids: Sequence[str]) -> dict[str, str | None]:
+        """Each existing task among ``task_ids`` with the id it is a retry of (None: none)."""
+
+    @abc.abstractmethod
     async def insert_retries(
         self, copies: Sequence[RetryCopy], *, now: datetime
     ) -> list[RetryCopy]:
@@ -420,17 +433,20 @@ class TaskRepository(abc.ABC):
 
     @abc.abstractmethod
     async def begin_login_attempt(
-        self, client: str, *, now: datetime, since: datetime
+        self, client: str, user: str, *, now: datetime, since: datetime
     ) -> LoginAttempts:
-        """Record an attempt by ``client``; rank it among its attempts after ``since``, anywhere."""
+        """Record an attempt by ``client`` on ``user``; rank it after ``since``, anywhere.
+
+        Both are digests of 32 hex characters (``taskflow.web.throttle``).
+        """
 
     @abc.abstractmethod
     async def forget_login_attempt(self, attempt_id: int) -> None:
         """Remove one recorded attempt (it was refused, so it does not count)."""
 
     @abc.abstractmethod
-    async def clear_login_attempts(self, client: str) -> None:
-        """Remove the client's attempts: it logged in."""
+    async def clear_login_attempts(self, client: str, user: str) -> None:
+        """Remove the client's attempts on ``user``: it logged in as that user."""
 
     @abc.abstractmethod
     async def purge_login_attempts(self, *, before: datetime) -> int:

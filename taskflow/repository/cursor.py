@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from datetime import datetime
+from datetime import datetime, timezone
 
 from taskflow.exceptions import TaskflowError
 
@@ -18,6 +18,13 @@ def encode_cursor(created_at: datetime, task_id: str) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """The (created_at in UTC, task id) a cursor holds.
+
+    Raises:
+        InvalidCursorError: anything ``encode_cursor`` could not have made,
+            including what a database would refuse (a NUL in the id, a time
+            that overflows once in UTC).
+    """
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         created, task_id = base64.urlsafe_b64decode(padded).decode().split("|", 1)
@@ -26,6 +33,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise InvalidCursorError(
             f"invalid cursor {cursor!r}: pass the next_cursor of a previous page"
         ) from exc
-    if moment.tzinfo is None:
+    if moment.tzinfo is None or "\x00" in task_id:
         raise InvalidCursorError(f"invalid cursor {cursor!r}: not produced by taskflow")
-    return moment, task_id
+    try:
+        return moment.astimezone(timezone.utc), task_id
+    except OverflowError:
+        raise InvalidCursorError(f"invalid cursor {cursor!r}: not produced by taskflow") from None

@@ -36,7 +36,14 @@ COPIED = (
     "payload",
     "payload_format",
 )
-SOURCE_COLUMNS = (T.c.id, T.c.func_name, T.c.status, T.c.payload_format, T.c.created_at)
+SOURCE_COLUMNS = (
+    T.c.id,
+    T.c.func_name,
+    T.c.status,
+    T.c.payload_format,
+    T.c.created_at,
+    T.c.retried_from,
+)
 # IN lists stay well below every driver's parameter limit.
 ID_CHUNK = 500
 
@@ -48,6 +55,7 @@ def _source(row: Any) -> RetrySource:
         status=TaskStatus(row.status),
         payload_format=row.payload_format or "json",
         created_at=row.created_at,
+        retried_from=row.retried_from,
     )
 
 
@@ -93,12 +101,35 @@ COPY = _copy_statement()
 async def sources(engine: AsyncEngine, task_ids: Sequence[str]) -> list[RetrySource]:
     """See ``TaskRepository.retry_sources``."""
     found: list[RetrySource] = []
-    ids = list(dict.fromkeys(task_ids))
     async with engine.connect() as conn:
-        for start in range(0, len(ids), ID_CHUNK):
-            chunk = ids[start : start + ID_CHUNK]
+        for chunk in _chunks(task_ids):
             rows = await conn.execute(select(*SOURCE_COLUMNS).where(T.c.id.in_(chunk)))
             found.extend(_source(row) for row in rows)
+    return found
+
+
+def _chunks(task_ids: Sequence[str]) -> list[list[str]]:
+    ids = list(dict.fromkeys(task_ids))
+    return [ids[start : start + ID_CHUNK] for start in range(0, len(ids), ID_CHUNK)]
+
+
+async def retried(engine: AsyncEngine, task_ids: Sequence[str]) -> set[str]:
+    """See ``TaskRepository.retried_ids``: an index look-up of retries by origin."""
+    found: set[str] = set()
+    async with engine.connect() as conn:
+        for chunk in _chunks(task_ids):
+            stmt = select(T.c.retried_from).where(T.c.retried_from.in_(chunk)).distinct()
+            found.update((await conn.execute(stmt)).scalars())
+    return found
+
+
+async def origins(engine: AsyncEngine, task_ids: Sequence[str]) -> dict[str, str | None]:
+    """See ``TaskRepository.retry_origins``."""
+    found: dict[str, str | None] = {}
+    async with engine.connect() as conn:
+        for chunk in _chunks(task_ids):
+            rows = await conn.execute(select(T.c.id, T.c.retried_from).where(T.c.id.in_(chunk)))
+            found.update({row.id: row.retried_from for row in rows})
     return found
 
 

@@ -428,6 +428,12 @@ class SqlTaskRepository(TaskRepository):
     async def replay_candidates(self, page: ReplayPage) -> list[RetrySource]:
         return await retries.candidates(self.engine, page)
 
+    async def retried_ids(self, task_ids: Sequence[str]) -> set[str]:
+        return await retries.retried(self.engine, task_ids)
+
+    async def retry_origins(self, task_ids: Sequence[str]) -> dict[str, str | None]:
+        return await retries.origins(self.engine, task_ids)
+
     async def insert_retries(
         self, copies: Sequence[RetryCopy], *, now: datetime
     ) -> list[RetryCopy]:
@@ -469,15 +475,15 @@ class SqlTaskRepository(TaskRepository):
     # -- login throttle (SQL in taskflow.repository.login_attempts) ------------
 
     async def begin_login_attempt(
-        self, client: str, *, now: datetime, since: datetime
+        self, client: str, user: str, *, now: datetime, since: datetime
     ) -> LoginAttempts:
-        return await login_attempts.begin(self.write_engine, client, now, since)
+        return await login_attempts.begin(self.write_engine, client, user, now, since)
 
     async def forget_login_attempt(self, attempt_id: int) -> None:
         await login_attempts.forget(self.write_engine, attempt_id)
 
-    async def clear_login_attempts(self, client: str) -> None:
-        await login_attempts.clear(self.write_engine, client)
+    async def clear_login_attempts(self, client: str, user: str) -> None:
+        await login_attempts.clear(self.write_engine, client, user)
 
     async def purge_login_attempts(self, *, before: datetime) -> int:
         return await login_attempts.purge(self.write_engine, before)

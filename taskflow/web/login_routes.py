@@ -155,21 +155,21 @@ class LoginRoutes:
         if missing is not None:
             return missing
         client = _client(request)
-        wait = await self.throttle.begin(client)
+        username, password = form["username"], form["password"]
+        wait = await self.throttle.begin(client, username)
         if wait is not None:
             refused = self.page(
                 request, 429, error=f"Too many failed logins. Try again in {wait} seconds."
             )
             refused.headers["Retry-After"] = str(wait)
             return refused
-        username, password = form["username"], form["password"]
         role = None
         if len(username) <= MAX_USERNAME and len(password) <= MAX_PASSWORD:
             role = await authenticate(self.backend, username, password)
         if role is None:
             await self._audit("login_failed", username[:MAX_USERNAME], {"client": client})
             return self.page(request, 401, error=INVALID, username=username[:MAX_USERNAME])
-        await self.throttle.succeeded(client)
+        await self.throttle.succeeded(client, username)
         previous = await self.access.current(request)
         if previous is not None:  # never keep two live sessions in one browser
             await self.store.revoke(previous)

@@ -15,24 +15,49 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from taskflow.exceptions import InvalidTransitionError, TaskNotFoundError
 from taskflow.models import TaskStatus
 from taskflow.repository.base import TaskQuery
-from taskflow.repository.cursor import InvalidCursorError
+from taskflow.web import inputs
 from taskflow.web.access import Actor, AdminAccess, OpenAccess
+from taskflow.web.admin_route import AdminRoute
 from taskflow.web.prefixed_router import PrefixedRouter
 from taskflow.web.retry_routes import create_retry_router
-from taskflow.web.schemas import CancelOut, DeletedOut, MetricsOut, TaskDetailOut, TaskOut
+from taskflow.web.schemas import (
+    OPERATOR_ERRORS,
+    VIEWER_ERRORS,
+    CancelOut,
+    DeletedOut,
+    MetricsOut,
+    TaskDetailOut,
+    TaskOut,
+    error,
+)
 from taskflow.web.system_routes import create_system_router
 
 if TYPE_CHECKING:
     from taskflow.manager import TaskManager
 
 MAX_PAGE = 500
+MAX_CURSOR = 512
 UNIT_MINUTES = {"min": 1, "hour": 60, "day": 24 * 60}
+# History further back than a century is none: a longer window would only
+# overflow the calendar when subtracted from now.
+MAX_HISTORY_DAYS = 36_500
+MAX_HISTORY_MINUTES = MAX_HISTORY_DAYS * UNIT_MINUTES["day"]
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: error("Task not found")}
 
 
-def _aware(value: datetime | None, name: str) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        raise HTTPException(422, f"{name} needs a timezone, e.g. 2026-01-31T12:00:00Z")
-    return value
+def _history_window(value: int, unit: str) -> timedelta:
+    if unit not in UNIT_MINUTES:
+        # 400 as in fastapi-taskflow: the request is well formed, the unit unknown.
+        raise HTTPException(400, f"unit must be one of min, hour, day; got {unit!r}")
+    minutes = value * UNIT_MINUTES[unit]
+    if minutes > MAX_HISTORY_MINUTES:
+        raise inputs.invalid(
+            "query",
+            "value",
+            f"value must be at most {MAX_HISTORY_DAYS} days ({MAX_HISTORY_DAYS * 24} hours, "
+            f"{MAX_HISTORY_MINUTES} min); got {value} {unit}",
+        )
+    return timedelta(minutes=minutes)
 
 
 def create_router(
@@ -40,7 +65,13 @@ def create_router(
 ) -> APIRouter:
     """The task API under ``path``: reads need ``access.viewer``, changes ``access.operator``."""
     access = access or OpenAccess()
-    router = PrefixedRouter(prefix=path, tags=["tasks"], dependencies=[Depends(access.viewer)])
+    router = PrefixedRouter(
+        prefix=path,
+        tags=["tasks"],
+        dependencies=[Depends(access.viewer)],
+        route_class=AdminRoute,
+        responses=VIEWER_ERRORS,
+    )
     operator = Depends(access.operator)
 
     @router.get("", response_model=list[TaskOut])
@@ -48,46 +79,54 @@ def create_router(
         request: Request,
         response: Response,
         status: Annotated[list[TaskStatus] | None, Query()] = None,
-        func_name: str | None = None,
-        source: str | None = None,
+        func_name: Annotated[str | None, Query(max_length=255)] = None,
+        source: Annotated[str | None, Query(max_length=16)] = None,
         since: datetime | None = None,
         until: datetime | None = None,
         search: Annotated[str | None, Query(max_length=200)] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
-        cursor: str | None = None,
+        cursor: Annotated[str | None, Query(max_length=MAX_CURSOR)] = None,
     ) -> list[dict[str, Any]]:
-        """Tasks newest first, a page at a time; the next page's cursor is in ``X-Next-Cursor``."""
+        """Tasks newest first, a page at a time; the next page's cursor is in ``X-Next-Cursor``.
+
+        Text parameters take no NUL characters; times need a timezone.
+        """
         query = TaskQuery(
             status=status,
-            func_name=func_name,
-            source=source,
-            created_since=_aware(since, "since"),
-            created_until=_aware(until, "until"),
-            search=search,
+            func_name=inputs.optional_text(func_name, "func_name"),
+            source=inputs.optional_text(source, "source"),
+            created_since=inputs.moment(since, "since"),
+            created_until=inputs.moment(until, "until"),
+            search=inputs.optional_text(search, "search"),
             limit=limit,
-            cursor=cursor,
+            cursor=inputs.cursor(cursor),
         )
-        try:
-            page = await task_manager.list_tasks(query)
-        except InvalidCursorError as exc:
-            raise HTTPException(422, str(exc)) from exc
+        page = await task_manager.list_tasks(query)
         if page.next_cursor:
             response.headers["X-Next-Cursor"] = page.next_cursor
             next_url = request.url.include_query_params(cursor=page.next_cursor, limit=limit)
             response.headers["Link"] = f'<{next_url}>; rel="next"'
         return [record.to_dict(include_logs=False) for record in page.items]
 
-    @router.delete("/history", response_model=DeletedOut)
+    @router.delete(
+        "/history",
+        response_model=DeletedOut,
+        responses={**OPERATOR_ERRORS, 400: error("unit is not min, hour or day")},
+    )
     async def delete_history(
-        value: Annotated[int, Query(gt=0, description="How many units back")],
+        value: Annotated[
+            int,
+            Query(
+                gt=0,
+                le=MAX_HISTORY_MINUTES,
+                description=f"How many units back, at most {MAX_HISTORY_DAYS} days in all",
+            ),
+        ],
         unit: Annotated[str, Query(description="min, hour or day")] = "day",
         actor: Actor = operator,
     ) -> dict[str, int]:
         """Delete finished tasks (success, failed, interrupted, cancelled) older than value unit."""
-        if unit not in UNIT_MINUTES:
-            # 400 as in fastapi-taskflow: the request is well formed, the unit unknown.
-            raise HTTPException(400, f"unit must be one of min, hour, day; got {unit!r}")
-        deleted = await task_manager.delete_history(timedelta(minutes=value * UNIT_MINUTES[unit]))
+        deleted = await task_manager.delete_history(_history_window(value, unit))
         await task_manager.record_audit(
             "delete_history",
             actor=actor.name,
@@ -103,14 +142,10 @@ def create_router(
     router.include_router(create_system_router(task_manager))
     router.include_router(create_retry_router(task_manager, access))
 
-    @router.get(
-        "/{task_id}",
-        response_model=TaskDetailOut,
-        responses={404: {"description": "Task not found"}},
-    )
+    @router.get("/{task_id}", response_model=TaskDetailOut, responses=NOT_FOUND)
     async def get_task(task_id: str) -> dict[str, Any]:
         """One task with its log lines."""
-        record = await task_manager.get_task(task_id)
+        record = await task_manager.get_task(inputs.text(task_id, "task_id", "path"))
         if record is None:
             raise HTTPException(404, "Task not found")
         return record.to_dict()
@@ -118,10 +153,11 @@ def create_router(
     @router.post(
         "/{task_id}/cancel",
         response_model=CancelOut,
-        responses={404: {"description": "Task not found"}, 400: {"description": "Finished"}},
+        responses={**OPERATOR_ERRORS, **NOT_FOUND, 400: error("The task has finished already")},
     )
     async def cancel_task(task_id: str, actor: Actor = operator) -> dict[str, Any]:
         """Cancel a pending or running task (on any instance)."""
+        inputs.text(task_id, "task_id", "path")
         try:
             record = await task_manager.cancel(task_id)
         except TaskNotFoundError as exc:

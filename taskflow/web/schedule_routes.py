@@ -10,8 +10,11 @@ from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel
 
 from taskflow.schedules import ScheduleNotFoundError, ScheduleState
+from taskflow.web import inputs
 from taskflow.web.access import Actor, AdminAccess, OpenAccess
+from taskflow.web.admin_route import AdminRoute
 from taskflow.web.prefixed_router import PrefixedRouter
+from taskflow.web.schemas import OPERATOR_ERRORS, VIEWER_ERRORS, error
 
 if TYPE_CHECKING:
     from taskflow.manager import TaskManager
@@ -33,7 +36,10 @@ class ScheduleOut(BaseModel):
     paused: bool = False
 
 
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No schedule has that name"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    **OPERATOR_ERRORS,
+    404: error("No schedule has that name"),
+}
 
 
 def create_schedule_router(
@@ -46,7 +52,11 @@ def create_schedule_router(
     """
     access = access or OpenAccess()
     router = PrefixedRouter(
-        prefix=f"{path}/schedules", tags=["schedules"], dependencies=[Depends(access.viewer)]
+        prefix=f"{path}/schedules",
+        tags=["schedules"],
+        dependencies=[Depends(access.viewer)],
+        route_class=AdminRoute,
+        responses=VIEWER_ERRORS,
     )
 
     @router.get("", response_model=list[ScheduleOut])
@@ -59,6 +69,7 @@ def create_schedule_router(
     async def change(
         name: str, action: str, apply: Callable[[str], Awaitable[ScheduleState]], actor: Actor
     ) -> dict[str, Any]:
+        inputs.text(name, "name", "path")
         try:
             state = await apply(name)
         except ScheduleNotFoundError as exc:

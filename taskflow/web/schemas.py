@@ -10,6 +10,25 @@ from pydantic import BaseModel, Field, StringConstraints
 from taskflow.replay import MAX_BULK
 
 
+class ErrorOut(BaseModel):
+    """A refusal: what went wrong and, where it can, what to do instead."""
+
+    detail: str
+
+
+def error(description: str) -> dict[str, Any]:
+    """An OpenAPI ``responses`` entry for a status answered with ``ErrorOut``."""
+    return {"description": description, "model": ErrorOut}
+
+
+# Statuses the access policy adds to every route (OpenAccess: cross-site changes only).
+VIEWER_ERRORS: dict[int | str, dict[str, Any]] = {401: error("Not signed in")}
+OPERATOR_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: error("Not signed in"),
+    403: error("Read-only user, cross-site request, or missing CSRF token"),
+}
+
+
 class TaskOut(BaseModel):
     """A task as the API shows it (fastapi-taskflow's field names)."""
 
@@ -93,7 +112,7 @@ class BulkRetryIn(BaseModel):
 
     task_ids: list[Annotated[str, StringConstraints(max_length=255)]] = Field(
         max_length=MAX_BULK,
-        description=f"Ids of failed or interrupted tasks, at most {MAX_BULK}",
+        description=f"Ids of failed or interrupted tasks, at most {MAX_BULK}, without NUL",
     )
 
 
@@ -102,19 +121,42 @@ class RetryPairOut(BaseModel):
     new_task_id: str
 
 
+class SkippedOut(BaseModel):
+    """Why tasks were not retried, one count per reason."""
+
+    not_found: int = Field(
+        default=0, description="No task has the id (or it was deleted meanwhile)"
+    )
+    duplicate: int = Field(default=0, description="The id was listed more than once")
+    not_retryable: int = Field(default=0, description="The task is not failed or interrupted")
+    already_retried: int = Field(
+        default=0, description="A newer attempt of the same task exists: its chain is replayed once"
+    )
+    function_unavailable: int = Field(
+        default=0, description="The task's function is not registered in this process"
+    )
+    no_key: int = Field(default=0, description="Encrypted arguments and no encrypt_args_key here")
+
+
 class RetryReportOut(BaseModel):
     """What a bulk retry or replay did.
 
-    ``dispatched`` and ``skipped`` are exact; ``results`` lists at most the
-    first 1,000 retries (``truncated`` is then true).  ``capped``: the
-    replay stopped at its limit of 100,000 tasks and more remained.
+    ``dispatched`` and ``skipped`` are exact, and ``skipped_by_reason``
+    splits ``skipped``; ``results`` lists at most the first 1,000 retries
+    (``truncated`` is then true).  ``capped``: a replay stopped at its limit
+    (1,000 retries, or 20,000 failures looked at) and more failures remain:
+    call it again to continue.
     """
 
     dispatched: int
     skipped: int
+    skipped_by_reason: SkippedOut = Field(default_factory=SkippedOut)
     results: list[RetryPairOut]
     truncated: bool = False
     capped: bool = False
+    limit: int | None = Field(
+        default=None, description="Most retries one call creates (retry-failed only)"
+    )
 
 
 class AuditOut(BaseModel):

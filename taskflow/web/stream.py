@@ -29,14 +29,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
 from taskflow.models import TaskRecord, TaskStatus
 from taskflow.repository.base import TaskQuery
-from taskflow.repository.cursor import InvalidCursorError
 from taskflow.runtime.changes import ChangeWaiter
+from taskflow.web import inputs
 from taskflow.web.access import AdminAccess
+from taskflow.web.admin_route import AdminRoute
 from taskflow.web.dashboard import SECURITY_HEADERS
 from taskflow.web.prefixed_router import PrefixedRouter
 from taskflow.web.session_access import SessionAccess
@@ -51,6 +52,7 @@ METRICS_TTL = 0.2  # one metrics query serves every client woken by the same cha
 # after this long (the browser reconnects at once), so a restart never hangs on it.
 MAX_AGE = 20.0
 MAX_LIMIT = 100
+MAX_CURSOR = 512
 
 
 @dataclass(frozen=True)
@@ -261,7 +263,10 @@ def create_stream_router(
 ) -> APIRouter:
     """``GET {path}/dashboard/stream``, readable by viewers."""
     router = PrefixedRouter(
-        prefix=f"{path}/dashboard", include_in_schema=False, dependencies=[Depends(access.viewer)]
+        prefix=f"{path}/dashboard",
+        include_in_schema=False,
+        dependencies=[Depends(access.viewer)],
+        route_class=AdminRoute,
     )
     metrics = MetricsCache(task_manager)
 
@@ -269,31 +274,27 @@ def create_stream_router(
     async def stream(
         request: Request,
         status: Annotated[list[TaskStatus] | None, Query()] = None,
-        func_name: str | None = None,
+        func_name: Annotated[str | None, Query(max_length=255)] = None,
         since: datetime | None = None,
         search: Annotated[str | None, Query(max_length=200)] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 30,
-        cursor: str | None = None,
+        cursor: Annotated[str | None, Query(max_length=MAX_CURSOR)] = None,
         task: Annotated[str | None, Query(max_length=64)] = None,
     ) -> StreamingResponse:
-        if since is not None and since.tzinfo is None:
-            raise HTTPException(422, "since needs a timezone, e.g. 2026-01-31T12:00:00Z")
         query = TaskQuery(
             status=status,
-            func_name=func_name or None,
-            created_since=since,
-            search=search or None,
+            func_name=inputs.optional_text(func_name or None, "func_name"),
+            created_since=inputs.moment(since, "since"),
+            search=inputs.optional_text(search or None, "search"),
             limit=limit,
-            cursor=cursor or None,
+            cursor=inputs.cursor(cursor),
         )
+        task = inputs.optional_text(task or None, "task")
         view_stream = ViewStream(task_manager, metrics, View(query, task), display_func_args)
         # Subscribe before the snapshot, so nothing committed in between is missed.
         waiter = task_manager.changes.subscribe()
         try:
             first = await view_stream.snapshot()
-        except InvalidCursorError as exc:
-            waiter.unsubscribe()
-            raise HTTPException(422, str(exc)) from exc
         except BaseException:
             waiter.unsubscribe()
             raise

@@ -11,24 +11,30 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
+from taskflow.web.admin_route import AdminRoute
 from taskflow.web.schemas import AuditOut, FunctionOut, InstanceOut
 
 if TYPE_CHECKING:
     from taskflow.manager import TaskManager
 
 MAX_AUDIT_PAGE = 500
+# Entry ids are 64-bit signed integers on every database.
+MAX_ENTRY_ID = 2**63 - 1
 
 
 def create_system_router(task_manager: TaskManager) -> APIRouter:
     """The read-only routes, without prefix: ``create_router`` mounts them under its own."""
-    router = APIRouter()
+    router = APIRouter(route_class=AdminRoute)
 
     @router.get("/audit", response_model=list[AuditOut])
     async def audit_log(
         request: Request,
         response: Response,
         limit: Annotated[int, Query(ge=1, le=MAX_AUDIT_PAGE)] = 100,
-        before: Annotated[int | None, Query(ge=1, description="entry_id to continue below")] = None,
+        before: Annotated[
+            int | None,
+            Query(ge=1, le=MAX_ENTRY_ID, description="entry_id to continue below"),
+        ] = None,
     ) -> list[dict[str, Any]]:
         """Audit entries newest first; the next page's ``before`` is in ``X-Next-Cursor``."""
         entries = await task_manager.list_audit(limit=limit + 1, before=before)

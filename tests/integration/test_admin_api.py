@@ -108,6 +108,8 @@ def task_row(
         "kwargs": {},
         "payload_format": "json",
         "lease_epoch": 1,
+        # Every row names every column: an executemany takes its columns from the first.
+        "retried_from": None,
     }
     row.update(extra)
     return row
@@ -342,6 +344,14 @@ async def test_bulk_retry_dispatches_the_retryable_and_skips_the_rest(admin: Adm
     assert response.status_code == 200, response.text
     body = response.json()
     assert (body["dispatched"], body["skipped"]) == (2, 4)
+    assert body["skipped_by_reason"] == {
+        "not_found": 1,
+        "duplicate": 1,
+        "not_retryable": 1,
+        "already_retried": 0,
+        "function_unavailable": 1,
+        "no_key": 0,
+    }
     assert body["truncated"] is False
     pairs = {item["original_task_id"]: item["new_task_id"] for item in body["results"]}
     assert set(pairs) == {first, second}
@@ -399,34 +409,103 @@ async def test_retry_failed_honours_the_window_and_function(admin: Admin) -> Non
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
         assert body["dispatched"] == len(body["results"])
+        assert body["skipped"] == sum(body["skipped_by_reason"].values())
+        assert body["limit"] == replay_module.MAX_REPLAY_DISPATCH
         return body
 
     def originals(body: dict[str, Any]) -> set[str]:
         return {item["original_task_id"] for item in body["results"]}
 
+    assert (await replay(since="0m"))["dispatched"] == 0
     body = await replay(since="15m")
     assert originals(body) == {ids["interrupted_10m"]}
-    assert body["skipped"] == 1  # the orphan: its function is not registered here
-    body = await replay(since="1h")
-    assert originals(body) == {ids["failed_30m"], ids["interrupted_10m"], ids["charge_20m"]}
-    body = await replay(since="1d", func_name="quick_job")
-    assert originals(body) == {ids["failed_30m"], ids["interrupted_10m"], ids["failed_2h"]}
-    assert body["skipped"] == 0
+    assert body["skipped_by_reason"]["function_unavailable"] == 1  # the orphan
+    assert body["skipped"] == 1
+    # What a call retried is skipped by the next: it has a retry already.
+    body = await replay(since="1h", func_name="quick_job")
+    assert originals(body) == {ids["failed_30m"]}
+    assert body["skipped_by_reason"]["already_retried"] == 1
+    body = await replay(since="1d")
+    assert originals(body) == {ids["charge_20m"], ids["failed_2h"]}
+    assert body["skipped_by_reason"] == {
+        "not_found": 0,
+        "duplicate": 0,
+        "not_retryable": 0,
+        "already_retried": 2,
+        "function_unavailable": 1,
+        "no_key": 0,
+    }
     body = await replay(since="all", func_name="quick_job")
-    assert ids["failed_3d"] in originals(body) and len(originals(body)) == 4
-    assert (await replay(since="0m"))["dispatched"] == 0
-    default = await replay()  # 6h, as in the described system
-    assert ids["failed_2h"] in originals(default) and ids["failed_3d"] not in originals(default)
+    assert originals(body) == {ids["failed_3d"]}
 
     async def all_retries_done() -> bool:
         rows = await admin.rows(
             "SELECT status, COUNT(*) AS n FROM taskflow_tasks WHERE source = 'retry'"
             " GROUP BY status"
         )
-        return {row["status"]: row["n"] for row in rows} == {"success": 1 + 3 + 3 + 4 + 4}
+        return {row["status"]: row["n"] for row in rows} == {"success": 5}
 
     await eventually(all_retries_done)
     assert ("billing.charge", (5,), {}) in admin.calls
+    assert (await replay(since="all"))["dispatched"] == 0  # every chain ended in a success
+
+
+async def test_retry_failed_replays_each_chain_once(admin: Admin) -> None:
+    """A chain of failed retries is retried from its newest attempt, and only once."""
+    now = datetime.now(timezone.utc)
+    root = task_row("quick_job", created_at=now - timedelta(minutes=50))
+    first = task_row(
+        "quick_job", created_at=now - timedelta(minutes=40), source="retry", retried_from=root["id"]
+    )
+    second = task_row(
+        "quick_job",
+        status="interrupted",
+        created_at=now - timedelta(minutes=30),
+        source="retry",
+        retried_from=first["id"],
+    )
+    # Two retries of one original made by hand: only the newer is replayed.
+    forked = task_row("quick_job", created_at=now - timedelta(minutes=45))
+    older_fork = task_row(
+        "quick_job",
+        created_at=now - timedelta(minutes=35),
+        source="retry",
+        retried_from=forked["id"],
+    )
+    newer_fork = task_row(
+        "quick_job",
+        created_at=now - timedelta(minutes=25),
+        source="retry",
+        retried_from=forked["id"],
+    )
+    # A chain whose newest attempt is still pending is left alone.
+    waiting = task_row("quick_job", created_at=now - timedelta(minutes=20))
+    pending = task_row(
+        "quick_job",
+        status="pending",
+        created_at=now - timedelta(minutes=15),
+        source="retry",
+        retried_from=waiting["id"],
+        run_at=now + timedelta(days=1),
+    )
+    await admin.insert_rows([root, first, second, forked, older_fork, newer_fork, waiting, pending])
+
+    response = await admin.client.post("/tasks/retry-failed", params={"since": "1h"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    replayed = {item["original_task_id"] for item in body["results"]}
+    assert replayed == {second["id"], newer_fork["id"]}
+    # root, first (retried), forked (retried), older_fork (same original), waiting (pending retry)
+    assert body["skipped_by_reason"]["already_retried"] == 5
+    assert (body["dispatched"], body["skipped"], body["capped"]) == (2, 5, False)
+
+    # Called again, no chain that has a retry in flight is retried a second time.
+    # (The hand-made older fork is a failure nothing retried: it counts as a chain
+    # of its own once the newer fork is skipped.)
+    again = (await admin.client.post("/tasks/retry-failed", params={"since": "1h"})).json()
+    again_replayed = {item["original_task_id"] for item in again["results"]}
+    assert again_replayed == {older_fork["id"]}
+    assert again["skipped_by_reason"]["already_retried"] == 6
 
 
 @pytest.mark.parametrize(
@@ -449,7 +528,7 @@ async def test_retry_failed_with_a_huge_window_means_everything(admin: Admin) ->
 
 
 async def test_replay_stops_at_its_cap(admin: Admin, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(replay_module, "MAX_REPLAY", 5)
+    monkeypatch.setattr(replay_module, "MAX_REPLAY_DISPATCH", 5)
     monkeypatch.setattr(replay_module, "RETRY_BATCH", 2)
     start = datetime.now(timezone.utc) - timedelta(minutes=30)
     rows = [task_row("quick_job", created_at=start + timedelta(seconds=i)) for i in range(8)]
@@ -457,13 +536,26 @@ async def test_replay_stops_at_its_cap(admin: Admin, monkeypatch: pytest.MonkeyP
 
     body = (await admin.client.post("/tasks/retry-failed", params={"since": "1h"})).json()
     assert (body["dispatched"], body["skipped"], body["capped"]) == (5, 0, True)
+    assert body["limit"] == 5
     # Newest first: the five most recent failures were replayed.
     newest = {row["id"] for row in rows[-5:]}
     assert {item["original_task_id"] for item in body["results"]} == newest
 
-    monkeypatch.setattr(replay_module, "MAX_REPLAY", 8)
+    # The next call goes on with the rest: what was retried is skipped.
     body = (await admin.client.post("/tasks/retry-failed", params={"since": "1h"})).json()
-    assert (body["dispatched"], body["capped"]) == (8, False)
+    assert (body["dispatched"], body["skipped"], body["capped"]) == (3, 5, False)
+    assert {item["original_task_id"] for item in body["results"]} == {r["id"] for r in rows[:3]}
+
+
+async def test_replay_stops_at_its_scan_cap(admin: Admin, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(replay_module, "MAX_REPLAY_SCAN", 4)
+    monkeypatch.setattr(replay_module, "RETRY_BATCH", 3)
+    start = datetime.now(timezone.utc) - timedelta(minutes=30)
+    rows = [task_row("removed_job", created_at=start + timedelta(seconds=i)) for i in range(6)]
+    await admin.insert_rows(rows)
+    body = (await admin.client.post("/tasks/retry-failed", params={"since": "1h"})).json()
+    assert (body["dispatched"], body["skipped"], body["capped"]) == (0, 4, True)
+    assert body["skipped_by_reason"]["function_unavailable"] == 4
 
 
 async def test_large_replay_is_bounded(admin: Admin, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -505,12 +597,18 @@ async def test_large_replay_is_bounded(admin: Admin, monkeypatch: pytest.MonkeyP
 
     sampler = asyncio.create_task(sample())
     try:
-        response = await admin.client.post("/tasks/retry-failed", params={"since": "all"})
-        assert response.status_code == 200, response.text
-        body = response.json()
-        assert (body["dispatched"], body["skipped"]) == (count, 0)
-        assert len(body["results"]) == replay_module.MAX_RESULTS
-        assert body["truncated"] is True
+        # One call creates at most MAX_REPLAY_DISPATCH retries; each next call
+        # skips what the earlier ones retried and goes on with the rest.
+        reports = []
+        for _ in range(4):
+            response = await admin.client.post("/tasks/retry-failed", params={"since": "all"})
+            assert response.status_code == 200, response.text
+            reports.append(response.json())
+        cap = replay_module.MAX_REPLAY_DISPATCH
+        assert [r["dispatched"] for r in reports] == [cap, cap, count - 2 * cap, 0]
+        assert [r["capped"] for r in reports] == [True, True, False, False]
+        assert [r["skipped"] for r in reports] == [0, cap, 2 * cap, count]
+        assert len(reports[0]["results"]) == replay_module.MAX_RESULTS
 
         async def all_ran() -> bool:
             done = await admin.rows(
@@ -540,6 +638,7 @@ async def test_large_replay_is_bounded(admin: Admin, monkeypatch: pytest.MonkeyP
 
 async def test_every_state_change_is_audited(admin: Admin) -> None:
     failed = await admin.failed_task("flaky_job", 1, {})
+    await admin.failed_task("quick_job")  # for retry-failed: `failed` is retried before it
     blocker = await admin.manager.enqueue(admin.jobs["blocking_job"])
     await eventually(lambda: _is(admin, blocker, "running"))
     await eventually(lambda: admin.manager.list_schedules())

@@ -35,6 +35,7 @@ from taskflow.settings import resolve_database_url
 from taskflow.web.access import Actor
 from taskflow.web.session_access import page_guard
 from taskflow.web.sessions import SessionStore
+from taskflow.web.throttle import client_digest, user_digest
 
 COOKIE = "taskflow_session"
 ADMIN = ("admin", "correct horse battery staple")
@@ -568,6 +569,39 @@ async def test_repeated_failures_are_throttled_per_client(database_url: str) -> 
         assert (await elsewhere.login(*ADMIN)).status_code == 303
 
 
+async def test_a_login_as_one_user_does_not_forgive_guesses_at_another(
+    database_url: str,
+) -> None:
+    """A viewer's own login must not reset the count of guesses at the admin's password."""
+    async with running_admin(database_url) as site:
+        for _ in range(5):
+            assert (await site.login("admin", "guess")).status_code == 401
+            assert (await site.login(*VIEWER[:2])).status_code == 303
+        refused = await site.login("admin", "guess")
+        assert refused.status_code == 429
+        assert (await site.login(*ADMIN)).status_code == 429  # the right password waits too
+        # The viewer's own account is not locked by the guesses at another.
+        assert (await site.login(*VIEWER[:2])).status_code == 303
+        keys = [row["client"] for row in await attempt_rows(database_url)]
+        assert keys == [client_digest("127.0.0.1") + user_digest("admin")] * 5
+
+
+async def test_guesses_spread_over_many_names_are_throttled_per_client(
+    database_url: str,
+) -> None:
+    async with (
+        running_admin(database_url) as site,
+        running_admin(database_url, client=("10.0.0.9", 5000)) as elsewhere,
+    ):
+        for n in range(20):
+            assert (await site.login(f"user{n}", "guess")).status_code == 401
+        assert (await site.login("user-twenty-one", "guess")).status_code == 429
+        assert (await site.login(*ADMIN)).status_code == 429
+        assert (await elsewhere.login(*ADMIN)).status_code == 303
+        # A success clears only the account it is for: the client stays throttled.
+        assert len(await attempt_rows(database_url)) == 20
+
+
 async def test_concurrent_guesses_cannot_outrun_the_throttle(database_url: str) -> None:
     class SlowBackend(TaskAuthBackend):
         async def authenticate_user(self, username: str, password: str) -> bool:
@@ -595,8 +629,9 @@ async def test_the_throttle_counts_failures_made_on_every_instance(database_url:
         assert (await second.login(*ADMIN)).status_code == 429
         assert (await other_client.login(*ADMIN)).status_code == 303
         # Stored as a digest of the address, never the address itself.
-        clients = {row["client"] for row in await attempt_rows(database_url)}
-        assert clients == {hashlib.sha256(b"127.0.0.1").hexdigest()}
+        keys = {row["client"] for row in await attempt_rows(database_url)}
+        assert keys == {client_digest("127.0.0.1") + user_digest("admin")}
+        assert not any("127.0.0.1" in key for key in keys)
 
 
 async def test_a_login_on_one_instance_clears_the_count_on_the_others(database_url: str) -> None:
@@ -629,14 +664,16 @@ async def test_old_attempts_stop_counting_and_are_purged(database_url: str) -> N
     async with running_admin(database_url) as site:
         repository = site.manager.repository
         now = utcnow()
+        someone, name = client_digest("someone"), user_digest("admin")
         for _ in range(5):
             await repository.begin_login_attempt(
-                "someone", now=now - timedelta(seconds=90), since=now - timedelta(seconds=150)
+                someone, name, now=now - timedelta(seconds=90), since=now - timedelta(seconds=150)
             )
         fresh = await repository.begin_login_attempt(
-            "someone", now=now, since=now - timedelta(seconds=60)
+            someone, name, now=now, since=now - timedelta(seconds=60)
         )
-        assert fresh.count == 1  # the five older than the window do not count
+        # The five older than the window do not count.
+        assert (fresh.count, fresh.client_count) == (1, 1)
         assert fresh.oldest is not None and fresh.oldest >= now - timedelta(seconds=1)
         assert await repository.purge_login_attempts(before=now - timedelta(seconds=60)) == 5
         assert len(await attempt_rows(database_url)) == 1

@@ -32,7 +32,7 @@ from taskflow.settings import ENV_DATABASE_URL, resolve_database_url
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TASKFLOW_TABLES = {table.name for table in metadata.sorted_tables}
-HEAD = "0004"
+HEAD = "0005"
 
 
 @asynccontextmanager
@@ -232,7 +232,7 @@ def test_offline_sql_script_to_head(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "CREATE TABLE taskflow_tasks" in result.stdout
-    assert "UPDATE taskflow_alembic_version SET version_num='0004'" in result.stdout
+    assert "UPDATE taskflow_alembic_version SET version_num='0005'" in result.stdout
 
 
 async def test_check_reports_drift(db_url: str) -> None:
@@ -420,15 +420,15 @@ def test_taskflow_db_commands(db_url: str, tmp_path: Path) -> None:
     assert "run `taskflow db upgrade`" in result.stdout
 
     result = taskflow_cli("db", "upgrade", "--url", db_url, cwd=tmp_path)
-    assert (result.returncode, result.stdout.strip()) == (0, "upgraded from base to 0004 (head)")
+    assert (result.returncode, result.stdout.strip()) == (0, f"upgraded from base to {HEAD} (head)")
     result = taskflow_cli("db", "current", "--url", db_url, cwd=tmp_path)
-    assert result.stdout.strip() == "0004 (head)"
+    assert result.stdout.strip() == f"{HEAD} (head)"
     result = taskflow_cli("db", "check", "--url", db_url, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith("in sync")
 
     result = taskflow_cli("db", "downgrade", "base", "--url", db_url, cwd=tmp_path)
-    assert (result.returncode, result.stdout.strip()) == (0, "downgraded from 0004 to base")
+    assert (result.returncode, result.stdout.strip()) == (0, f"downgraded from {HEAD} to base")
 
 
 def test_taskflow_db_reads_url_from_environment(tmp_path: Path) -> None:
@@ -515,7 +515,7 @@ async def test_alembic_command_from_the_checkout(db_url: str) -> None:
         cwd=REPO_ROOT, env={ENV_DATABASE_URL: "sqlite:////nonexistent/dir/x.db"},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "0004 (head)" in result.stdout
+    assert f"{HEAD} (head)" in result.stdout
 
     async with open_engine(db_url) as engine:
         assert await migrate.current(engine) == HEAD
