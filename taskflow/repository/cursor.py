@@ -25,17 +25,19 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
             including what a database would refuse (a NUL in the id, a time
             that overflows once in UTC).
     """
+    invalid = InvalidCursorError(
+        f"invalid cursor {cursor!r}: not produced by taskflow; "
+        "pass the next_cursor of a previous page"
+    )
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         created, task_id = base64.urlsafe_b64decode(padded).decode().split("|", 1)
         moment = datetime.fromisoformat(created)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidCursorError(
-            f"invalid cursor {cursor!r}: pass the next_cursor of a previous page"
-        ) from exc
+        raise invalid from exc
     if moment.tzinfo is None or "\x00" in task_id:
-        raise InvalidCursorError(f"invalid cursor {cursor!r}: not produced by taskflow")
+        raise invalid
     try:
         return moment.astimezone(timezone.utc), task_id
     except OverflowError:
-        raise InvalidCursorError(f"invalid cursor {cursor!r}: not produced by taskflow") from None
+        raise invalid from None

@@ -148,7 +148,8 @@ async function replayWindow() {
 async function replay(call) {
   try {
     const { data } = await call();
-    toast(`Replayed ${data.dispatched} task${data.dispatched === 1 ? "" : "s"}${data.skipped ? `, skipped ${data.skipped}` : ""}`, "success");
+    const more = data.capped ? "; more remain: replay again to continue" : "";
+    toast(`Replayed ${data.dispatched} task${data.dispatched === 1 ? "" : "s"}${data.skipped ? `, skipped ${data.skipped}` : ""}${more}`, "success");
   } catch (error) {
     toastError(error);
   }
