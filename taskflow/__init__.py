@@ -14,6 +14,7 @@ from taskflow.backends import (
 from taskflow.context import TaskContext, get_task_context, task_log
 from taskflow.exceptions import (
     BackpressureError,
+    CommitTimeoutError,
     ConfigurationError,
     FunctionNotRegisteredError,
     InvalidTransitionError,
@@ -40,6 +41,7 @@ from taskflow.observe import (
     TaskObserver,
 )
 from taskflow.repository.base import TaskPage, TaskQuery
+from taskflow.runtime.readiness import Readiness
 from taskflow.schedules import ScheduleNotFoundError, ScheduleState
 from taskflow.web.admin import TaskAdmin
 from taskflow.web.auth import TaskAuthBackend
@@ -52,6 +54,7 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 __all__ = [
     "BackpressureError",
+    "CommitTimeoutError",
     "ConfigurationError",
     "FileLogger",
     "FunctionNotRegisteredError",
@@ -66,6 +69,7 @@ __all__ = [
     "NotStartedError",
     "PayloadDecryptionError",
     "PostgresBackend",
+    "Readiness",
     "RedisBackend",
     "RegistrationError",
     "ScheduleNotFoundError",

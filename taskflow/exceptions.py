@@ -43,6 +43,13 @@ class WriterStoppedError(TaskflowError, RuntimeError):
     """The manager shut down before a write was committed (the commit timed out)."""
 
 
+class CommitTimeoutError(TaskflowError, TimeoutError):
+    """``await enqueue()`` got no commit within ``acknowledge_timeout``: the task was not created.
+
+    The database is unreachable or not answering; retry later (HTTP 503 from a route).
+    """
+
+
 class TaskNotAcknowledgedError(TaskflowError, RuntimeError):
     """A task added while a response was streaming could not be committed; the response is cut."""
 

@@ -67,6 +67,7 @@ from taskflow.runtime.acknowledgement import (
 from taskflow.runtime.bridge import BlockingBridge
 from taskflow.runtime.cancellation import cancel_task
 from taskflow.runtime.changes import ChangeFeed, RemoteChanges
+from taskflow.runtime.confirmation import confirm_enqueued
 from taskflow.runtime.dispatcher import Dispatcher
 from taskflow.runtime.executors import AsyncExecutor, ThreadExecutor
 from taskflow.runtime.holdings import MAX_ADOPTED as MAX_ADOPTED  # still importable from here
@@ -74,6 +75,7 @@ from taskflow.runtime.holdings import adopt_claimed, drop_fenced, held_epochs, r
 from taskflow.runtime.instance import describe_instance, new_instance_id
 from taskflow.runtime.keys import MemoryKeys
 from taskflow.runtime.processes import ProcessExecutor, ship_function
+from taskflow.runtime.readiness import DatabaseConnector, Readiness
 from taskflow.runtime.records import new_record
 from taskflow.runtime.retention import RetentionService
 from taskflow.runtime.runner import Executor, LocalTask, TaskRunner
@@ -85,7 +87,7 @@ from taskflow.security import build_cipher
 from taskflow.settings import DatabaseTarget, resolve_database_url
 
 if TYPE_CHECKING:
-    from fastapi import BackgroundTasks, FastAPI
+    from fastapi import APIRouter, BackgroundTasks, FastAPI
 
     from taskflow.web.background import ManagedBackgroundTasks
 
@@ -107,6 +109,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 # How long a read waits for this instance's buffered writes before it reads anyway.
 OWN_WRITES_WAIT_S = 2.0
+# How long startup waits for a first connection attempt that neither succeeds
+# nor fails (a server that accepts and does not answer) before it goes on
+# without it.  Longer than a connect timeout, so that an unreachable server is
+# judged by its error.
+STARTUP_CONNECT_WAIT_S = 30.0
+
+
+def _never_transient(_exc: BaseException) -> bool:
+    return False
 
 
 class TaskManager:
@@ -140,6 +151,9 @@ class TaskManager:
             ``"buffered"``: responses do not wait; rows are committed a few
             milliseconds later, so a crash in between loses tasks whose ids the
             client already has (see docs/guide/durability.md).
+        acknowledge_timeout: seconds a response waits for its tasks' commit
+            before answering 503, and ``await enqueue()`` before raising
+            ``CommitTimeoutError`` (in either ``acknowledge`` mode).
         tracer_provider: an OpenTelemetry ``TracerProvider`` for task spans;
             default: the global one, when configured.
     """
@@ -258,6 +272,7 @@ class TaskManager:
         # Live dashboard streams listen here; the writer notifies after each commit.
         self.changes = ChangeFeed()
         self._remote_changes: RemoteChanges | None = None
+        self._connector: DatabaseConnector | None = None
         self._bridge = BlockingBridge(lambda: SqlTaskRepository(_bridge_engine(self.target)))
 
     # -- registration --------------------------------------------------------
@@ -490,6 +505,12 @@ class TaskManager:
         ``AsyncSession`` or ``Session`` on the same database), the row is added
         to that session's transaction instead: the task exists when, and only
         if, the caller commits, and then any instance may run it.
+
+        Raises:
+            CommitTimeoutError: the row was not committed within
+                ``acknowledge_timeout`` (the database is away); the task was
+                not created.  A route gets 503 with ``Retry-After``.
+            WriterStoppedError: taskflow shut down first; not created either.
         """
         if session is not None:
             return await self._enqueue_in_session(
@@ -509,7 +530,8 @@ class TaskManager:
         # not leave the task held here and never run (the commit starts it).
         self.dispatch(local, hurry=True)
         if local.inserted is not None:
-            await asyncio.shield(local.inserted)
+            assert self._writer is not None
+            await confirm_enqueued(local, self._writer, self.acknowledge_timeout, self._forget)
         return local.record.task_id
 
     def add_to_session(
@@ -912,7 +934,16 @@ class TaskManager:
         return self._started
 
     async def startup(self) -> None:
-        """Connect, create the schema where configured, and start the writer."""
+        """Start the writer, dispatcher and services, connecting first (schema where configured).
+
+        A PostgreSQL or MySQL database that cannot be reached does not fail
+        the start: the instance starts, ``readiness()`` says why it is not
+        ready, and it connects in the background as soon as the database
+        answers.  Until then a request that adds a task waits up to
+        ``acknowledge_timeout`` and gets 503.  Errors that waiting cannot cure
+        (a schema from a newer taskflow) still fail the start, as does any
+        error on SQLite.
+        """
         if self._started:
             return
         # A fresh identity per start: a restarted manager is a new instance to
@@ -920,17 +951,32 @@ class TaskManager:
         self.instance_id = new_instance_id()
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
-        if isinstance(self.repository, SqlTaskRepository) and self.create_tables:
-            from taskflow.db.migrate import ensure_schema
-
-            await ensure_schema(self.repository.engine)
-        await self.repository.open()
-        if isinstance(self.repository, SqlTaskRepository) and not self.create_tables:
-            problem = await revision_problem(self.repository.engine)
-            if problem is not None:
-                logger.warning("taskflow: %s", problem)
         if self.logger is not None:
             await self.logger.startup()
+        self._build_runtime()
+        self._stopping = False
+        self._releasing = False
+        self._started = True
+        # SQLite is a local file: an error opening it is a configuration error.
+        tolerant = self.target.backend != "sqlite"
+        self._connector = DatabaseConnector(
+            self._reach_database,
+            self._go_live,
+            is_transient=is_transient if tolerant else _never_transient,
+        )
+        try:
+            await self._connector.start(wait=STARTUP_CONNECT_WAIT_S)
+        except BaseException:
+            await self._abandon_start()
+            raise
+        if not self._connector.connected:
+            assert self._writer is not None
+            self._writer.set_unreachable(True)
+        for start_hook, _stop_hook in self._lifecycle_hooks:
+            start_hook()
+
+    def _build_runtime(self) -> None:
+        """The executors, writer, runner and dispatcher of this start; none of them runs yet."""
         self._executors = {
             "async": AsyncExecutor(self.max_concurrent_tasks),
             "thread": ThreadExecutor(self.max_sync_threads),
@@ -947,7 +993,6 @@ class TaskManager:
             lease=timedelta(seconds=self.lease_seconds),
         )
         self.changes.open()
-        self._writer.start()
         self._runner = TaskRunner(
             self._writer,
             self._executors,
@@ -969,21 +1014,60 @@ class TaskManager:
             heartbeat_interval=self.heartbeat_interval,
             poll_max=self.poll_interval,
         )
-        self._stopping = False
-        self._releasing = False
-        self._started = True
-        try:
-            await self._dispatcher.start()
-        except BaseException:
-            self._started = False
-            await self._writer.stop()
-            raise
-        for start_hook, _stop_hook in self._lifecycle_hooks:
-            start_hook()
+
+    async def _reach_database(self) -> None:
+        """Everything startup needs of the database; safe to run again after a failure."""
+        if isinstance(self.repository, SqlTaskRepository) and self.create_tables:
+            from taskflow.db.migrate import ensure_schema
+
+            await ensure_schema(self.repository.engine)
+        await self.repository.open()
+        if isinstance(self.repository, SqlTaskRepository) and not self.create_tables:
+            problem = await revision_problem(self.repository.engine)
+            if problem is not None:
+                logger.warning("taskflow: %s", problem)
+        assert self._writer is not None and self._dispatcher is not None
+        self._writer.set_unreachable(False)
+        # Before the instance registers: its first claims hand the writer work.
+        self._writer.start()
+        await self._dispatcher.start()
+
+    async def _go_live(self) -> None:
+        """What runs once the database is reached: change notices and services."""
         self._remote_changes = RemoteChanges(self.repository, self.instance_id, self.changes)
         await self._remote_changes.start()
         for service in self._services:
             await service.start()
+
+    async def _abandon_start(self) -> None:
+        """Undo a start that failed: nothing of it may keep running."""
+        self._started = False
+        if await self._stop_connecting() and self._dispatcher is not None:
+            with contextlib.suppress(Exception):
+                await self._dispatcher.stop()
+        if self._writer is not None:
+            await self._writer.stop()
+        if self.logger is not None:
+            await self.logger.close()
+
+    def readiness(self) -> Readiness:
+        """Whether this instance can take tasks now, and if not, why (for a readiness probe).
+
+        Not ready: before ``startup()`` and from ``shutdown()`` on; until the
+        database is first reached; while heartbeats, claims or writes fail.
+        """
+        if not self._started:
+            return Readiness(False, "taskflow is not started")
+        if self._stopping:
+            return Readiness(False, "taskflow is shutting down")
+        connector, dispatcher, writer = self._connector, self._dispatcher, self._writer
+        if connector is not None and not connector.connected:
+            return Readiness(False, connector.reason)
+        if dispatcher is not None and not dispatcher.reachable:
+            return Readiness(False, "the database is unreachable: heartbeats and claims fail")
+        if writer is not None and writer.failing:
+            return Readiness(False, "the database is not accepting writes")
+        return Readiness(True)
 
     async def shutdown(self) -> None:
         """Stop claiming, run what was accepted (``shutdown_grace``), record the rest.
@@ -998,12 +1082,14 @@ class TaskManager:
         if not self._started:
             return
         self._stopping = True
+        connected = await self._stop_connecting()
         self.changes.close()  # end live streams first: they hold connections open
         if self._remote_changes is not None:
             with contextlib.suppress(Exception):  # only a notice channel
                 await self._remote_changes.stop()
             self._remote_changes = None
-        await self._stop_services()
+        if connected:  # else no service was started
+            await self._stop_services()
         if self._dispatcher is not None:
             await self._dispatcher.stop_claiming()  # heartbeats go on through the grace
         if self._writer is not None:
@@ -1015,19 +1101,10 @@ class TaskManager:
             process_shutdown_timeout=self.process_shutdown_timeout,
             stop_starting=self._stop_starting,
         )
-        if self._dispatcher is not None:
+        if self._dispatcher is not None and connected:
             await self._dispatcher.stop()
-        assert self._writer is not None
-        released = release_held(self._local, self._writer, self._runner)
-        await self._writer.stop()
-        if released:
-            with contextlib.suppress(Exception):  # polling picks them up regardless
-                await self.repository.announce_work()
-        for executor in self._executors.values():
-            try:  # never blocks the loop: stuck threads are left, stuck processes killed
-                await executor.close()
-            except Exception:
-                logger.exception("taskflow %s executor failed to close", executor.name)
+        await self._release_and_stop_writer(connected)
+        await self._close_executors()
         if self.logger is not None:
             await self.logger.close()
         await asyncio.to_thread(self._bridge.close)
@@ -1035,6 +1112,34 @@ class TaskManager:
         for _start_hook, stop_hook in reversed(self._lifecycle_hooks):
             stop_hook()
         self._started = False
+
+    async def _close_executors(self) -> None:
+        for executor in self._executors.values():
+            try:  # never blocks the loop: stuck threads are left, stuck processes killed
+                await executor.close()
+            except Exception:
+                logger.exception("taskflow %s executor failed to close", executor.name)
+
+    async def _release_and_stop_writer(self, connected: bool) -> None:
+        """Write down every task still held, commit what the writer holds, and stop it."""
+        writer = self._writer
+        assert writer is not None
+        released = release_held(self._local, writer, self._runner)
+        if connected or not writer.pending:
+            await writer.stop()
+        else:  # never started: what it holds cannot be written (the error says how much)
+            await writer.stop(timeout=0.0)
+        if released and connected:
+            with contextlib.suppress(Exception):  # polling picks them up regardless
+                await self.repository.announce_work()
+
+    async def _stop_connecting(self) -> bool:
+        """Stop trying to reach the database; returns whether it was reached."""
+        connector = self._connector
+        if connector is None:
+            return True
+        await connector.stop()
+        return connector.connected
 
     async def _stop_services(self) -> None:
         for service in reversed(self._services):
@@ -1135,6 +1240,15 @@ class TaskManager:
         from taskflow.web.install import install
 
         install(self, app)
+
+    def readiness_router(self, path: str = "/ready") -> APIRouter:
+        """A router for ``GET {path}``: 200 when ``readiness()`` says ready, else 503 and why.
+
+        Use as ``app.include_router(task_manager.readiness_router())``.
+        """
+        from taskflow.web.readiness import create_readiness_router
+
+        return create_readiness_router(self, path)
 
     def init_app(self, app: FastAPI) -> None:
         """Run ``startup()``/``shutdown()`` with the app's lifespan; safe to call twice.

@@ -98,6 +98,11 @@ class Dispatcher:
             for task in late:
                 task.cancel()
 
+    @property
+    def reachable(self) -> bool:
+        """Whether the last heartbeat or claim reached the database (False before ``start()``)."""
+        return self._reachable_since is not None
+
     def may_recover_running(self) -> bool:
         """Whether expired leases on running rows prove their instances dead (see module doc)."""
         since = self._reachable_since

@@ -268,6 +268,14 @@ class GroupCommitWriter:
         """Whether the database is refusing writes or a commit has hung (see ``check_capacity``)."""
         return self._failing_since is not None or self._stalled()
 
+    def set_unreachable(self, unreachable: bool) -> None:
+        """Count the database as failing (or not) before any write has tried it.
+
+        For a start without the database, while the writer waits to be
+        started: the buffer then holds ``max_buffer`` writes, as in any outage.
+        """
+        self._failing_since = asyncio.get_running_loop().time() if unreachable else None
+
     async def _flush_all(self) -> None:
         while self._commit is not None or self._in_flight_commit is not None:
             await self.flush()

@@ -12,7 +12,7 @@ from fastapi import BackgroundTasks, FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.background import BackgroundTasks as StarletteBackgroundTasks
 
-from taskflow.exceptions import BackpressureError
+from taskflow.exceptions import BackpressureError, CommitTimeoutError, WriterStoppedError
 from taskflow.runtime.acknowledgement import current_receipt
 from taskflow.web.acknowledge import AcknowledgeMiddleware
 from taskflow.web.background import ManagedBackgroundTasks
@@ -93,14 +93,16 @@ def make_dependency(
 
 
 async def _busy(_request: Request, exc: Exception) -> JSONResponse:
-    # The database has been unreachable long enough to fill the write buffer:
-    # the task was not accepted, and the client may try again shortly.
+    # The database has been unreachable long enough to fill the write buffer,
+    # or did not confirm an awaited enqueue() in time, or taskflow is stopping:
+    # the task was not created, and the client may try again shortly.
     return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "5"})
 
 
 def add_error_handlers(app: FastAPI) -> None:
     """Answer 503 (with Retry-After) when a task cannot be accepted for now."""
-    app.add_exception_handler(BackpressureError, _busy)
+    for error in (BackpressureError, CommitTimeoutError, WriterStoppedError):
+        app.add_exception_handler(error, _busy)
 
 
 def add_acknowledgement(manager: TaskManager, app: FastAPI) -> None:
