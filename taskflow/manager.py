@@ -1097,7 +1097,8 @@ class TaskManager:
         await finish_running_tasks(
             self._local,
             self._background,
-            shutdown_grace=self.shutdown_grace,
+            # Never connected: nothing started (a start waits for its commit), nothing will.
+            shutdown_grace=self.shutdown_grace if connected else 0.0,
             process_shutdown_timeout=self.process_shutdown_timeout,
             stop_starting=self._stop_starting,
         )

@@ -343,3 +343,22 @@ async def test_sqlite_still_fails_its_start_on_an_error(tmp_path: Path) -> None:
         await asyncio.wait_for(manager.startup(), 10)
     assert not manager.started
     assert manager.readiness().reason == "taskflow is not started"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("backend_name", SERVER_BACKENDS)
+async def test_a_stop_before_the_first_connection_is_prompt_and_says_what_it_drops(
+    proxy: TcpProxy, schema_db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    proxy.cut()
+    manager = manager_through(proxy, schema_db_url, acknowledge="buffered")
+    manager.shutdown_grace = 10.0  # not waited for: nothing can have started
+    async with serving(manager) as client:
+        assert (await client.post("/add/lost")).status_code == 200
+        began = time.monotonic()
+    stopped_in = time.monotonic() - began
+    assert stopped_in < 3.0, f"the stop took {stopped_in:.2f}s"
+    assert "writer stopped with 1 writes not committed" in caplog.text
+    assert NOTED == []
+    proxy.restore()
+    assert await asyncio.to_thread(statuses, schema_db_url) == {}
