@@ -56,17 +56,30 @@ def set_update_returning_applied(dialect: Dialect, table: str, active_only: str)
     """
     if not is_postgresql(dialect):
         return None
-    arrays = ", ".join(f"${n}::{kind}[]" for n, (_name, kind) in enumerate(_PG_UPDATE_ARRAYS, 1))
-    names = ", ".join(name for name, _kind in _PG_UPDATE_ARRAYS)
-    sets = ", ".join(_pg_set(name) for name, _kind in _PG_UPDATE_ARRAYS[:-2])
+    arrays, names, _count = pg_update_arrays(1)
     return (
         f"WITH v AS (SELECT * FROM unnest({arrays}) AS v({names})), "
         f"locked AS (SELECT t.id FROM {table} AS t JOIN v ON t.id = v.g_id "
         "ORDER BY t.id FOR UPDATE OF t) "
-        f"UPDATE {table} AS t SET {sets} FROM v JOIN locked ON locked.id = v.g_id "
+        f"UPDATE {table} AS t SET {pg_update_set_clause()} "
+        "FROM v JOIN locked ON locked.id = v.g_id "
         f"WHERE t.id = v.g_id AND t.lease_epoch = v.g_epoch AND t.{active_only} "
         "RETURNING t.id"
     )
+
+
+def pg_update_arrays(first: int) -> tuple[str, str, int]:
+    """PostgreSQL: the update's array parameters from ``$first`` on, their names, and how many."""
+    arrays = ", ".join(
+        f"${n}::{kind}[]" for n, (_name, kind) in enumerate(_PG_UPDATE_ARRAYS, first)
+    )
+    names = ", ".join(name for name, _kind in _PG_UPDATE_ARRAYS)
+    return arrays, names, len(_PG_UPDATE_ARRAYS)
+
+
+def pg_update_set_clause() -> str:
+    """PostgreSQL: the SET list of the guarded update, from the unnested row ``v``."""
+    return ", ".join(_pg_set(name) for name, _kind in _PG_UPDATE_ARRAYS[:-2])
 
 
 def _pg_set(name: str) -> str:

@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from taskflow.db import dialects
+from taskflow.db import dialects, pg_batch
 from taskflow.db.batch import (
     BatchStatements,
     count_finishing_updates,
@@ -69,6 +69,32 @@ async def apply_batch(
         return await _apply_once(
             connection, statements, batch, stripe, careful=True, notify_as=notify_as
         )
+
+
+async def apply_in_one_statement(
+    connection: AsyncConnection,
+    statements: BatchStatements,
+    sql: str,
+    batch: WriteBatch,
+    stripe: int,
+    *,
+    notify_as: str | None = None,
+) -> set[str]:
+    """PostgreSQL: commit ``batch`` as ``pg_batch``'s one statement; returns the fenced ids.
+
+    ``connection`` is in autocommit: the statement is its own transaction,
+    one round trip.  ``batch`` must fit (``pg_batch.fits_one_statement``).
+    ``notify_as``: a change notice follows the commit, as its own statement
+    (other instances' dashboards poll as well, so a notice lost with a
+    connection that died in between only delays them).
+    """
+    ordered = sorted(batch.updates, key=lambda r: r.task_id)
+    parameters = pg_batch.batch_parameters(statements, batch, ordered, stripe)
+    result = await connection.exec_driver_sql(sql, parameters)
+    applied = set(result.scalars())
+    if notify_as is not None:
+        await connection.execute(wakeups.NOTIFY_CHANGES, {"sender": notify_as})
+    return {r.task_id for r in ordered if r.task_id not in applied}
 
 
 async def _apply_once(

@@ -24,12 +24,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from taskflow.db import dialects, limits
+from taskflow.db import dialects, limits, pg_batch
 from taskflow.db.batch import BatchStatements
 from taskflow.db.engine import WRITE_OPTION, connect_args_of
 from taskflow.db.mapping import log_from_row, record_from_row, render_logs
 from taskflow.db.sqlite_writer import SqliteInlineWriter
-from taskflow.db.tables import task_logs_table, tasks_table
+from taskflow.db.tables import ACTIVE_ONLY, task_logs_table, task_stats_table, tasks_table
 from taskflow.models import (
     AuditEntry,
     TaskLogEntry,
@@ -104,6 +104,15 @@ class SqlTaskRepository(TaskRepository):
         # from the pool costs a liveness ping, a round trip per commit.
         self._batch_connection: AsyncConnection | None = None
         self._batch_lock = asyncio.Lock()
+        # PostgreSQL: most batches are one statement (db/pg_batch.py), sent on a
+        # connection in autocommit, so a commit is one round trip.
+        self._one_statement_sql: str | None = None
+        self._batch_engine = self.write_engine
+        if dialects.is_postgresql(engine.dialect):
+            self._one_statement_sql = pg_batch.batch_statement(
+                tasks_table.name, task_logs_table.name, task_stats_table.name, ACTIVE_ONLY
+            )
+            self._batch_engine = self.write_engine.execution_options(isolation_level="AUTOCOMMIT")
         self._pool_of_one = dialects.is_sqlite(engine.dialect) and engine.url.database in (
             None,
             "",
@@ -150,9 +159,16 @@ class SqlTaskRepository(TaskRepository):
                 self._last_change_notice = now
             else:
                 sender = None
-        if self._batch_lock.locked() or self._pool_of_one:
-            # A second writer (tools, tests), or an in-memory database whose pool
-            # is its one connection, which must go back to the pool: a pooled one.
+        one_statement = self._one_statement_sql is not None and pg_batch.fits_one_statement(batch)
+        if (
+            self._batch_lock.locked()
+            or self._pool_of_one
+            or (self._one_statement_sql is not None and not one_statement)
+        ):
+            # A second writer (tools, tests), an in-memory database whose pool is
+            # its one connection, which must go back to the pool, or on PostgreSQL
+            # a batch that needs a transaction (the held connection is in
+            # autocommit there): a pooled connection.
             async with self.write_engine.connect() as pooled:
                 fenced = await group_commit.apply_batch(
                     pooled, self._statements, batch, self.stats_stripe, notify_as=sender
@@ -161,11 +177,21 @@ class SqlTaskRepository(TaskRepository):
         async with self._batch_lock:
             connection = self._batch_connection
             if connection is None:
-                connection = self._batch_connection = await self.write_engine.connect()
+                connection = self._batch_connection = await self._batch_engine.connect()
             try:
-                fenced = await group_commit.apply_batch(
-                    connection, self._statements, batch, self.stats_stripe, notify_as=sender
-                )
+                if self._one_statement_sql is not None:
+                    fenced = await group_commit.apply_in_one_statement(
+                        connection,
+                        self._statements,
+                        self._one_statement_sql,
+                        batch,
+                        self.stats_stripe,
+                        notify_as=sender,
+                    )
+                else:
+                    fenced = await group_commit.apply_batch(
+                        connection, self._statements, batch, self.stats_stripe, notify_as=sender
+                    )
             except BaseException:
                 # Whatever failed (the server, the network, a cancellation mid-commit),
                 # the next batch starts on a connection known to be sound.

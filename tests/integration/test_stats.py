@@ -26,10 +26,11 @@ from taskflow import TaskManager
 from taskflow.context import get_task_context
 from taskflow.db import migrate
 from taskflow.db.engine import create_engine_for
+from taskflow.db.tables import task_logs_table as L
 from taskflow.db.tables import task_stats_table as S
 from taskflow.db.tables import tasks_table as T
 from taskflow.ids import new_task_id
-from taskflow.models import TaskRecord, TaskStatus, utcnow
+from taskflow.models import TaskLogEntry, TaskRecord, TaskStatus, utcnow
 from taskflow.repository.base import WriteBatch
 from taskflow.repository.metrics_query import percentile
 from taskflow.repository.sql import SqlTaskRepository
@@ -203,6 +204,36 @@ async def test_group_commit_counts_what_applied(
     await repo.apply(WriteBatch(updates=updates))
     cells = await rollup_matches(engine)
     assert sum(c[0] for c in cells.values()) == 30
+
+
+async def test_one_batch_of_new_rows_changes_and_log_lines(
+    repo: SqlTaskRepository, engine: AsyncEngine
+) -> None:
+    # On PostgreSQL this batch is one statement (db/pg_batch.py): what it
+    # stores, counts and reports fenced must equal the multi-statement path.
+    running = [task(n, TaskStatus.RUNNING, func_name=f"f{n % 3}") for n in range(12)]
+    await repo.apply(WriteBatch(inserts=running))
+    durations = [None, 33.0, 0.0, 1e-7, 2.5, 1e9]
+    updates = [
+        finished(r, TaskStatus.SUCCESS if n % 2 else TaskStatus.FAILED, durations[n % 6])
+        for n, r in enumerate(running[:10])
+    ]
+    updates[0].lease_epoch = 7  # fenced: its lease moved on
+    new_rows = [task(n, TaskStatus.PENDING) for n in range(5)]
+    lines = [
+        TaskLogEntry(r.task_id, 0, "info", f"line {n}", utcnow(), {"n": n})
+        for n, r in enumerate(running[:4])
+    ]
+    outcome = await repo.apply(WriteBatch(inserts=new_rows, updates=updates, logs=lines))
+    assert outcome.fenced == frozenset({updates[0].task_id})
+    cells = await rollup_matches(engine)
+    assert sum(c[0] for c in cells.values()) == 9
+    async with engine.connect() as conn:
+        stored = dict((await conn.execute(select(T.c.id, T.c.status))).all())
+        logged = (await conn.execute(select(func.count()).select_from(L))).scalar_one()
+    assert all(stored[r.task_id] == "pending" for r in new_rows)
+    assert stored[updates[0].task_id] == "running"
+    assert logged == 4
 
 
 async def test_finished_inserts_count_once(repo: SqlTaskRepository, engine: AsyncEngine) -> None:
