@@ -114,6 +114,9 @@ OWN_WRITES_WAIT_S = 2.0
 # without it.  Longer than a connect timeout, so that an unreachable server is
 # judged by its error.
 STARTUP_CONNECT_WAIT_S = 30.0
+# How long a start's first query may wait for an answer: longer than the
+# drivers' connect timeout (10 s), so that their own errors come first.
+OPEN_TIMEOUT_S = 15.0
 
 
 def _never_transient(_exc: BaseException) -> bool:
@@ -1017,11 +1020,16 @@ class TaskManager:
 
     async def _reach_database(self) -> None:
         """Everything startup needs of the database; safe to run again after a failure."""
+        try:
+            # Bounded: a server that accepts the connection and never answers
+            # would hang the attempt for good (MySQL's handshake has no timeout).
+            await asyncio.wait_for(self.repository.open(), OPEN_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            raise TimeoutError(f"the database did not answer within {OPEN_TIMEOUT_S:g}s") from None
         if isinstance(self.repository, SqlTaskRepository) and self.create_tables:
             from taskflow.db.migrate import ensure_schema
 
             await ensure_schema(self.repository.engine)
-        await self.repository.open()
         if isinstance(self.repository, SqlTaskRepository) and not self.create_tables:
             problem = await revision_problem(self.repository.engine)
             if problem is not None:

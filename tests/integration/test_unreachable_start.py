@@ -21,8 +21,10 @@ show it:
 In process: ``enqueue()`` raises ``CommitTimeoutError`` after
 ``acknowledge_timeout`` and its task never runs; with
 ``acknowledge="buffered"`` tasks accepted before the first connection are
-written and run once it is made; readiness follows a later outage; SQLite
-still fails its start on an error.
+written and run once it is made, and a stop before it is prompt; readiness
+follows a later outage; a server that accepts connections and never
+answers holds the start only for a bounded time; SQLite still fails its
+start on an error.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import pytest
 from fastapi import Depends, FastAPI
 from tcp_proxy import TcpProxy, through_proxy, upstream_of
 
+import taskflow.manager as manager_module
 from taskflow import CommitTimeoutError, ManagedBackgroundTasks, TaskManager
 from tests.processes import UvicornInstance, sql_rows, start_uvicorn
 
@@ -362,3 +365,31 @@ async def test_a_stop_before_the_first_connection_is_prompt_and_says_what_it_dro
     assert NOTED == []
     proxy.restore()
     assert await asyncio.to_thread(statuses, schema_db_url) == {}
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("backend_name", SERVER_BACKENDS)
+async def test_a_server_that_never_answers_holds_the_start_only_for_a_bounded_time(
+    proxy: TcpProxy, schema_db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Connections accepted and never answered (MySQL's handshake then waits for good)."""
+    monkeypatch.setattr(manager_module, "OPEN_TIMEOUT_S", 2.0)
+    proxy.cut(hold=True)
+    manager = manager_through(proxy, schema_db_url)
+    began = time.monotonic()
+    await asyncio.wait_for(manager.startup(), 20)
+    try:
+        assert time.monotonic() - began < 5.0, "the start waited for a server that never answers"
+        assert "did not answer within 2s" in (manager.readiness().reason or ""), manager.readiness()
+        assert proxy.held >= 1
+        proxy.restore()
+        deadline = time.monotonic() + READY_WITHIN
+        while not manager.readiness().ready:
+            assert time.monotonic() < deadline, manager.readiness()
+            await asyncio.sleep(0.05)
+        assert await manager.enqueue(noted, "after")
+        await asyncio.wait_for(manager.drain(), 10)
+    finally:
+        proxy.restore()
+        await manager.shutdown()
+    assert NOTED == ["after"]
