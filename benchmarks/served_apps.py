@@ -3,7 +3,8 @@
 ``SERVED_SYSTEM`` chooses the app (``plain``, ``taskflow`` or ``peer``) and
 ``SERVED_DATABASE`` its database: a SQLAlchemy URL for taskflow, a SQLite path
 for the peer's snapshot.  ``SERVED_ACKNOWLEDGE``, when set, is passed to
-taskflow's ``TaskManager(acknowledge=...)``.  Every app has ``POST /work``, which adds one no-op
+taskflow's ``TaskManager(acknowledge=...)``; ``SERVED_FREEZE_GC=1`` sets its
+``freeze_gc_at_startup=True``.  Every app has ``POST /work``, which adds one no-op
 task and returns a small JSON body, and ``GET /ping``, which answers once the
 app has started and names the event loop's module.
 
@@ -48,6 +49,8 @@ def taskflow_app(database_url: str) -> FastAPI:
 
     acknowledge = os.environ.get("SERVED_ACKNOWLEDGE")
     options: dict[str, Any] = {"acknowledge": acknowledge} if acknowledge else {}
+    if os.environ.get("SERVED_FREEZE_GC"):
+        options["freeze_gc_at_startup"] = True
     manager = TaskManager(database_url=database_url, **options)
     app = FastAPI()
     TaskAdmin(app, manager, auto_install=True)

@@ -46,12 +46,14 @@ TARGET_THROUGHPUT, TARGET_P99 = 0.8, 2.0
 class System:
     name: str  # plain | taskflow | peer
     database: str  # "" | sqlite | postgresql
+    frozen: bool = False  # taskflow with TaskManager(freeze_gc_at_startup=True)
 
     @property
     def label(self) -> str:
         if self.name == "peer":
             return "fastapi-taskflow"
-        return f"{self.name}/{self.database}" if self.database else self.name
+        label = f"{self.name}/{self.database}" if self.database else self.name
+        return label + "+freeze" if self.frozen else label
 
 
 @dataclass(frozen=True)
@@ -178,6 +180,7 @@ def serve_and_measure(system: System, opts: argparse.Namespace, lua: str) -> Res
                 raise SystemExit(f"PostgreSQL at {database}: {exc} (or --database sqlite)") from exc
         env = dict(os.environ, SERVED_SYSTEM=system.name, SERVED_DATABASE=database)
         env["SERVED_ACKNOWLEDGE"] = opts.acknowledge or ""
+        env["SERVED_FREEZE_GC"] = "1" if system.frozen else ""
         if system.name == "peer" and opts.peer_path:
             env["PYTHONPATH"] = os.pathsep.join(
                 filter(None, [opts.peer_path, os.environ.get("PYTHONPATH")])
@@ -231,7 +234,7 @@ def report(systems: list[System], runs: dict[System, list[Result]]) -> None:
     print("\nper round (ratios against plain FastAPI's run of the same round):")
     for system in systems:
         for i, run in enumerate(runs[system]):
-            line = f"  {system.label:20} round {i + 1}: {run.requests_per_s:6.0f} req/s"
+            line = f"  {system.label:27} round {i + 1}: {run.requests_per_s:6.0f} req/s"
             line += f"  p50 {ms(run.p50):>9}  p99 {ms(run.p99):>9}"
             if plain_runs is not None and system.name != "plain":
                 base = plain_runs[i]
@@ -247,10 +250,10 @@ def report(systems: list[System], runs: dict[System, list[Result]]) -> None:
         for system in systems
     }
     plain = next((medians[s] for s in systems if s.name == "plain"), None)
-    print(f"{'system':20} {'req/s':>8} {'p50':>9} {'p99':>9} {'thr. ratio':>10} {'p99 ratio':>9}")
+    print(f"{'system':27} {'req/s':>8} {'p50':>9} {'p99':>9} {'thr. ratio':>10} {'p99 ratio':>9}")
     for system in systems:
         rate, p50, p99 = medians[system]
-        line = f"{system.label:20} {rate:8.0f} {ms(p50):>9} {ms(p99):>9}"
+        line = f"{system.label:27} {rate:8.0f} {ms(p50):>9} {ms(p99):>9}"
         if plain is not None:
             line += f" {rate / plain[0]:9.2f}x {p99 / plain[2]:8.2f}x"
             if system.name == "taskflow":
@@ -278,6 +281,10 @@ def main() -> None:
         "--acknowledge", choices=["committed", "buffered"],
         help="taskflow's TaskManager(acknowledge=...); default: the library's default",
     )  # fmt: skip
+    parser.add_argument(
+        "--freeze-gc", choices=["off", "on", "both"], default="both",
+        help="taskflow with TaskManager(freeze_gc_at_startup=...): off, on, or both (default)",
+    )  # fmt: skip
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds measured")
@@ -291,10 +298,12 @@ def main() -> None:
         if opts.systems:
             raise SystemExit("fastapi_taskflow not found: pip install fastapi-taskflow")
         names.remove("peer")
+    freezes = {"off": [False], "on": [True], "both": [False, True]}[opts.freeze_gc]
     systems = [
-        System(name, database)
+        System(name, database, frozen)
         for name in names
         for database in (opts.database if name == "taskflow" else [""])
+        for frozen in (freezes if name == "taskflow" else [False])
     ]
     print(describe_server())
     print("load average at the start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))

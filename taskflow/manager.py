@@ -28,6 +28,7 @@ from taskflow.db.errors import is_transient
 from taskflow.db.revision import revision_problem
 from taskflow.exceptions import (
     BackpressureError,
+    ConfigurationError,
     NotStartedError,
     TaskArgumentError,
     TaskNotFoundError,
@@ -70,6 +71,7 @@ from taskflow.runtime.changes import ChangeFeed, RemoteChanges
 from taskflow.runtime.confirmation import confirm_enqueued
 from taskflow.runtime.dispatcher import Dispatcher
 from taskflow.runtime.executors import AsyncExecutor, ThreadExecutor
+from taskflow.runtime.heap import freeze_startup_heap
 from taskflow.runtime.holdings import MAX_ADOPTED as MAX_ADOPTED  # still importable from here
 from taskflow.runtime.holdings import adopt_claimed, drop_fenced, held_epochs, room_to_adopt
 from taskflow.runtime.instance import describe_instance, new_instance_id
@@ -157,6 +159,11 @@ class TaskManager:
         acknowledge_timeout: seconds a response waits for its tasks' commit
             before answering 503, and ``await enqueue()`` before raising
             ``CommitTimeoutError`` (in either ``acknowledge`` mode).
+        freeze_gc_at_startup: at the end of ``startup()``, collect garbage and
+            ``gc.freeze()`` the objects alive then, so that full collections
+            skip the app's start-up heap and no longer pause the event loop
+            for tens of milliseconds under load (a process-wide change, hence
+            off by default; see the performance guide).
         tracer_provider: an OpenTelemetry ``TracerProvider`` for task spans;
             default: the global one, when configured.
     """
@@ -191,6 +198,7 @@ class TaskManager:
         shutdown_grace: float = 10.0,
         acknowledge: AcknowledgeMode = "committed",
         acknowledge_timeout: float = 10.0,
+        freeze_gc_at_startup: bool = False,
         tracer_provider: Any = None,
     ) -> None:
         url = choose_database_url(database_url, snapshot_backend, snapshot_db)
@@ -236,6 +244,11 @@ class TaskManager:
         self.shutdown_grace = shutdown_grace
         self.acknowledge_mode: AcknowledgeMode = acknowledge
         self.acknowledge_timeout = acknowledge_timeout
+        if not isinstance(freeze_gc_at_startup, bool):
+            raise ConfigurationError(
+                f"freeze_gc_at_startup must be True or False, got {freeze_gc_at_startup!r}"
+            )
+        self.freeze_gc_at_startup = freeze_gc_at_startup
         self.fernet = None if encrypt_args_key is None else build_cipher(encrypt_args_key)
         self.logger: LoggerChain | None = build_observers(
             self.loggers, log_file, self.log_file_options
@@ -977,6 +990,8 @@ class TaskManager:
             self._writer.set_unreachable(True)
         for start_hook, _stop_hook in self._lifecycle_hooks:
             start_hook()
+        if self.freeze_gc_at_startup:
+            freeze_startup_heap()
 
     def _build_runtime(self) -> None:
         """The executors, writer, runner and dispatcher of this start; none of them runs yet."""
