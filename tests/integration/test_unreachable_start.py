@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -346,6 +347,12 @@ async def test_sqlite_still_fails_its_start_on_an_error(tmp_path: Path) -> None:
         await asyncio.wait_for(manager.startup(), 10)
     assert not manager.started
     assert manager.readiness().reason == "taskflow is not started"
+    # aiosqlite stops the worker thread of a failed connection without waiting
+    # for it; let it finish while this loop can still take its reply.
+    deadline = time.monotonic() + 5
+    while any("_connection_worker_thread" in t.name for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "aiosqlite's worker thread did not stop"
+        await asyncio.sleep(0.01)
 
 
 @pytest.mark.timeout(60)
