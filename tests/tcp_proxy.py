@@ -17,7 +17,10 @@ the proxy has been reset.
   carried ``marker`` (bytes of a statement or a parameter), forward the
   ``COMMIT`` to the server, let the server apply it, and then reset the
   connection before the reply reaches the client: the commit happened, but the
-  client cannot know (the "commit outcome unknown" failure).
+  client cannot know (the "commit outcome unknown" failure).  With
+  ``autocommit=True`` a marked statement sent outside ``BEGIN`` ... ``COMMIT``
+  is its own commit (taskflow's one-statement batches on PostgreSQL), so its
+  reply is the one lost.
 
 Counters (``accepted``, ``forwarded``, ``cut_connections``, ``refused``, ``held``) let
 the test prove that the outage really happened.
@@ -58,6 +61,7 @@ class _Pair:
     client: asyncio.StreamWriter
     upstream: asyncio.StreamWriter
     marked: bool = False  # the open transaction carried the marker
+    in_transaction: bool = False  # a BEGIN was sent and no COMMIT / ROLLBACK yet
     blackholed: bool = False  # replies from the server are dropped
 
     def abort(self) -> None:
@@ -80,6 +84,7 @@ class TcpProxy:
         self.cuts = 0
         self.lost_commits = 0  # COMMITs applied by the server whose reply was dropped
         self._marker: bytes | None = None
+        self._autocommit = False
         self._losses_left = 0
         self.commit_settle_s = 0.2
         self.latency = 0.0  # seconds added before each reply from the server is forwarded
@@ -116,9 +121,14 @@ class TcpProxy:
         """Delay each reply from the server by ``seconds`` (0 to stop)."""
         self.latency = seconds
 
-    def lose_commit_replies(self, marker: bytes, times: int = 1) -> None:
-        """Drop the reply to the next ``times`` COMMITs of transactions that carried ``marker``."""
-        self._call(self._arm(marker, times))
+    def lose_commit_replies(
+        self, marker: bytes, times: int = 1, *, autocommit: bool = False
+    ) -> None:
+        """Drop the reply to the next ``times`` COMMITs of transactions that carried ``marker``.
+
+        ``autocommit``: also a marked statement outside an explicit transaction.
+        """
+        self._call(self._arm(marker, times, autocommit))
 
     @property
     def open_connections(self) -> int:
@@ -160,8 +170,8 @@ class TcpProxy:
         self.cut_connections += len(pairs)
         return len(pairs)
 
-    async def _arm(self, marker: bytes, times: int) -> None:
-        self._marker, self._losses_left = marker, times
+    async def _arm(self, marker: bytes, times: int, autocommit: bool) -> None:
+        self._marker, self._losses_left, self._autocommit = marker, times, autocommit
 
     async def _restore(self) -> None:
         assert self._restored is not None
@@ -237,10 +247,13 @@ class TcpProxy:
                 data = await reader.read(_CHUNK)
                 if not data:
                     break
+                if b"BEGIN" in data:
+                    pair.in_transaction = True
                 if self._marker is not None and self._marker in data:
                     pair.marked = True
                 ends_transaction = b"COMMIT" in data or b"ROLLBACK" in data
-                lose_reply = b"COMMIT" in data and pair.marked and self._losses_left > 0
+                commits = b"COMMIT" in data or (self._autocommit and not pair.in_transaction)
+                lose_reply = commits and pair.marked and self._losses_left > 0
                 if lose_reply:
                     self._losses_left -= 1
                     pair.blackholed = True
@@ -254,8 +267,8 @@ class TcpProxy:
                     pair.abort()
                     self.lost_commits += 1
                     return
-                if ends_transaction:
-                    pair.marked = False
+                if ends_transaction or (self._autocommit and not pair.in_transaction):
+                    pair.marked = pair.in_transaction = False
             if writer.can_write_eof() and not writer.is_closing():
                 writer.write_eof()
 
