@@ -50,6 +50,13 @@ class CommitTimeoutError(TaskflowError, TimeoutError):
     """
 
 
+class DatabaseUnavailableError(TaskflowError, ConnectionError):
+    """A task written at once (one with an idempotency key) met an unreachable database.
+
+    The task was not created; retry later (HTTP 503 with ``Retry-After`` from a route).
+    """
+
+
 class TaskNotAcknowledgedError(TaskflowError, RuntimeError):
     """A task added while a response was streaming could not be committed; the response is cut."""
 

@@ -29,6 +29,7 @@ from taskflow.db.revision import revision_problem
 from taskflow.exceptions import (
     BackpressureError,
     ConfigurationError,
+    DatabaseUnavailableError,
     NotStartedError,
     TaskArgumentError,
     TaskNotFoundError,
@@ -501,7 +502,36 @@ class TaskManager:
         loop on the bridge, then waited for that lock until the busy timeout
         (30 s), and the transaction holding it could not finish meanwhile.
         """
-        return self._bridge.call(lambda repository: repository.insert_with_key(record))
+        self._refuse_keyed_while_unreachable()
+        try:
+            return self._bridge.call(lambda repository: repository.insert_with_key(record))
+        except Exception as exc:
+            if is_transient(exc):
+                raise _unavailable(exc) from exc
+            raise
+
+    async def _insert_with_key(self, record: TaskRecord) -> str:
+        self._refuse_keyed_while_unreachable()
+        try:
+            return await self.repository.insert_with_key(record)
+        except Exception as exc:
+            if is_transient(exc):
+                raise _unavailable(exc) from exc
+            raise
+
+    def _refuse_keyed_while_unreachable(self) -> None:
+        """Fail at once, rather than after a connection timeout, while the database is away.
+
+        A keyed task's row is inserted there and then (the key's owner is
+        decided by the database), so it cannot wait in the write buffer.
+        """
+        connector, dispatcher, writer = self._connector, self._dispatcher, self._writer
+        if (
+            (connector is not None and not connector.connected)
+            or (dispatcher is not None and not dispatcher.reachable)
+            or (writer is not None and writer.failing)
+        ):
+            raise DatabaseUnavailableError(_UNAVAILABLE)
 
     async def enqueue(
         self,
@@ -536,7 +566,7 @@ class TaskManager:
             func, args, kwargs, idempotency_key, tags, priority, TaskSource.MANUAL
         )
         if self._keyed_in_database(local):
-            holder = await self.repository.insert_with_key(local.record)
+            holder = await self._insert_with_key(local.record)
         else:
             holder = self._key_holder_in_memory(local)
         if holder != local.record.task_id:
@@ -1343,3 +1373,13 @@ def _create_task(
 
 def _bridge_engine(target: DatabaseTarget) -> Any:
     return create_engine_for(target, pool_size=1, max_overflow=1)
+
+
+_UNAVAILABLE = (
+    "taskflow cannot reach its database, where a task with an idempotency key is "
+    "written at once: the task was not created; retry later"
+)
+
+
+def _unavailable(exc: Exception) -> DatabaseUnavailableError:
+    return DatabaseUnavailableError(f"{_UNAVAILABLE} ({type(exc).__name__})")

@@ -12,7 +12,12 @@ from fastapi import BackgroundTasks, FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.background import BackgroundTasks as StarletteBackgroundTasks
 
-from taskflow.exceptions import BackpressureError, CommitTimeoutError, WriterStoppedError
+from taskflow.exceptions import (
+    BackpressureError,
+    CommitTimeoutError,
+    DatabaseUnavailableError,
+    WriterStoppedError,
+)
 from taskflow.runtime.acknowledgement import current_receipt
 from taskflow.web.acknowledge import AcknowledgeMiddleware
 from taskflow.web.background import ManagedBackgroundTasks
@@ -94,14 +99,20 @@ def make_dependency(
 
 async def _busy(_request: Request, exc: Exception) -> JSONResponse:
     # The database has been unreachable long enough to fill the write buffer,
-    # or did not confirm an awaited enqueue() in time, or taskflow is stopping:
+    # or did not confirm an awaited enqueue() in time, or cannot be reached for a
+    # keyed task's insert, or taskflow is stopping:
     # the task was not created, and the client may try again shortly.
     return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "5"})
 
 
 def add_error_handlers(app: FastAPI) -> None:
     """Answer 503 (with Retry-After) when a task cannot be accepted for now."""
-    for error in (BackpressureError, CommitTimeoutError, WriterStoppedError):
+    for error in (
+        BackpressureError,
+        CommitTimeoutError,
+        DatabaseUnavailableError,
+        WriterStoppedError,
+    ):
         app.add_exception_handler(error, _busy)
 
 

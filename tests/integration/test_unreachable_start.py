@@ -44,7 +44,12 @@ from fastapi import Depends, FastAPI
 from tcp_proxy import TcpProxy, through_proxy, upstream_of
 
 import taskflow.manager as manager_module
-from taskflow import CommitTimeoutError, ManagedBackgroundTasks, TaskManager
+from taskflow import (
+    CommitTimeoutError,
+    DatabaseUnavailableError,
+    ManagedBackgroundTasks,
+    TaskManager,
+)
 from tests.processes import UvicornInstance, sql_rows, start_uvicorn
 
 SERVER_BACKENDS = [
@@ -236,6 +241,10 @@ async def serving(manager: TaskManager) -> AsyncIterator[httpx.AsyncClient]:
     async def add(tag: str, tasks: ManagedBackgroundTasks = get_tasks) -> Any:
         return {"task_id": tasks.add_task(noted, tag)}
 
+    @app.post("/add-keyed/{tag}")
+    async def add_keyed(tag: str, tasks: ManagedBackgroundTasks = get_tasks) -> Any:
+        return {"task_id": tasks.add_task(noted, tag, idempotency_key=f"key-{tag}")}
+
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
@@ -285,6 +294,35 @@ async def test_enqueue_during_an_outage_raises_after_acknowledge_timeout(
         sql_rows, schema_db_url, "SELECT status, COUNT(*) AS n FROM taskflow_tasks GROUP BY status"
     )
     assert {row["status"] for row in rows} <= {"success", "cancelled"}, rows
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("backend_name", SERVER_BACKENDS)
+async def test_a_keyed_task_during_an_outage_is_refused_at_once_with_503(
+    proxy: TcpProxy, schema_db_url: str
+) -> None:
+    # A keyed task's row is inserted there and then: while the database is
+    # away it cannot wait in the buffer, and must not hold the event loop for
+    # a connection timeout either.
+    manager = manager_through(proxy, schema_db_url, acknowledge_timeout=1.0)
+    async with serving(manager) as client:
+        assert (await client.post("/add-keyed/before")).status_code == 200
+        await manager.drain()
+        assert proxy.cut() >= 1
+        await wait_for(lambda: not manager.readiness().ready, 10, "not ready")
+        began = time.monotonic()
+        response = await client.post("/add-keyed/during")
+        assert response.status_code == 503, response.text
+        assert response.headers["retry-after"] == "5"
+        assert "not created" in response.json()["detail"]
+        with pytest.raises(DatabaseUnavailableError, match="retry later"):
+            await manager.enqueue(noted, "during-enqueue", idempotency_key="key-e")
+        assert time.monotonic() - began < 1.0
+        proxy.restore()
+        await wait_for(lambda: manager.readiness().ready, 15, "ready again")
+        assert (await client.post("/add-keyed/after")).status_code == 200
+        await manager.drain()
+    assert sorted(NOTED) == ["after", "before"]
 
 
 @pytest.mark.timeout(60)
