@@ -66,8 +66,12 @@ def adopt_claimed(
 ) -> None:
     """Take over claimed rows: hold and ``dispatch`` them, or record why they cannot run."""
     for record in records:
+        recovered = record.status is TaskStatus.RUNNING
         local = adopt(record, registry, cipher)
-        writer.update(record)
+        if local is None or recovered:
+            # Ended here, or put back to pending for another attempt.  A pending
+            # row that will simply run is written as it is claimed: nothing to add.
+            writer.update(record)
         if local is None:
             if runner is not None:
                 runner.announce(record)
