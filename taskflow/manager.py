@@ -36,7 +36,9 @@ from taskflow.exceptions import (
 )
 from taskflow.models import (
     AuditEntry,
+    ExceptionTypes,
     ExecutorName,
+    JitterName,
     TaskConfig,
     TaskMetrics,
     TaskRecord,
@@ -307,8 +309,16 @@ class TaskManager:
         priority: int | None = None,
         executor: ExecutorName | None = None,
         timeout: float | None = None,
+        max_delay: float | None = None,
+        jitter: JitterName | None = None,
+        retry_on: ExceptionTypes | None = None,
+        dont_retry_on: ExceptionTypes | None = None,
     ) -> Callable[[F], F]:
         """Register a function as a managed task; it is returned unchanged.
+
+        Retry ``n + 1`` waits ``delay * backoff ** n`` seconds, at most ``max_delay``,
+        spread by ``jitter`` (``"full"``/``"equal"``); ``retry_on`` (default: every
+        exception) and ``dont_retry_on`` (which wins) choose the errors retried.
 
         Raises:
             RegistrationError: invalid values, an executor that does not fit the
@@ -325,6 +335,10 @@ class TaskManager:
             priority=priority,
             executor=executor,
             timeout=timeout,
+            max_delay=max_delay,
+            jitter=jitter,
+            retry_on=retry_on,
+            dont_retry_on=dont_retry_on,
         )
 
         def decorator(func: F) -> F:
@@ -346,6 +360,10 @@ class TaskManager:
         timezone: str = "UTC",
         executor: ExecutorName | None = None,
         catch_up: CatchUp = "once",
+        max_delay: float | None = None,
+        jitter: JitterName | None = None,
+        retry_on: ExceptionTypes | None = None,
+        dont_retry_on: ExceptionTypes | None = None,
     ) -> Callable[[F], F]:
         """Register a function that runs every ``every`` seconds or on a ``cron`` expression.
 
@@ -353,7 +371,8 @@ class TaskManager:
         database; the function is also a normal task that ``add_task()`` can
         enqueue by hand.  After downtime a missed schedule fires once
         (``catch_up="all"``: once per missed slot).  ``cron`` is read in
-        ``timezone`` and needs ``pip install "taskflow-sql[scheduler]"``.
+        ``timezone`` and needs ``pip install "taskflow-sql[scheduler]"``.  Each
+        firing retries as ``@task_manager.task()`` says for the same options.
 
         Raises:
             RegistrationError: not exactly one of ``every`` / ``cron``, ``every <= 0``,
@@ -363,7 +382,15 @@ class TaskManager:
         trigger = make_trigger(every=every, cron=cron, timezone=timezone)
         policy = check_catch_up(catch_up)
         config = TaskConfig(
-            retries=retries, delay=delay, backoff=backoff, name=name, executor=executor
+            retries=retries,
+            delay=delay,
+            backoff=backoff,
+            name=name,
+            executor=executor,
+            max_delay=max_delay,
+            jitter=jitter,
+            retry_on=retry_on,
+            dont_retry_on=dont_retry_on,
         )
 
         def decorator(func: F) -> F:

@@ -12,6 +12,10 @@ from taskflow.ids import new_task_id
 from taskflow.storable import shown_json, shown_text
 
 ExecutorName = Literal["async", "thread", "process"]
+JitterName = Literal["full", "equal"]
+JITTERS: tuple[str, ...] = ("full", "equal")
+# What ``retry_on=`` / ``dont_retry_on=`` take: one class or a tuple, as ``except`` does.
+ExceptionTypes = type[Exception] | tuple[type[Exception], ...]
 LogLevel = Literal["debug", "info", "warning", "error"]
 LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error")
 
@@ -60,7 +64,10 @@ class TaskSource(str, enum.Enum):
 
 @dataclass
 class TaskConfig:
-    """Per-function settings given to ``@task_manager.task()`` (fastapi-taskflow's fields)."""
+    """Per-function settings given to ``@task_manager.task()``.
+
+    fastapi-taskflow's fields, then taskflow's own retry options (the last four).
+    """
 
     retries: int = 0
     delay: float = 0.0
@@ -72,6 +79,10 @@ class TaskConfig:
     priority: int | None = None
     executor: ExecutorName | None = None
     timeout: float | None = None
+    max_delay: float | None = None
+    jitter: JitterName | None = None
+    retry_on: ExceptionTypes | None = None
+    dont_retry_on: ExceptionTypes | None = None
 
 
 @dataclass

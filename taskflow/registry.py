@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from taskflow.exceptions import FunctionNotRegisteredError, RegistrationError
-from taskflow.models import TaskConfig
+from taskflow.models import JITTERS, ExceptionTypes, TaskConfig
 
 EXECUTORS = ("async", "thread", "process")
 MAX_NAME_LENGTH = 255
@@ -64,7 +64,9 @@ def _check_number(name: str, value: Any, *, minimum: float, integer: bool = Fals
         kind = "an integer" if integer else "a number"
         raise RegistrationError(f"{name} must be {kind}, got {value!r}")
     number = float(value)
-    if not math.isfinite(number) or number < minimum:
+    if not math.isfinite(number):
+        raise RegistrationError(f"{name} must be a finite number >= {minimum}, got {value!r}")
+    if number < minimum:
         raise RegistrationError(f"{name} must be >= {minimum}, got {value!r}")
 
 
@@ -75,6 +77,7 @@ def validate_config(func: Callable[..., Any], config: TaskConfig) -> None:
     _check_number("retries", config.retries, minimum=0, integer=True)
     _check_number("delay", config.delay, minimum=0)
     _check_number("backoff", config.backoff, minimum=1)
+    _check_retry_options(config)
     if config.priority is not None:
         _check_number("priority", config.priority, minimum=-(2**31), integer=True)
     if config.timeout is not None:
@@ -84,6 +87,54 @@ def validate_config(func: Callable[..., Any], config: TaskConfig) -> None:
     if config.name is not None and (not isinstance(config.name, str) or not config.name.strip()):
         raise RegistrationError(f"name must be a non-empty string, got {config.name!r}")
     validate_executor(func, config.executor)
+
+
+def _check_retry_options(config: TaskConfig) -> None:
+    """``max_delay``, ``jitter``, ``retry_on`` and ``dont_retry_on`` (see ``runtime.retry``)."""
+    if config.max_delay is not None:
+        _check_number("max_delay", config.max_delay, minimum=0)
+        if config.max_delay < config.delay:
+            raise RegistrationError(
+                f"max_delay={config.max_delay!r} is below delay={config.delay!r}, so it would "
+                "shorten even the first wait: raise max_delay to at least delay, or lower delay"
+            )
+    if config.jitter is not None and config.jitter not in JITTERS:
+        raise RegistrationError(
+            f"jitter must be 'full', 'equal' or None (no jitter), got {config.jitter!r}"
+        )
+    retried = _exception_types("retry_on", config.retry_on)
+    if config.retry_on is not None and not retried:
+        raise RegistrationError(
+            "retry_on=() would retry nothing: pass None to retry every exception, "
+            "or retries=0 never to retry"
+        )
+    never = _exception_types("dont_retry_on", config.dont_retry_on)
+    for kind in retried:
+        if kind in never:
+            raise RegistrationError(
+                f"{kind.__name__} is in both retry_on and dont_retry_on (dont_retry_on wins, "
+                "so it would never be retried): keep it in one of them"
+            )
+
+
+def _exception_types(name: str, value: ExceptionTypes | None) -> tuple[type[Exception], ...]:
+    if value is None:
+        return ()
+    kinds: tuple[object, ...] = value if isinstance(value, tuple) else (value,)
+    checked: list[type[Exception]] = []
+    for kind in kinds:
+        if not isinstance(kind, type) or not issubclass(kind, BaseException):
+            raise RegistrationError(
+                f"{name} takes an exception class or a tuple of them, as except does "
+                f"(e.g. {name}=(ConnectionError, TimeoutError)); got {value!r}"
+            )
+        if not issubclass(kind, Exception):
+            raise RegistrationError(
+                f"{name} takes subclasses of Exception; {kind.__name__} is not one, and "
+                "never reaches a retry: cancellation and shutdown are recorded, not retried"
+            )
+        checked.append(kind)
+    return tuple(checked)
 
 
 def validate_executor(func: Callable[..., Any], executor: str | None) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import random
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Coroutine
@@ -30,7 +31,8 @@ from taskflow.observe.tracing import TaskTracer
 from taskflow.registry import RegisteredTask
 from taskflow.repository.base import BatchOutcome
 from taskflow.runtime.priority import Slots
-from taskflow.runtime.records import end_record
+from taskflow.runtime.records import end_record, retry_pending
+from taskflow.runtime.retry import RetryPolicy
 from taskflow.runtime.writer import GroupCommitWriter
 from taskflow.serialization import json_extra, json_result
 from taskflow.storable import MAX_TRACE_CHARS, storable_text
@@ -123,6 +125,7 @@ class TaskRunner:
         self._accepting = accepting
         self._events = events
         self._tracer = tracer
+        self._random = random.Random()  # retry jitter only
 
     async def run(self, task: LocalTask) -> None:
         """Run the next attempt; a retry is scheduled in the background, not awaited."""
@@ -324,16 +327,11 @@ class TaskRunner:
         trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         record.error = storable_text(error)
         record.stacktrace = storable_text(trace, MAX_TRACE_CHARS)
-        config = task.target.config
-        if record.retries_used < record.max_retries:
-            delay = config.delay * (config.backoff**record.retries_used)
-            record.retries_used += 1
-            record.status = TaskStatus.PENDING
-            record.run_at = now + timedelta(seconds=delay)
-            record.end_time = now
-            record.duration_ms = elapsed * 1000.0
-            record.updated_at = now
-            record.lease_expires_at = now + timedelta(seconds=delay) + self._lease
+        # The row's own count holds: a row keeps the retries it was created with.
+        policy = RetryPolicy.from_config(task.target.config, retries=record.max_retries)
+        if policy.should_retry(exc, record.retries_used):
+            delay = policy.delay_for(record.retries_used, self._random)
+            retry_pending(record, now, delay, elapsed, self._lease)
             self._writer.update(record)
             return delay
         record.status = TaskStatus.FAILED

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
+from taskflow.models import ExceptionTypes
+from taskflow.runtime.retry import exception_tuple
 from taskflow.web.access import AdminAccess
 from taskflow.web.prefixed_router import PrefixedRouter
 from taskflow.web.session_access import page_guard
@@ -107,9 +109,23 @@ def function_info(task_manager: TaskManager) -> list[dict[str, Any]]:
                 "priority": config.priority,
                 "executor": target.executor,
                 "timeout": config.timeout,
+                "max_delay": config.max_delay,
+                "jitter": config.jitter,
+                "retry_on": None if config.retry_on is None else _names(config.retry_on),
+                "dont_retry_on": _names(config.dont_retry_on),
             }
         )
     return functions
+
+
+def _names(types: ExceptionTypes | None) -> list[str]:
+    """Exception classes as a reader finds them: builtins by name, others by import path."""
+    return [
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else f"{kind.__module__}.{kind.__qualname__}"
+        for kind in exception_tuple(types)
+    ]
 
 
 def create_dashboard_router(

@@ -195,3 +195,11 @@ class FunctionOut(BaseModel):
     priority: int | None = None
     executor: str
     timeout: float | None = None
+    max_delay: float | None = None
+    jitter: str | None = None
+    retry_on: list[str] | None = Field(
+        default=None, description="exception classes retried; null: every exception"
+    )
+    dont_retry_on: list[str] = Field(
+        default_factory=list, description="exception classes never retried (these win)"
+    )

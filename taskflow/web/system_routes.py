@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 
 from taskflow.web.admin_route import AdminRoute
+from taskflow.web.dashboard import function_info
 from taskflow.web.schemas import AuditOut, FunctionOut, InstanceOut
 
 if TYPE_CHECKING:
@@ -65,20 +66,6 @@ def create_system_router(task_manager: TaskManager) -> APIRouter:
     @router.get("/functions", response_model=list[FunctionOut])
     async def functions() -> list[dict[str, Any]]:
         """The task functions registered in this process, by name, with their settings."""
-        return [
-            {
-                "name": entry.name,
-                "retries": entry.config.retries,
-                "delay": entry.config.delay,
-                "backoff": entry.config.backoff,
-                "persist": entry.config.persist,
-                "requeue_on_interrupt": entry.config.requeue_on_interrupt,
-                "eager": entry.config.eager,
-                "priority": entry.config.priority,
-                "executor": entry.executor,
-                "timeout": entry.config.timeout,
-            }
-            for entry in sorted(task_manager.registry, key=lambda e: e.name)
-        ]
+        return function_info(task_manager)
 
     return router

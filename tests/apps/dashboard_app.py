@@ -60,7 +60,7 @@ async def fails(message: str) -> None:
     raise RuntimeError(message)
 
 
-@task_manager.task(retries=1, delay=600.0)
+@task_manager.task(retries=1, delay=600.0, max_delay=900.0, retry_on=RuntimeError)
 async def later(message: str) -> None:
     """Fails once, then waits ten minutes for its retry: a pending task to cancel."""
     raise RuntimeError(message)

@@ -40,6 +40,15 @@ def fails(message: str) -> None:
     raise ValueError(message)
 
 
+class RefusedError(Exception):
+    """Raised in a worker: the parent gets it back as this class, for retry_on to match."""
+
+
+def refuses(reason: str) -> None:
+    task_log("refusing")
+    raise RefusedError(reason)
+
+
 def hang(pid_file: str, marker: str) -> None:
     """Writes its pid, then sleeps far past any test; writes ``marker`` if it ever wakes."""
     task_log("hanging")

@@ -174,7 +174,10 @@ def test_audit_schedules_tasks_and_instances_tabs(page: Any, server: Server, sho
 
     open_tab(page, "functions")
     expect(page.locator(".fn-card h3", has_text="later")).to_be_visible()
-    expect(page.locator(".fn-card", has_text="later")).to_contain_text("600")
+    later_card = page.locator(".fn-card", has_text="later")
+    expect(later_card).to_contain_text("600")
+    expect(later_card).to_contain_text("max delay 900s")
+    expect(later_card).to_contain_text("retry on RuntimeError")
     shot(page, "tasks")
 
     open_tab(page, "instances")

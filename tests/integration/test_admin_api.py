@@ -115,6 +115,10 @@ def task_row(
     return row
 
 
+class CardExpiredError(RuntimeError):
+    """Never retried by billing.charge (its own failures are plain RuntimeErrors)."""
+
+
 def register_jobs(
     manager: TaskManager,
     calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]],
@@ -143,7 +147,16 @@ def register_jobs(
         return None
 
     manager.task(retries=2, delay=0.0, priority=4)(flaky_job)
-    manager.task(name="billing.charge", retries=1, executor="thread", timeout=30)(charge)
+    manager.task(
+        name="billing.charge",
+        retries=1,
+        executor="thread",
+        timeout=30,
+        max_delay=60.0,
+        jitter="equal",
+        retry_on=(RuntimeError, ConnectionError),
+        dont_retry_on=CardExpiredError,
+    )(charge)
     manager.task()(quick_job)
     manager.task()(blocking_job)
     manager.schedule(every=3600, name="hourly_report")(hourly_report)
@@ -861,9 +874,16 @@ async def test_functions_lists_the_registry(admin: Admin) -> None:
         "priority": 4,
         "executor": "async",
         "timeout": None,
+        "max_delay": None,
+        "jitter": None,
+        "retry_on": None,
+        "dont_retry_on": [],
     }
     charge = listed["billing.charge"]
     assert (charge["retries"], charge["executor"], charge["timeout"]) == (1, "thread", 30)
+    assert (charge["max_delay"], charge["jitter"]) == (60.0, "equal")
+    assert charge["retry_on"] == ["RuntimeError", "ConnectionError"]
+    assert charge["dont_retry_on"] == [f"{__name__}.CardExpiredError"]
 
 
 # -- routing, OpenAPI, cross-site ---------------------------------------------------------------
