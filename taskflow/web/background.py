@@ -112,8 +112,12 @@ class _RunAfterResponse(BackgroundTask):
         self.siblings = siblings
 
     async def __call__(self) -> None:
+        plain_task_follows = self._plain_task_follows()
+        # The request's task list holds this object: let go of it, so that both
+        # are freed when FastAPI drops the list, not by a garbage collection.
+        self.siblings = []
         await self.manager.hand_off(self.local, self.after)
-        if self._plain_task_follows():
+        if plain_task_follows:
             # FastAPI runs the list in order: a plain task added after this one
             # must not start before this one's first attempt is over.
             await self.local.wait_settled()
