@@ -17,6 +17,10 @@ from dataclasses import dataclass
 from taskflow.models import ExceptionTypes, JitterName, TaskConfig
 
 ExceptionTuple = tuple[type[BaseException], ...]
+# The longest wait a retry is given (1,000 years, in seconds): a run_at
+# beyond year 9999 cannot be stored, and computing it failed the recording of
+# the attempt, which left the task running until its lease ran out.
+LONGEST_WAIT_S = 1000 * 365.25 * 86400
 
 
 def exception_tuple(types: ExceptionTypes | None) -> ExceptionTuple:
@@ -73,12 +77,13 @@ class RetryPolicy:
     def delay_for(self, attempt: int, rng: random.Random) -> float:
         """Seconds to wait before retry number ``attempt + 1``.
 
-        ``delay * backoff ** attempt``, capped at ``max_delay``; jitter then
+        ``delay * backoff ** attempt``, capped at ``max_delay`` (and at
+        ``LONGEST_WAIT_S`` in any case); jitter then
         spreads the capped wait, so retries of many tasks that failed together
         do not all fall due at the same instant.  ``rng`` is used only with
         jitter.
         """
-        wait = self._grown(attempt)
+        wait = min(self._grown(attempt), LONGEST_WAIT_S)
         if self.max_delay is not None:
             wait = min(wait, self.max_delay)
         if self.jitter == "full":

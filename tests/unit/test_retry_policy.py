@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
 from taskflow import RegistrationError, TaskConfig, TaskManager
-from taskflow.runtime.retry import RetryPolicy, exception_tuple
+from taskflow.runtime.retry import LONGEST_WAIT_S, RetryPolicy, exception_tuple
 from taskflow.settings import ENV_DATABASE_URL
 
 
@@ -66,6 +67,16 @@ def test_max_delay_holds_where_the_power_overflows_a_float() -> None:
     capped = RetryPolicy(delay=1.0, backoff=2.0, max_delay=60.0)
     assert capped.delay_for(5000, random.Random()) == 60.0
     assert RetryPolicy(delay=0.0, backoff=2.0, max_delay=60.0).delay_for(5000, random.Random()) == 0
+
+
+def test_without_max_delay_a_wait_stops_at_a_storable_length() -> None:
+    # delay=1, backoff=10: the 13th retry would wait 1e13 s, past year 9999.
+    policy = RetryPolicy(retries=20, delay=1.0, backoff=10.0)
+    assert policy.delay_for(3, random.Random()) == 1000.0
+    assert policy.delay_for(13, random.Random()) == LONGEST_WAIT_S
+    assert policy.delay_for(5000, random.Random()) == LONGEST_WAIT_S  # the power overflows
+    run_at = datetime.now(timezone.utc) + timedelta(seconds=LONGEST_WAIT_S)
+    assert run_at.year < 9999
 
 
 def test_full_jitter_is_uniform_below_the_capped_wait() -> None:
