@@ -60,7 +60,13 @@ async def fails(message: str) -> None:
     raise RuntimeError(message)
 
 
-@task_manager.task(retries=1, delay=600.0, max_delay=900.0, retry_on=RuntimeError)
+class QuotaExceeded(RuntimeError):
+    """Never retried by ``later``: its card names it, with the full path as the pill's title."""
+
+
+@task_manager.task(
+    retries=1, delay=600.0, max_delay=900.0, retry_on=RuntimeError, dont_retry_on=QuotaExceeded
+)
 async def later(message: str) -> None:
     """Fails once, then waits ten minutes for its retry: a pending task to cancel."""
     raise RuntimeError(message)

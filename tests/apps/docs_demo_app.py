@@ -107,7 +107,9 @@ async def generate_invoice_pdf(invoice_id: str, customer_id: int, items: int = 3
 # -- sync_crm_contacts -----------------------------------------------------------
 
 
-@task_manager.task(retries=5, delay=900.0, backoff=2.0)
+@task_manager.task(
+    retries=5, delay=900.0, backoff=2.0, max_delay=3600.0, retry_on=UpstreamRateLimited
+)
 async def sync_crm_contacts(account: str, since: str, pages: int = 2) -> int:
     task_log(f"--- sync {account} since {since} ---")
     synced = 0

@@ -178,6 +178,8 @@ def test_audit_schedules_tasks_and_instances_tabs(page: Any, server: Server, sho
     expect(later_card).to_contain_text("600")
     expect(later_card).to_contain_text("max delay 900s")
     expect(later_card).to_contain_text("retry on RuntimeError")
+    never = later_card.locator(".pill", has_text="don't retry on QuotaExceeded")
+    expect(never).to_have_attribute("title", "tests.apps.dashboard_app.QuotaExceeded")
     shot(page, "tasks")
 
     open_tab(page, "instances")

@@ -257,8 +257,8 @@ function functionCard(fn) {
     ["backoff", `×${fn.backoff}`],
     ["max delay", fn.max_delay != null ? `${fn.max_delay}s` : null],
     ["jitter", fn.jitter],
-    ["retry on", fn.retry_on ? fn.retry_on.join(", ") : null],
-    ["don't retry on", fn.dont_retry_on && fn.dont_retry_on.length ? fn.dont_retry_on.join(", ") : null],
+    ["retry on", fn.retry_on ? shortNames(fn.retry_on) : null, fn.retry_on],
+    ["don't retry on", fn.dont_retry_on && fn.dont_retry_on.length ? shortNames(fn.dont_retry_on) : null, fn.dont_retry_on],
     ["timeout", fn.timeout ? `${fn.timeout}s` : null],
     ["priority", fn.priority],
     ["persist", fn.persist ? "yes" : null],
@@ -269,8 +269,13 @@ function functionCard(fn) {
     "article",
     { class: "fn-card" },
     el("h3", { class: "mono" }, fn.name),
-    el("div", { class: "tags" }, pills.map(([k, v]) => el("span", { class: "pill" }, el("span", { class: "muted" }, `${k} `), String(v)))),
+    el("div", { class: "tags" }, pills.map(([k, v, full]) => el("span", full ? { class: "pill", title: full.join(", ") } : { class: "pill" }, el("span", { class: "muted" }, `${k} `), String(v)))),
   );
+}
+
+// Exception classes by their own names on a card; the full import paths are the pill's title.
+function shortNames(paths) {
+  return paths.map((path) => path.slice(path.lastIndexOf(".") + 1)).join(", ");
 }
 
 // -- instances ------------------------------------------------------------------------
