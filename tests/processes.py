@@ -15,7 +15,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
@@ -163,3 +166,26 @@ def sql_rows(url: str, query: str) -> list[dict[str, Any]]:
             return [dict(r) for r in conn.execute(text(query)).mappings()]
     finally:
         engine.dispose()
+
+
+def stored_utc(value: Any) -> datetime | None:
+    """A timestamp column as a raw driver returns it, as an aware UTC datetime."""
+    if value is None:
+        return None
+    if isinstance(value, str):  # SQLite stores text
+        value = datetime.fromisoformat(value)
+    assert isinstance(value, datetime), value
+    if value.tzinfo is None:  # SQLite and MySQL store naive UTC
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+@contextmanager
+def closed_at_exit() -> Iterator[list[UvicornInstance]]:
+    """A list to put started instances in; every one is closed when the block ends."""
+    started: list[UvicornInstance] = []
+    try:
+        yield started
+    finally:
+        for instance in started:
+            instance.close()

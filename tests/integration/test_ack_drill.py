@@ -65,7 +65,13 @@ import httpx
 import pytest
 from tcp_proxy import TcpProxy, through_proxy, upstream_of
 
-from tests.processes import STARTUP_TIMEOUT, UvicornInstance, sql_rows, start_uvicorn
+from tests.processes import (
+    STARTUP_TIMEOUT,
+    UvicornInstance,
+    closed_at_exit,
+    sql_rows,
+    start_uvicorn,
+)
 
 
 def _env_int(name: str, default: int) -> int:
@@ -260,7 +266,6 @@ def launch(schema_db_url: str, tmp_path: Path, journal_dir: Path) -> Iterator[La
     Blocking (it waits for the instance to answer): call it through
     ``asyncio.to_thread`` from a drill.  Every instance is stopped at teardown.
     """
-    started: list[UvicornInstance] = []
 
     def start(name: str, database_url: str | None = None) -> UvicornInstance:
         env = {
@@ -277,11 +282,8 @@ def launch(schema_db_url: str, tmp_path: Path, journal_dir: Path) -> Iterator[La
         instance.wait_ready()
         return instance
 
-    try:
+    with closed_at_exit() as started:
         yield start
-    finally:
-        for instance in started:
-            instance.close()
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ import httpx
 import pytest
 
 from tests.processes import UvicornInstance as Instance
-from tests.processes import sql_rows, start_uvicorn
+from tests.processes import closed_at_exit, sql_rows, start_uvicorn
 
 pytestmark = pytest.mark.subprocess
 
@@ -45,7 +45,6 @@ Launcher = Callable[..., Instance]
 @pytest.fixture
 def launch(schema_db_url: str, tmp_path: Path, journal_dir: Path) -> Iterator[Launcher]:
     """Start durable_app instances on the test database; all stopped at teardown."""
-    started: list[Instance] = []
 
     def start(name: str, *, wait: bool = True, **env_overrides: str) -> Instance:
         env = {
@@ -62,11 +61,8 @@ def launch(schema_db_url: str, tmp_path: Path, journal_dir: Path) -> Iterator[La
             instance.wait_ready()
         return instance
 
-    try:
+    with closed_at_exit() as started:
         yield start
-    finally:
-        for instance in started:
-            instance.close()
 
 
 # -- the journal and the database ----------------------------------------------

@@ -37,6 +37,7 @@ from taskflow import (
 )
 from taskflow.settings import resolve_database_url
 from tests.polling import eventually
+from tests.processes import stored_utc
 
 POLL_TIMEOUT_S = 10.0
 # asyncio's monotonic clock and the wall clock may disagree by a hair.
@@ -53,18 +54,6 @@ class Invoice:
     number: str
     issued: datetime
     lines: tuple[tuple[str, int], ...]
-
-
-def utc(value: Any) -> datetime | None:
-    """A timestamp column as read by a raw driver, as an aware UTC datetime."""
-    if value is None:
-        return None
-    if isinstance(value, str):  # SQLite stores text
-        value = datetime.fromisoformat(value)
-    assert isinstance(value, datetime), value
-    if value.tzinfo is None:  # SQLite and MySQL store naive UTC
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
 
 
 def from_json(value: Any) -> Any:
@@ -277,9 +266,9 @@ async def test_injection_pattern_with_sync_and_async_routes(harness: Harness, pa
         assert row["executor"] == executor
         assert row["attempt"] == 0
         assert row["duration_ms"] is not None and row["duration_ms"] >= 1.5
-        started, finished = utc(row["started_at"]), utc(row["finished_at"])
+        started, finished = stored_utc(row["started_at"]), stored_utc(row["finished_at"])
         assert started is not None and finished is not None
-        assert utc(row["created_at"]) <= started <= finished  # type: ignore[operator]
+        assert stored_utc(row["created_at"]) <= started <= finished  # type: ignore[operator]
         ran = "thread" if executor == "thread" else "loop"
         assert from_json(row["result"]) == {"label": route, "ran": ran}
         assert row["owner"] is None and row["lease_expires_at"] is None
@@ -353,7 +342,7 @@ async def test_retries_until_success_with_persisted_delays(harness: Harness) -> 
         if context.attempt == 1:
             # The first retry's delay was written to the row before it waited.
             row = await raw.task_where(context.task_id, lambda r: r["attempt"] == 1)
-            retry_run_at.append(utc(row["run_at"]))  # type: ignore[arg-type]
+            retry_run_at.append(stored_utc(row["run_at"]))  # type: ignore[arg-type]
         if context.attempt < 2:
             failed_at.append(datetime.now(timezone.utc))
             raise ConnectionError(f"gateway timeout #{context.attempt}")
@@ -391,10 +380,10 @@ async def test_retries_until_success_with_persisted_delays(harness: Harness) -> 
     assert from_json(row["result"]) == {"charged": 30}
     # Retry 1 waited delay, retry 2 waited delay * backoff; both were persisted as run_at.
     assert retry_run_at[0] - failed_at[0] >= timedelta(seconds=0.01)
-    final_run_at = utc(row["run_at"])
+    final_run_at = stored_utc(row["run_at"])
     assert final_run_at is not None
     assert final_run_at - failed_at[1] >= timedelta(seconds=0.02)
-    started = utc(row["started_at"])
+    started = stored_utc(row["started_at"])
     assert started is not None and started >= final_run_at - CLOCK_SLACK
 
 
@@ -655,8 +644,8 @@ async def test_two_tasks_of_one_request_run_in_order(harness: Harness) -> None:
         second_row = await harness.raw.task(ids["second"])
         assert first_row is not None and second_row is not None
         assert first_row["status"] == second_row["status"] == "success"
-        first_end = utc(first_row["finished_at"])
-        second_start = utc(second_row["started_at"])
+        first_end = stored_utc(first_row["finished_at"])
+        second_start = stored_utc(second_row["started_at"])
         assert first_end is not None and second_start is not None
         assert second_start >= first_end, key
 

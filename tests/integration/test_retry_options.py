@@ -9,7 +9,7 @@ SQL while the retry waits.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import text
@@ -18,22 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from taskflow import TaskManager, TaskStatus, get_task_context
 from tests.apps import process_tasks
 from tests.polling import eventually, wait_for_status
+from tests.processes import stored_utc
 
 
 def attempt_number() -> int:
     context = get_task_context()
     assert context is not None
     return context.attempt
-
-
-def as_utc(value: Any) -> datetime:
-    """A timestamp column as a raw query returns it, as an aware UTC datetime."""
-    if isinstance(value, str):  # SQLite stores text
-        value = datetime.fromisoformat(value)
-    assert isinstance(value, datetime), value
-    if value.tzinfo is None:  # SQLite and MySQL store naive UTC
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
 
 
 def make(url: str) -> TaskManager:
@@ -189,7 +180,7 @@ async def test_max_delay_caps_the_persisted_run_at_of_a_retry(
         for attempt in (1, 2, 3):
             row = await eventually(lambda attempt=attempt: waiting_row(task_id, attempt))
             # The failure's time and the retry's run_at come from one clock reading.
-            waits.append(as_utc(row.run_at) - as_utc(row.finished_at))
+            waits.append(stored_utc(row.run_at) - stored_utc(row.finished_at))  # type: ignore[operator]
         record = await wait_for_status(manager, task_id, {TaskStatus.SUCCESS}, timeout=10)
         await manager.drain()
     finally:

@@ -50,7 +50,7 @@ from taskflow import (
     ManagedBackgroundTasks,
     TaskManager,
 )
-from tests.processes import UvicornInstance, sql_rows, start_uvicorn
+from tests.processes import UvicornInstance, closed_at_exit, sql_rows, start_uvicorn
 
 SERVER_BACKENDS = [
     pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
@@ -79,7 +79,6 @@ def proxy(schema_db_url: str) -> Iterator[TcpProxy]:
 @pytest.fixture
 def launch(proxy: TcpProxy, schema_db_url: str, tmp_path: Path, journal_dir: Path) -> Iterator[Any]:
     """Start lifecycle_app on the database through the proxy, without waiting for it."""
-    started: list[UvicornInstance] = []
 
     def start(name: str) -> UvicornInstance:
         env = {
@@ -95,11 +94,8 @@ def launch(proxy: TcpProxy, schema_db_url: str, tmp_path: Path, journal_dir: Pat
         started.append(instance)
         return instance
 
-    try:
+    with closed_at_exit() as started:
         yield start
-    finally:
-        for instance in started:
-            instance.close()
 
 
 def ran(journal_dir: Path) -> list[str]:
