@@ -552,12 +552,7 @@ class TaskManager:
         A keyed task's row is inserted there and then (the key's owner is
         decided by the database), so it cannot wait in the write buffer.
         """
-        connector, dispatcher, writer = self._connector, self._dispatcher, self._writer
-        if (
-            (connector is not None and not connector.connected)
-            or (dispatcher is not None and not dispatcher.reachable)
-            or (writer is not None and writer.failing)
-        ):
+        if self._database_problem() is not None:
             raise DatabaseUnavailableError(_UNAVAILABLE)
 
     async def enqueue(
@@ -1140,14 +1135,19 @@ class TaskManager:
             return Readiness(False, "taskflow is not started")
         if self._stopping:
             return Readiness(False, "taskflow is shutting down")
+        problem = self._database_problem()
+        return Readiness(problem is None, problem)
+
+    def _database_problem(self) -> str | None:
+        """Why the database cannot be counted on now (not yet reached, failing), or None."""
         connector, dispatcher, writer = self._connector, self._dispatcher, self._writer
         if connector is not None and not connector.connected:
-            return Readiness(False, connector.reason)
+            return connector.reason or "connecting to the database"
         if dispatcher is not None and not dispatcher.reachable:
-            return Readiness(False, "the database is unreachable: heartbeats and claims fail")
+            return "the database is unreachable: heartbeats and claims fail"
         if writer is not None and writer.failing:
-            return Readiness(False, "the database is not accepting writes")
-        return Readiness(True)
+            return "the database is not accepting writes"
+        return None
 
     async def shutdown(self) -> None:
         """Stop claiming, run what was accepted (``shutdown_grace``), record the rest.
