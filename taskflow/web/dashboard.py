@@ -19,9 +19,8 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
-from taskflow.models import ExceptionTypes
-from taskflow.runtime.retry import exception_tuple
 from taskflow.web.access import AdminAccess
+from taskflow.web.function_settings import function_settings
 from taskflow.web.prefixed_router import PrefixedRouter
 from taskflow.web.session_access import page_guard
 
@@ -92,42 +91,6 @@ def static_file(name: str) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
-def function_info(task_manager: TaskManager) -> list[dict[str, Any]]:
-    """The registered functions and their settings, as ``GET {path}/functions`` shows them."""
-    functions = []
-    for target in sorted(task_manager.registry, key=lambda t: t.name):
-        config = target.config
-        functions.append(
-            {
-                "name": target.name,
-                "retries": config.retries,
-                "delay": config.delay,
-                "backoff": config.backoff,
-                "persist": config.persist,
-                "requeue_on_interrupt": config.requeue_on_interrupt,
-                "eager": config.eager,
-                "priority": config.priority,
-                "executor": target.executor,
-                "timeout": config.timeout,
-                "max_delay": config.max_delay,
-                "jitter": config.jitter,
-                "retry_on": None if config.retry_on is None else _names(config.retry_on),
-                "dont_retry_on": _names(config.dont_retry_on),
-            }
-        )
-    return functions
-
-
-def _names(types: ExceptionTypes | None) -> list[str]:
-    """Exception classes as a reader finds them: builtins by name, others by import path."""
-    return [
-        kind.__qualname__
-        if kind.__module__ == "builtins"
-        else f"{kind.__module__}.{kind.__qualname__}"
-        for kind in exception_tuple(types)
-    ]
-
-
 def create_dashboard_router(
     task_manager: TaskManager,
     *,
@@ -147,7 +110,7 @@ def create_dashboard_router(
             "stream": f"{base}/dashboard/stream",
             "title": title,
             "showArgs": display_func_args,
-            "functions": function_info(task_manager),
+            "functions": function_settings(task_manager),
         }
         page = render_page(
             _template("dashboard.html"),

@@ -13,8 +13,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
 from taskflow.exceptions import InvalidTransitionError, TaskNotFoundError
-from taskflow.models import TaskStatus
-from taskflow.repository.base import TaskQuery
 from taskflow.web import inputs
 from taskflow.web.access import Actor, AdminAccess, OpenAccess
 from taskflow.web.admin_route import AdminRoute
@@ -31,12 +29,18 @@ from taskflow.web.schemas import (
     error,
 )
 from taskflow.web.system_routes import create_system_router
+from taskflow.web.task_filters import (
+    CursorParam,
+    FuncNameFilter,
+    SearchFilter,
+    StatusFilter,
+    task_query,
+)
 
 if TYPE_CHECKING:
     from taskflow.manager import TaskManager
 
 MAX_PAGE = 500
-MAX_CURSOR = 512
 UNIT_MINUTES = {"min": 1, "hour": 60, "day": 24 * 60}
 # History further back than a century is none: a longer window would only
 # overflow the calendar when subtracted from now.
@@ -78,28 +82,28 @@ def create_router(
     async def list_tasks(
         request: Request,
         response: Response,
-        status: Annotated[list[TaskStatus] | None, Query()] = None,
-        func_name: Annotated[str | None, Query(max_length=255)] = None,
+        status: StatusFilter = None,
+        func_name: FuncNameFilter = None,
         source: Annotated[str | None, Query(max_length=16)] = None,
         since: datetime | None = None,
         until: datetime | None = None,
-        search: Annotated[str | None, Query(max_length=200)] = None,
+        search: SearchFilter = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
-        cursor: Annotated[str | None, Query(max_length=MAX_CURSOR)] = None,
+        cursor: CursorParam = None,
     ) -> list[dict[str, Any]]:
         """Tasks newest first, a page at a time; the next page's cursor is in ``X-Next-Cursor``.
 
         Text parameters take no NUL characters; times need a timezone.
         """
-        query = TaskQuery(
+        query = task_query(
             status=status,
-            func_name=inputs.optional_text(func_name, "func_name"),
-            source=inputs.optional_text(source, "source"),
-            created_since=inputs.moment(since, "since"),
-            created_until=inputs.moment(until, "until"),
-            search=inputs.optional_text(search, "search"),
+            func_name=func_name,
+            source=source,
+            since=since,
+            until=until,
+            search=search,
             limit=limit,
-            cursor=inputs.cursor(cursor),
+            cursor=cursor,
         )
         page = await task_manager.list_tasks(query)
         if page.next_cursor:

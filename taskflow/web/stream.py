@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
-from taskflow.models import TaskRecord, TaskStatus
+from taskflow.models import TaskRecord
 from taskflow.repository.base import TaskQuery
 from taskflow.runtime.changes import ChangeWaiter
 from taskflow.web import inputs
@@ -41,6 +41,13 @@ from taskflow.web.admin_route import AdminRoute
 from taskflow.web.dashboard import SECURITY_HEADERS
 from taskflow.web.prefixed_router import PrefixedRouter
 from taskflow.web.session_access import SessionAccess
+from taskflow.web.task_filters import (
+    CursorParam,
+    FuncNameFilter,
+    SearchFilter,
+    StatusFilter,
+    task_query,
+)
 
 if TYPE_CHECKING:
     from taskflow.manager import TaskManager
@@ -52,7 +59,6 @@ METRICS_TTL = 0.2  # one metrics query serves every client woken by the same cha
 # after this long (the browser reconnects at once), so a restart never hangs on it.
 MAX_AGE = 20.0
 MAX_LIMIT = 100
-MAX_CURSOR = 512
 
 
 @dataclass(frozen=True)
@@ -273,21 +279,22 @@ def create_stream_router(
     @router.get("/stream")
     async def stream(
         request: Request,
-        status: Annotated[list[TaskStatus] | None, Query()] = None,
-        func_name: Annotated[str | None, Query(max_length=255)] = None,
+        status: StatusFilter = None,
+        func_name: FuncNameFilter = None,
         since: datetime | None = None,
-        search: Annotated[str | None, Query(max_length=200)] = None,
+        search: SearchFilter = None,
         limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 30,
-        cursor: Annotated[str | None, Query(max_length=MAX_CURSOR)] = None,
+        cursor: CursorParam = None,
         task: Annotated[str | None, Query(max_length=64)] = None,
     ) -> StreamingResponse:
-        query = TaskQuery(
+        # An empty filter is no filter, like an absent one.
+        query = task_query(
             status=status,
-            func_name=inputs.optional_text(func_name or None, "func_name"),
-            created_since=inputs.moment(since, "since"),
-            search=inputs.optional_text(search or None, "search"),
+            func_name=func_name or None,
+            since=since,
+            search=search or None,
             limit=limit,
-            cursor=inputs.cursor(cursor),
+            cursor=cursor,
         )
         task = inputs.optional_text(task or None, "task")
         view_stream = ViewStream(task_manager, metrics, View(query, task), display_func_args)

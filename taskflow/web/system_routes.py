@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 
 from taskflow.web.admin_route import AdminRoute
-from taskflow.web.dashboard import function_info
+from taskflow.web.function_settings import function_settings
 from taskflow.web.schemas import AuditOut, FunctionOut, InstanceOut
 
 if TYPE_CHECKING:
@@ -66,6 +66,6 @@ def create_system_router(task_manager: TaskManager) -> APIRouter:
     @router.get("/functions", response_model=list[FunctionOut])
     async def functions() -> list[dict[str, Any]]:
         """The task functions registered in this process, by name, with their settings."""
-        return function_info(task_manager)
+        return function_settings(task_manager)
 
     return router
