@@ -38,7 +38,11 @@ MIGRATION_LOCK_TIMEOUT_S = 300
 ADOPTED_REVISION = "0003"
 # What later revisions add and an older taskflow's create_all lacked: such
 # tables are adopted all the same, and the upgrade adds it.
-ADDED_SINCE_ADOPTED = ("add_index ix_taskflow_tasks_retried_from ",)
+ADDED_SINCE_ADOPTED = (
+    "add_index ix_taskflow_tasks_retried_from ",
+    "add_index ix_taskflow_tasks_due ",
+    "remove_index ix_taskflow_tasks_claim ",
+)
 _LOCK_NAME = "taskflow_migrations"
 # pg_advisory_xact_lock takes a bigint; derive a stable one from the name.
 _PG_LOCK_KEY = zlib.crc32(_LOCK_NAME.encode())

@@ -186,7 +186,10 @@ class SqliteInlineWriter:
 
     async def execute_returning(self, statement: Any) -> list[tuple[Any, ...]]:
         """Run one write statement with RETURNING in its own transaction (claims)."""
-        compiled = statement.compile(dialect=self._dialect)
+        # IN lists become one parameter per value, as the driver expects.
+        compiled = statement.compile(
+            dialect=self._dialect, compile_kwargs={"render_postcompile": True}
+        )
         convert = datetime_converter(self._dialect)
         params = [
             convert(value) if isinstance(value, datetime) else value
