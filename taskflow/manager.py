@@ -76,9 +76,16 @@ from taskflow.runtime.dispatcher import Dispatcher
 from taskflow.runtime.executors import AsyncExecutor, ThreadExecutor
 from taskflow.runtime.heap import freeze_startup_heap
 from taskflow.runtime.holdings import MAX_ADOPTED as MAX_ADOPTED  # still importable from here
-from taskflow.runtime.holdings import adopt_claimed, drop_fenced, held_epochs, room_to_adopt
+from taskflow.runtime.holdings import (
+    adopt_claimed,
+    adopt_started,
+    drop_fenced,
+    held_epochs,
+    room_to_adopt,
+)
 from taskflow.runtime.instance import describe_instance, new_instance_id
 from taskflow.runtime.keys import MemoryKeys
+from taskflow.runtime.priority import Slots
 from taskflow.runtime.processes import ProcessExecutor, ship_function
 from taskflow.runtime.readiness import DatabaseConnector, Readiness
 from taskflow.runtime.records import new_record
@@ -1078,6 +1085,8 @@ class TaskManager:
             describe_instance(self.instance_id),
             on_claimed=self._adopt,
             capacity=functools.partial(room_to_adopt, self._local),
+            start_slots={name: self._executors[name].slots for name in self._started_by_claim()},
+            on_started=self._adopt_started,
             held=functools.partial(held_epochs, self._local),
             on_lost=on_fenced,
             lease_seconds=self.lease_seconds,
@@ -1274,6 +1283,29 @@ class TaskManager:
         assert self._writer is not None
         adopt_claimed(
             records,
+            held=self._local,
+            registry=self.registry,
+            cipher=self.fernet,
+            writer=self._writer,
+            runner=self._runner,
+            dispatch=self.dispatch,
+        )
+
+    def _started_by_claim(self) -> list[str]:
+        """The executors whose claims also record the start (see the dispatcher).
+
+        Only those some registered function runs on, so an instance does not
+        repeat a claim that cannot find anything.  Not process tasks: a worker
+        process may have to start first, and that must not count as running.
+        """
+        used = {target.executor for target in self.registry}
+        return [name for name in ("async", "thread") if name in used]
+
+    def _adopt_started(self, records: list[TaskRecord], slots: Slots) -> None:
+        assert self._writer is not None
+        adopt_started(
+            records,
+            slots,
             held=self._local,
             registry=self.registry,
             cipher=self.fernet,

@@ -220,6 +220,8 @@ class TaskRepository(abc.ABC):
         lease_until: datetime,
         limit: int,
         take_running: bool = True,
+        start_executor: str | None = None,
+        leave_to_start: Collection[str] = (),
     ) -> list[TaskRecord]:
         """Atomically take up to ``limit`` tasks no live instance holds.
 
@@ -230,6 +232,15 @@ class TaskRepository(abc.ABC):
         (fencing out the previous owner); it keeps its status, so the caller
         decides what a dead attempt becomes.
         Two instances calling this concurrently never receive the same row.
+
+        ``start_executor``: take only due pending tasks whose ``executor`` is
+        this one, and record their start in the same write (``running``,
+        ``start_time = now``), for a caller that holds a free slot for each
+        and calls the functions at once: the start costs no second commit,
+        and a crash after this one leaves rows that say ``running``.
+        ``leave_to_start``: executors whose pending tasks a claim without
+        ``start_executor`` leaves alone, because the caller takes them with
+        ``start_executor`` when it has room to start them.
         """
 
     @abc.abstractmethod

@@ -8,10 +8,11 @@ means a task runs twice.
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import and_, insert, not_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from taskflow.db import dialects
@@ -26,35 +27,61 @@ ACTIVE = (TaskStatus.PENDING.value, TaskStatus.RUNNING.value)
 HEARTBEAT_CHUNK = 500  # ids per renewing UPDATE: well within every driver's parameter limit
 
 
-def _claimable(owner: str, now: datetime, take_running: bool) -> Any:
+@dataclass(frozen=True)
+class ClaimKind:
+    """What one claim takes, and whether it records the start of what it takes.
+
+    ``start_executor``: only due pending rows of that executor, which the
+    claim makes ``running`` (see ``TaskRepository.claim``).  ``leave_to_start``:
+    executors whose pending rows a plain claim leaves to such claims.
+    """
+
+    take_running: bool = True
+    start_executor: str | None = None
+    leave_to_start: tuple[str, ...] = ()
+
+
+def _claimable(owner: str, now: datetime, kind: ClaimKind) -> Any:
     others_expired = and_(T.c.owner != owner, T.c.lease_expires_at < now)
     pending_due = and_(
         T.c.status == TaskStatus.PENDING.value,
         T.c.run_at <= now,
         or_(T.c.owner.is_(None), others_expired),
     )
-    if not take_running:
+    if kind.start_executor is not None:
+        return and_(pending_due, T.c.executor == kind.start_executor)
+    if kind.leave_to_start:
+        # NULL executors (rows written by other tools) stay claimable here.
+        left = and_(T.c.executor.is_not(None), T.c.executor.in_(kind.leave_to_start))
+        pending_due = and_(pending_due, not_(left))
+    if not kind.take_running:
         return pending_due
     abandoned = and_(T.c.status == TaskStatus.RUNNING.value, others_expired)
     return or_(pending_due, abandoned)
 
 
-def _claim_values(owner: str, now: datetime, lease_until: datetime) -> dict[str, Any]:
-    return {
+def _claim_values(
+    owner: str, now: datetime, lease_until: datetime, kind: ClaimKind
+) -> dict[str, Any]:
+    values: dict[str, Any] = {
         "owner": owner,
         "lease_epoch": T.c.lease_epoch + 1,
         "lease_expires_at": lease_until,
         "updated_at": now,
     }
+    if kind.start_executor is not None:
+        # The same columns the runner sets when it records a start itself.
+        values.update(
+            status=TaskStatus.RUNNING.value, started_at=now, finished_at=None, duration_ms=None
+        )
+    return values
 
 
-def claim_candidates(
-    dialect: Any, owner: str, now: datetime, limit: int, *, take_running: bool = True
-) -> Any:
+def claim_candidates(dialect: Any, owner: str, now: datetime, limit: int, kind: ClaimKind) -> Any:
     """The rows a claim takes: due, nobody alive holds them, highest priority first."""
     return (
         select(T.c.id)
-        .where(_claimable(owner, now, take_running))
+        .where(_claimable(owner, now, kind))
         .order_by(dialects.priority_first(dialect, T.c.priority), T.c.run_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -62,17 +89,11 @@ def claim_candidates(
 
 
 def claim_ids_statement(
-    dialect: Any,
-    owner: str,
-    now: datetime,
-    lease_until: datetime,
-    limit: int,
-    *,
-    take_running: bool = True,
+    dialect: Any, owner: str, now: datetime, lease_until: datetime, limit: int, kind: ClaimKind
 ) -> Any:
     """``UPDATE ... WHERE id IN (candidates) RETURNING id`` (PostgreSQL, SQLite)."""
-    candidates = claim_candidates(dialect, owner, now, limit, take_running=take_running)
-    values = _claim_values(owner, now, lease_until)
+    candidates = claim_candidates(dialect, owner, now, limit, kind)
+    values = _claim_values(owner, now, lease_until, kind)
     return update(T).where(T.c.id.in_(candidates)).values(values).returning(T.c.id)
 
 
@@ -92,12 +113,12 @@ async def claim(
     now: datetime,
     lease_until: datetime,
     limit: int,
-    take_running: bool = True,
+    kind: ClaimKind,
 ) -> list[TaskRecord]:
     """See ``TaskRepository.claim``."""
     dialect = write_engine.dialect
-    candidates = claim_candidates(dialect, owner, now, limit, take_running=take_running)
-    values = _claim_values(owner, now, lease_until)
+    candidates = claim_candidates(dialect, owner, now, limit, kind)
+    values = _claim_values(owner, now, lease_until, kind)
     async with write_engine.begin() as conn:
         if dialects.claim_with_update_returning(dialect):
             stmt = update(T).where(T.c.id.in_(candidates)).values(values).returning(*T.c)

@@ -322,21 +322,19 @@ class SqlTaskRepository(TaskRepository):
         lease_until: datetime,
         limit: int,
         take_running: bool = True,
+        start_executor: str | None = None,
+        leave_to_start: Collection[str] = (),
     ) -> list[TaskRecord]:
+        kind = leases.ClaimKind(take_running, start_executor, tuple(leave_to_start))
         if self._inline is not None:
             # Inline on SQLite: an idle poll is then one cheap statement, no thread hop.
             statement = leases.claim_ids_statement(
-                self.engine.dialect, owner, now, lease_until, limit, take_running=take_running
+                self.engine.dialect, owner, now, lease_until, limit, kind
             )
             ids = [row[0] for row in await self._inline.execute_returning(statement)]
             return await leases.read_claimed(self.engine, ids)
         return await leases.claim(
-            self.write_engine,
-            owner,
-            now=now,
-            lease_until=lease_until,
-            limit=limit,
-            take_running=take_running,
+            self.write_engine, owner, now=now, lease_until=lease_until, limit=limit, kind=kind
         )
 
     async def heartbeat(

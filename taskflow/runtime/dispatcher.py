@@ -16,6 +16,15 @@ itself reached the database without a failure for a whole lease: in that
 time any live owner has renewed.  Pending rows need no such wait: their
 owner cannot start them any more (a task starts only after its ``running``
 state commits, and a claim fences that commit out).
+
+For executors whose tasks start the moment they hold a slot (async and
+thread functions), a claim takes only as many pending rows as there are free
+slots, reserves those slots first, and records the start in the claim
+itself: the task then starts without a second commit, which is what keeps a
+burn-down of queued jobs as fast as the claims.  Rows of other executors,
+and running rows to recover, are taken by a plain claim and wait locally.
+Each kind of claim backs off on its own while it finds nothing, so a busy
+instance does not repeat an empty claim every time a task finishes.
 """
 
 from __future__ import annotations
@@ -24,16 +33,21 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from taskflow.models import TaskRecord, utcnow
 from taskflow.repository.base import InstanceInfo, TaskRepository
+from taskflow.runtime.priority import Slots
 
 logger = logging.getLogger("taskflow.dispatcher")
 
 ClaimHandler = Callable[[list[TaskRecord]], None]
+# Adopts rows a starting claim took: each adopted task keeps one of ``slots``,
+# reserved before the claim; every other reserved slot is released.
+StartHandler = Callable[[list[TaskRecord], Slots], None]
+PLAIN = ""  # the key of the plain claim's backoff, beside one per starting executor
 STOP_TIMEOUT_S = 10.0
 
 
@@ -47,6 +61,8 @@ class Dispatcher:
         *,
         on_claimed: ClaimHandler,
         capacity: Callable[[], int],
+        start_slots: Mapping[str, Slots] | None = None,
+        on_started: StartHandler | None = None,
         held: Callable[[], dict[str, int]] = dict,
         on_lost: Callable[[frozenset[str]], None] = lambda _ids: None,
         lease_seconds: float,
@@ -61,6 +77,13 @@ class Dispatcher:
         self._held = held
         self._on_lost = on_lost
         self._capacity = capacity
+        self._start_slots = dict(start_slots or {}) if on_started is not None else {}
+        for slots in self._start_slots.values():
+            slots.on_free = self.room_freed
+        self._on_started = on_started
+        # Per kind of claim: how long it waits after finding nothing, and until when.
+        self._idle_delay: dict[str, float] = {}
+        self._idle_until: dict[str, float] = {}
         self._lease = timedelta(seconds=lease_seconds)
         self._heartbeat_interval = heartbeat_interval
         self._poll_min = poll_min
@@ -144,7 +167,14 @@ class Dispatcher:
             logger.warning("could not mark instance %s stopped: %s", self.instance.instance_id, exc)
 
     def wake(self) -> None:
+        """New work may be in the database: every kind of claim is due at once."""
+        self._idle_until.clear()
         self._wakeup.set()
+
+    def room_freed(self) -> None:
+        """A slot came free: claims that were finding work may take more."""
+        if self._start_slots:
+            self._wakeup.set()
 
     async def beat(self) -> int:
         """One heartbeat now; returns the number of leases renewed."""
@@ -168,27 +198,85 @@ class Dispatcher:
         return renewed
 
     async def claim_once(self) -> int:
-        """One claim round now; returns how many tasks were adopted."""
+        """One claim round now, of every kind; returns how many tasks were adopted."""
+        return await self._claim_round(due_only=False)
+
+    async def _claim_round(self, *, due_only: bool) -> int:
         room = min(self._claim_batch, self._capacity())
         if room <= 0:
             return 0
         now = utcnow()
+        lease_until = now + self._lease
+        clock = time.monotonic()
+        found = 0
         try:
-            records = await self._repository.claim(
-                self.instance.instance_id,
-                now=now,
-                lease_until=now + self._lease,
-                limit=room,
-                take_running=self.may_recover_running(),
-            )
+            for executor, slots in self._start_slots.items():
+                if due_only and self._idle_until.get(executor, 0.0) > clock:
+                    continue
+                reserved = slots.take_free(room - found)
+                if reserved:
+                    taken = await self._claim_to_start(executor, slots, reserved, now, lease_until)
+                    self._found(executor, taken, clock)
+                    found += taken
+            if found < room and not (due_only and self._idle_until.get(PLAIN, 0.0) > clock):
+                records = await self._repository.claim(
+                    self.instance.instance_id,
+                    now=now,
+                    lease_until=lease_until,
+                    limit=room - found,
+                    take_running=self.may_recover_running(),
+                    leave_to_start=tuple(self._start_slots),
+                )
+                self._found(PLAIN, len(records), clock)
+                if records:
+                    self._on_claimed(records)
+                found += len(records)
         except Exception:
             self._unreachable()
             raise
         self._reached()
+        self.claimed_total += found
+        return found
+
+    async def _claim_to_start(
+        self, executor: str, slots: Slots, reserved: int, now: datetime, lease_until: datetime
+    ) -> int:
+        assert self._on_started is not None
+        try:
+            records = await self._repository.claim(
+                self.instance.instance_id,
+                now=now,
+                lease_until=lease_until,
+                limit=reserved,
+                start_executor=executor,
+            )
+        except BaseException:
+            slots.release_many(reserved)
+            raise
+        slots.release_many(reserved - len(records))
         if records:
-            self.claimed_total += len(records)
-            self._on_claimed(records)
+            self._on_started(records, slots)
         return len(records)
+
+    def _found(self, kind: str, count: int, clock: float) -> None:
+        if count:
+            self._idle_delay.pop(kind, None)
+            self._idle_until.pop(kind, None)
+            return
+        delay = min(max(self._idle_delay.get(kind, 0.0) * 2, self._poll_min), self._poll_max)
+        self._idle_delay[kind] = delay
+        self._idle_until[kind] = clock + delay
+
+    def _next_due_in(self) -> float:
+        """Seconds until the next kind of claim is due, within [``poll_min``, ``poll_max``].
+
+        At least ``poll_min``: a kind due now that did not run had no free
+        slot, and ``room_freed()`` ends the wait when one comes free.
+        """
+        kinds = [PLAIN, *self._start_slots]
+        clock = time.monotonic()
+        due = min(self._idle_until.get(kind, 0.0) for kind in kinds) - clock
+        return min(max(due, self._poll_min), self._poll_max)
 
     async def _heartbeat_loop(self) -> None:
         while True:
@@ -199,22 +287,26 @@ class Dispatcher:
                 logger.warning("taskflow heartbeat failed (%s); retrying", exc)
 
     async def _claim_loop(self) -> None:
-        delay = self._poll_min
+        failures = 0
         while not self._stopped:
             try:
-                found = await self.claim_once()
+                found = await self._claim_round(due_only=True)
+                failures = 0
             except Exception as exc:
                 logger.warning("taskflow claim failed (%s); retrying", exc)
                 found = 0
-            delay = 0.0 if found else min(max(delay * 2, self._poll_min), self._poll_max)
-            if delay:
-                # asyncio.wait, not wait_for: wait_for may swallow a cancellation
-                # on Python < 3.12.
-                waiter = asyncio.ensure_future(self._wakeup.wait())
-                try:
-                    await asyncio.wait({waiter}, timeout=delay)
-                finally:
-                    waiter.cancel()
-                self._wakeup.clear()
-            else:
+                failures += 1
+            if found:
                 await asyncio.sleep(0)
+                continue
+            delay = self._next_due_in()
+            if failures:
+                delay = max(delay, min(self._poll_min * 2**failures, self._poll_max))
+            # asyncio.wait, not wait_for: wait_for may swallow a cancellation
+            # on Python < 3.12.
+            waiter = asyncio.ensure_future(self._wakeup.wait())
+            try:
+                await asyncio.wait({waiter}, timeout=delay)
+            finally:
+                waiter.cancel()
+            self._wakeup.clear()

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 
 from taskflow.models import TaskRecord, TaskStatus
 from taskflow.registry import TaskRegistry
+from taskflow.runtime.priority import Slots
 from taskflow.runtime.recovery import adopt
 from taskflow.runtime.runner import LocalTask, TaskRunner
 from taskflow.runtime.writer import GroupCommitWriter
@@ -76,7 +77,49 @@ def adopt_claimed(
             if runner is not None:
                 runner.announce(record)
             continue
-        held[record.task_id] = local
-        # Due now: its start is not held back by the commit interval.
-        local.urgent = True
-        dispatch(local)
+        _hold(local, held, dispatch)
+
+
+def adopt_started(
+    records: list[TaskRecord],
+    slots: Slots,
+    *,
+    held: dict[str, LocalTask],
+    registry: TaskRegistry,
+    cipher: Cipher | None,
+    writer: GroupCommitWriter,
+    runner: TaskRunner | None,
+    dispatch: Callable[[LocalTask], None],
+) -> None:
+    """Take over rows a claim recorded as started, each with one reserved slot of ``slots``.
+
+    Until its attempt begins, the task is held as ``pending`` (which is what a
+    shutdown writes back if it never begins): the start is already in the row.
+    """
+    for record in records:
+        started_at = record.start_time
+        record.status, record.start_time = TaskStatus.PENDING, None
+        local = adopt(record, registry, cipher)
+        if local is None:
+            slots.release()
+            writer.update(record)  # ended: its function or arguments are unusable here
+            if runner is not None:
+                runner.announce(record)
+            continue
+        local.claimed_start = started_at
+        # The function's executor changed since the row was written: it takes
+        # a slot of its own executor (it may wait for one, already recorded
+        # as started; rare, and only after a redeploy).
+        local.holds_slot = local.target.executor == record.executor
+        if not local.holds_slot:
+            slots.release()
+        _hold(local, held, dispatch)
+
+
+def _hold(
+    local: LocalTask, held: dict[str, LocalTask], dispatch: Callable[[LocalTask], None]
+) -> None:
+    held[local.record.task_id] = local
+    # Due now: its start is not held back by the commit interval.
+    local.urgent = True
+    dispatch(local)

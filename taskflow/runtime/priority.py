@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+from collections.abc import Callable
 from typing import Literal
 
 DispatchPath = Literal["now", "after_response"]
@@ -33,6 +34,8 @@ class Slots:
         self._free = limit if limit is not None else 0
         self._waiters: list[tuple[bool, int, int, asyncio.Future[None]]] = []
         self._arrivals = itertools.count()
+        # Told when a slot goes back to the free count (nobody waited for it).
+        self.on_free: Callable[[], None] | None = None
 
     @property
     def waiting(self) -> int:
@@ -47,6 +50,20 @@ class Slots:
             self._free -= 1
             return True
         return False
+
+    def take_free(self, most: int) -> int:
+        """Take up to ``most`` free slots at once, none while anybody waits; returns how many."""
+        if self.limit is None:
+            return max(most, 0)
+        if self._waiters:
+            return 0
+        taken = max(min(most, self._free), 0)
+        self._free -= taken
+        return taken
+
+    def release_many(self, count: int) -> None:
+        for _ in range(count):
+            self.release()
 
     async def acquire(self, priority: int | None) -> None:
         """Take a slot, waiting in priority order when none is free."""
@@ -74,6 +91,8 @@ class Slots:
                 future.set_result(None)
                 return
         self._free += 1
+        if self.on_free is not None:
+            self.on_free()
 
 
 def dispatch_path(priority: int | None, eager: bool, executor: str) -> DispatchPath:

@@ -19,7 +19,7 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from taskflow.context import TaskContext, Tokens, bind, unbind
@@ -81,6 +81,12 @@ class LocalTask:
     retry_waiting: bool = False
     # Meant to start at once: its commits do not wait out the commit interval.
     urgent: bool = False
+    # Set when the claim that brought the task here recorded its start: the
+    # row already says ``running`` since then, so its first attempt calls the
+    # function without committing the start again.
+    claimed_start: datetime | None = None
+    # Holds an executor slot reserved for it before that claim.
+    holds_slot: bool = False
     # Once the first attempt is over, the next task of the same request may start.
     # The event is made only when someone waits: most tasks have no successor.
     is_settled: bool = False
@@ -132,6 +138,9 @@ class TaskRunner:
         try:
             await self._run(task)
         finally:
+            if task.holds_slot:  # never reached its attempt (shutdown, cancelled)
+                task.holds_slot = False
+                self._executors[task.target.executor].slots.release()
             task.mark_settled()
 
     async def _run(self, task: LocalTask) -> None:
@@ -175,7 +184,9 @@ class TaskRunner:
         record = task.record
         executor = self._executors[task.target.executor]
         slots = executor.slots
-        if not slots.try_acquire():
+        if task.holds_slot:
+            task.holds_slot = False  # the slot is this attempt's now
+        elif not slots.try_acquire():
             await slots.acquire(record.priority)
         try:
             if executor.prepare is not None:
@@ -229,6 +240,12 @@ class TaskRunner:
         means another instance owns it now, and it must not start here.
         """
         record = task.record
+        if task.claimed_start is not None:
+            # Recorded by the claim (see the dispatcher): nothing more to commit.
+            record.status = TaskStatus.RUNNING
+            record.start_time, task.claimed_start = task.claimed_start, None
+            self.announce(record)
+            return True
         committed = self._mark_running(record, executor)
         if task.urgent:
             # Meant to start at once (eager, prioritised, enqueued): not held
