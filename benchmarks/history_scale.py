@@ -36,10 +36,10 @@ from sqlalchemy import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from taskflow import TaskAdmin, TaskManager
-from taskflow.db.batch import datetime_converter
 from taskflow.db.engine import WRITE_OPTION, create_engine_for
 from taskflow.db.migrate import ensure_schema
-from taskflow.repository.stats import rebuild_stats
+from taskflow.repository.sql.batch import datetime_converter
+from taskflow.repository.sql.stats import rebuild_stats
 from taskflow.settings import resolve_database_url
 
 FUNCTIONS = (

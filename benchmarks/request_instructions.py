@@ -42,7 +42,7 @@ def child(system: str, requests: int, commit_interval: float, concurrency: int) 
     """One measured process: drive ``requests`` requests through one app."""
     sys.path.insert(0, os.path.dirname(HERE))
     from benchmarks.request_overhead import measure_plain, measure_taskflow
-    from taskflow.db import sqlite_writer
+    from taskflow.repository.sql import sqlite_writer
 
     commits = 0
     apply = sqlite_writer.SqliteInlineWriter.apply

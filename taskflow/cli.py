@@ -84,7 +84,7 @@ async def _db_check(args: argparse.Namespace, engine: AsyncEngine) -> int:
 async def _db_rebuild_stats(args: argparse.Namespace, engine: AsyncEngine) -> int:
     # Imported here: the other db commands must work without the repository layer.
     from taskflow.db.engine import WRITE_OPTION
-    from taskflow.repository.stats import rebuild_stats
+    from taskflow.repository.sql.stats import rebuild_stats
 
     counted = await rebuild_stats(engine.execution_options(**{WRITE_OPTION: True}))
     print(f"rebuilt task statistics from {counted} finished task(s)")

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from taskflow import audit
 from taskflow.backends import SnapshotBackend, choose_database_url
 from taskflow.db.engine import create_engine_for
-from taskflow.db.errors import is_transient
 from taskflow.db.revision import revision_problem
 from taskflow.exceptions import (
     BackpressureError,
@@ -60,6 +59,7 @@ from taskflow.registry import RegisteredTask, TaskRegistry
 from taskflow.replay import Replayer, RetryReport
 from taskflow.repository.base import InstanceStatus, TaskPage, TaskQuery, TaskRepository
 from taskflow.repository.sql import SqlTaskRepository
+from taskflow.repository.sql.errors import is_transient
 from taskflow.runtime.acknowledgement import (
     ACKNOWLEDGE_MODES,
     AcknowledgeMode,
@@ -617,7 +617,7 @@ class TaskManager:
         The task exists when, and only if, the session commits; then any
         instance runs it (this one is woken at once).
         """
-        from taskflow.repository.session import add_to_session
+        from taskflow.repository.sql.caller_session import add_to_session
 
         target = self.registry.for_function(func)
         # No owner: whichever instance claims it after the caller's commit runs it.
@@ -634,7 +634,7 @@ class TaskManager:
         tags: dict[str, Any] | None,
         priority: int | None,
     ) -> str:
-        from taskflow.repository import session as sessions
+        from taskflow.repository.sql import caller_session as sessions
 
         target = self.registry.for_function(func)
         record = self._record_for(target, args, kwargs, idempotency_key, tags, priority, owner=None)

@@ -79,7 +79,7 @@ def _backfill_task_stats() -> None:
     # one, run `taskflow db rebuild-stats`.
     if op.get_context().as_sql:
         return
-    from taskflow.repository.stats import rebuild_on_connection
+    from taskflow.repository.sql.stats import rebuild_on_connection
 
     rebuild_on_connection(op.get_bind())
 

@@ -309,8 +309,7 @@ class TaskRepository(abc.ABC):
         or otherwise changed by someone else (its epoch moved on).
         """
 
-    # -- schedules (the SQL is in taskflow.repository.schedules) ---------------
-
+    # -- schedules (SQL: repository/sql/schedules) ----------------------------
     @abc.abstractmethod
     async def sync_schedule(
         self,
@@ -370,8 +369,7 @@ class TaskRepository(abc.ABC):
         Never touches pending or running tasks.
         """
 
-    # -- retries (the SQL is in taskflow.repository.retries) -------------------
-
+    # -- retries (SQL: repository/sql/retries) --------------------------------
     @abc.abstractmethod
     async def retry_sources(self, task_ids: Sequence[str]) -> list[RetrySource]:
         """The tasks among ``task_ids`` that exist, in no particular order."""
@@ -400,8 +398,7 @@ class TaskRepository(abc.ABC):
         the copies that were inserted.
         """
 
-    # -- admin bookkeeping (SQL in taskflow.repository.audit / .instances) -----
-
+    # -- admin bookkeeping (SQL: repository/sql/audit, instances) -------------
     @abc.abstractmethod
     async def insert_audit(
         self,
@@ -422,8 +419,7 @@ class TaskRepository(abc.ABC):
     async def list_live_instances(self, *, alive_since: datetime) -> list[InstanceStatus]:
         """Instances not stopped and seen since ``alive_since``, with their running task counts."""
 
-    # -- admin sessions (the SQL is in taskflow.repository.admin_sessions) -----
-
+    # -- admin sessions (SQL: repository/sql/admin_sessions) ------------------
     @abc.abstractmethod
     async def create_admin_session(self, session: AdminSession) -> None:
         """Store a new dashboard login."""
@@ -440,8 +436,7 @@ class TaskRepository(abc.ABC):
     async def purge_admin_sessions(self, *, now: datetime) -> int:
         """Delete sessions that expired by ``now``; returns how many."""
 
-    # -- login throttle (the SQL is in taskflow.repository.login_attempts) ------
-
+    # -- login throttle (SQL: repository/sql/login_attempts) ------------------
     @abc.abstractmethod
     async def begin_login_attempt(
         self, client: str, user: str, *, now: datetime, since: datetime

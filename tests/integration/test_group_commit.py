@@ -23,9 +23,12 @@ from fastapi import FastAPI
 from starlette.background import BackgroundTask
 
 from taskflow import ManagedBackgroundTasks, TaskAdmin, TaskManager
-from taskflow.db.sqlite_checkpoint import BACKSTOP_CHECKPOINT_PAGES, COMMITS_PER_CHECKPOINT
 from taskflow.exceptions import ConfigurationError, WriterStoppedError
 from taskflow.options import SERVER_COMMIT_INTERVAL, SQLITE_FILE_COMMIT_INTERVAL
+from taskflow.repository.sql.sqlite_checkpoint import (
+    BACKSTOP_CHECKPOINT_PAGES,
+    COMMITS_PER_CHECKPOINT,
+)
 
 LONG_NAP_S = 1.0
 # Under the nap, with room for a loaded machine: a caller that waited it out

@@ -25,9 +25,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from taskflow import TaskManager, cli
 from taskflow.db import migrate, revision
-from taskflow.db.batch import BatchStatements
 from taskflow.db.engine import create_engine_for
 from taskflow.db.tables import metadata, tasks_table
+from taskflow.repository.sql.batch import BatchStatements
 from taskflow.settings import ENV_DATABASE_URL, resolve_database_url
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -32,9 +32,14 @@ from taskflow.db.tables import tasks_table as T
 from taskflow.ids import new_task_id
 from taskflow.models import TaskLogEntry, TaskRecord, TaskStatus, utcnow
 from taskflow.repository.base import WriteBatch
-from taskflow.repository.metrics_query import percentile
 from taskflow.repository.sql import SqlTaskRepository
-from taskflow.repository.stats import P95_RELATIVE_ERROR, bucket_bounds, bucket_of, rebuild_stats
+from taskflow.repository.sql.metrics_query import percentile
+from taskflow.repository.sql.stats import (
+    P95_RELATIVE_ERROR,
+    bucket_bounds,
+    bucket_of,
+    rebuild_stats,
+)
 from taskflow.settings import resolve_database_url
 
 Cells = dict[tuple[str, str, int], tuple[int, float, float | None, float | None]]
@@ -510,7 +515,7 @@ async def test_upgrade_backfills_finished_tasks(db_url: str) -> None:
         await migrate.upgrade(engine, "0001")
         rows = [task(n, TaskStatus.SUCCESS) for n in range(5)] + [task(0, TaskStatus.PENDING)]
         async with engine.begin() as conn:
-            from taskflow.db.mapping import insert_params
+            from taskflow.repository.sql.mapping import insert_params
 
             await conn.execute(T.insert(), [insert_params(r) for r in rows])
         await migrate.upgrade(engine, "head")

@@ -8,7 +8,6 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from taskflow import TaskConfig, TaskContext, TaskRecord, TaskStatus
-from taskflow.db.mapping import render_logs
 from taskflow.models import (
     TERMINAL_STATUSES,
     FunctionMetrics,
@@ -16,6 +15,7 @@ from taskflow.models import (
     TaskMetrics,
     utcnow,
 )
+from taskflow.repository.sql.mapping import render_logs
 
 # The described system's TaskRecord.to_dict() keys, and the ones taskflow adds.
 DESCRIBED_KEYS = {

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.dialects import sqlite
 
-from taskflow.db.batch import BatchStatements, datetime_converter
+from taskflow.repository.sql.batch import BatchStatements, datetime_converter
 
 ZONES = (timezone.utc, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8)))
 

@@ -13,11 +13,10 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from taskflow.db import sqlite_writer
-from taskflow.db.errors import is_transient
 from taskflow.models import TaskLogEntry, TaskStatus
 from taskflow.repository.base import BatchOutcome, WriteBatch
-from taskflow.repository.sql import SqlTaskRepository
+from taskflow.repository.sql import SqlTaskRepository, sqlite_writer
+from taskflow.repository.sql.errors import is_transient
 from tests.integration.repository.records import (
     BASE,
     T,

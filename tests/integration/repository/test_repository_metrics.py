@@ -12,7 +12,7 @@ import pytest
 from taskflow.models import TaskRecord, TaskStatus
 from taskflow.repository.base import WriteBatch
 from taskflow.repository.sql import SqlTaskRepository
-from taskflow.repository.stats import P95_RELATIVE_ERROR
+from taskflow.repository.sql.stats import P95_RELATIVE_ERROR
 from tests.integration.repository.records import make_record
 
 

@@ -18,11 +18,11 @@ from typing import Any
 from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from taskflow.db.mapping import insert_params, log_params
 from taskflow.db.tables import task_logs_table
 from taskflow.models import TaskLogEntry, TaskRecord, TaskStatus
 from taskflow.repository.base import WriteBatch
 from taskflow.repository.sql import SqlTaskRepository
+from taskflow.repository.sql.mapping import insert_params, log_params
 from tests.integration.repository.records import (
     PLUS_2,
     T,

@@ -1,7 +1,7 @@
 """One group commit through the async engine (PostgreSQL, MySQL/MariaDB, in-memory SQLite).
 
 The batch's inserts, guarded updates and log lines are written with the
-pre-compiled statements of ``db/batch.py``, and the tasks the batch finishes
+pre-compiled statements of ``batch.py``, and the tasks the batch finishes
 are added to the statistics roll-up (``repository/stats.py``) in the same
 transaction, folded into one upsert per (function, status, bucket).
 
@@ -26,18 +26,18 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from taskflow.db import dialects, pg_batch
-from taskflow.db.batch import (
+from taskflow.db import dialects
+from taskflow.db.tables import tasks_table
+from taskflow.models import TaskRecord
+from taskflow.repository.base import WriteBatch
+from taskflow.repository.sql import pg_batch, wakeups
+from taskflow.repository.sql.batch import (
     BatchStatements,
     count_finishing_updates,
     finished_insert_rows,
     settle_updates,
 )
-from taskflow.db.tables import tasks_table
-from taskflow.models import TaskRecord
-from taskflow.repository import wakeups
-from taskflow.repository.base import WriteBatch
-from taskflow.repository.stats import StatsDelta
+from taskflow.repository.sql.stats import StatsDelta
 
 T = tasks_table
 

@@ -16,10 +16,10 @@ from sqlalchemy import and_, insert, not_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from taskflow.db import dialects
-from taskflow.db.mapping import record_from_row
 from taskflow.db.tables import instances_table, tasks_table
 from taskflow.models import TaskRecord, TaskStatus
 from taskflow.repository.base import InstanceInfo
+from taskflow.repository.sql.mapping import record_from_row
 
 T = tasks_table
 I = instances_table  # noqa: E741 - mirrors T for the tasks table

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from taskflow.db import dialects
 from taskflow.db.tables import idempotency_keys_table, task_logs_table, tasks_table
 from taskflow.models import TERMINAL_STATUSES
-from taskflow.repository import stats
+from taskflow.repository.sql import stats
 
 T = tasks_table
 TERMINAL = [status.value for status in TERMINAL_STATUSES]

@@ -22,10 +22,10 @@ from sqlalchemy import bindparam, insert, text, update
 from sqlalchemy.engine import Dialect
 
 from taskflow.db import dialects
-from taskflow.db.mapping import MUTABLE_COLUMNS
 from taskflow.db.tables import ACTIVE_ONLY, task_logs_table, tasks_table
 from taskflow.models import ACTIVE_STATUSES, TERMINAL_STATUSES, TaskLogEntry, TaskRecord
-from taskflow.repository.stats import ROW_COLUMNS, StatsDelta, upsert_statement
+from taskflow.repository.sql.mapping import MUTABLE_COLUMNS
+from taskflow.repository.sql.stats import ROW_COLUMNS, StatsDelta, upsert_statement
 
 Converter = Callable[[Any], Any]
 

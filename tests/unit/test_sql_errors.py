@@ -13,7 +13,7 @@ import pymysql
 import pytest
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, StatementError
 
-from taskflow.db.errors import is_deadlock, is_transient
+from taskflow.repository.sql.errors import is_deadlock, is_transient
 
 
 def wrapped(original: BaseException, kind: type[DBAPIError] = OperationalError) -> DBAPIError:

@@ -18,11 +18,11 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from taskflow.db import dialects
-from taskflow.db.errors import is_deadlock
-from taskflow.db.mapping import insert_params
 from taskflow.db.tables import idempotency_keys_table, tasks_table
 from taskflow.exceptions import TaskflowError
 from taskflow.models import TaskRecord, TaskStatus, utcnow
+from taskflow.repository.sql.errors import is_deadlock
+from taskflow.repository.sql.mapping import insert_params
 
 K = idempotency_keys_table
 T = tasks_table

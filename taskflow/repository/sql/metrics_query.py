@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from taskflow.db.tables import ACTIVE_ONLY, task_stats_table, tasks_table
 from taskflow.models import FunctionMetrics, TaskMetrics, TaskStatus
-from taskflow.repository.stats import TIMED, bucket_bounds
+from taskflow.repository.sql.stats import TIMED, bucket_bounds
 
 S = task_stats_table
 T = tasks_table

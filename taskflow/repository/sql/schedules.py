@@ -26,11 +26,11 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from taskflow.db import dialects
-from taskflow.db.errors import is_deadlock
-from taskflow.db.mapping import insert_params
 from taskflow.db.tables import schedules_table, tasks_table
 from taskflow.exceptions import TaskflowError
 from taskflow.models import TaskRecord
+from taskflow.repository.sql.errors import is_deadlock
+from taskflow.repository.sql.mapping import insert_params
 from taskflow.schedules import FireOutcome, ScheduleDefinition, ScheduleState
 
 S = schedules_table

@@ -21,7 +21,10 @@ from typing import Any
 
 from sqlalchemy.engine import Dialect
 
-from taskflow.db.batch import (
+from taskflow.db.engine import SQLITE_BUSY_TIMEOUT_MS
+from taskflow.models import TaskRecord
+from taskflow.repository.base import WriteBatch
+from taskflow.repository.sql.batch import (
     TASK_INSERT_COLUMNS,
     BatchStatements,
     count_finishing_updates,
@@ -29,13 +32,13 @@ from taskflow.db.batch import (
     finished_insert_rows,
     settle_updates,
 )
-from taskflow.db.engine import SQLITE_BUSY_TIMEOUT_MS
-from taskflow.db.mapping import MUTABLE_COLUMNS
-from taskflow.db.sqlite_checkpoint import BACKSTOP_CHECKPOINT_PAGES, BackgroundCheckpoints
-from taskflow.db.sqlite_nulls import NullLiteralStatement
-from taskflow.models import TaskRecord
-from taskflow.repository.base import WriteBatch
-from taskflow.repository.stats import StatsDelta
+from taskflow.repository.sql.mapping import MUTABLE_COLUMNS
+from taskflow.repository.sql.sqlite_checkpoint import (
+    BACKSTOP_CHECKPOINT_PAGES,
+    BackgroundCheckpoints,
+)
+from taskflow.repository.sql.sqlite_nulls import NullLiteralStatement
+from taskflow.repository.sql.stats import StatsDelta
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -70,7 +73,7 @@ class SqliteInlineWriter:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
-            # Checkpoints run in a thread (db/sqlite_checkpoint.py); SQLite's own,
+            # Checkpoints run in a thread (sqlite_checkpoint.py); SQLite's own,
             # inline, stays only as a backstop for a log that never gets a quiet moment.
             conn.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_CHECKPOINT_PAGES}")
             self._conn = conn

@@ -15,11 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from taskflow.db import dialects
-from taskflow.db.mapping import insert_params
 from taskflow.db.tables import tasks_table
 from taskflow.exceptions import TaskArgumentError
 from taskflow.models import TaskRecord
-from taskflow.repository import idempotency, wakeups
+from taskflow.repository.sql import idempotency, wakeups
+from taskflow.repository.sql.mapping import insert_params
 
 
 def _on_commit(session: Session, wake: Callable[[], None]) -> None:

@@ -24,11 +24,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from taskflow.db import dialects, limits, pg_batch
-from taskflow.db.batch import BatchStatements
+from taskflow.db import dialects
 from taskflow.db.engine import WRITE_OPTION, connect_args_of
-from taskflow.db.mapping import log_from_row, record_from_row, render_logs
-from taskflow.db.sqlite_writer import SqliteInlineWriter
 from taskflow.db.tables import ACTIVE_ONLY, task_logs_table, task_stats_table, tasks_table
 from taskflow.models import (
     AuditEntry,
@@ -37,21 +34,6 @@ from taskflow.models import (
     TaskRecord,
     TaskStatus,
     utcnow,
-)
-from taskflow.repository import (
-    admin_sessions,
-    audit,
-    group_commit,
-    idempotency,
-    instances,
-    leases,
-    login_attempts,
-    metrics_query,
-    retention,
-    retries,
-    schedules,
-    stats,
-    wakeups,
 )
 from taskflow.repository.base import (
     AdminSession,
@@ -68,6 +50,26 @@ from taskflow.repository.base import (
     WriteBatch,
 )
 from taskflow.repository.cursor import decode_cursor, encode_cursor
+from taskflow.repository.sql import (
+    admin_sessions,
+    audit,
+    group_commit,
+    idempotency,
+    instances,
+    leases,
+    limits,
+    login_attempts,
+    metrics_query,
+    pg_batch,
+    retention,
+    retries,
+    schedules,
+    stats,
+    wakeups,
+)
+from taskflow.repository.sql.batch import BatchStatements
+from taskflow.repository.sql.mapping import log_from_row, record_from_row, render_logs
+from taskflow.repository.sql.sqlite_writer import SqliteInlineWriter
 from taskflow.schedules import FireOutcome, ScheduleDefinition, ScheduleState
 
 T = tasks_table
@@ -104,7 +106,7 @@ class SqlTaskRepository(TaskRepository):
         # from the pool costs a liveness ping, a round trip per commit.
         self._batch_connection: AsyncConnection | None = None
         self._batch_lock = asyncio.Lock()
-        # PostgreSQL: most batches are one statement (db/pg_batch.py), sent on a
+        # PostgreSQL: most batches are one statement (pg_batch.py), sent on a
         # connection in autocommit, so a commit is one round trip.
         self._one_statement_sql: str | None = None
         self._batch_engine = self.write_engine
@@ -305,14 +307,14 @@ class SqlTaskRepository(TaskRepository):
 
     async def metrics(self) -> TaskMetrics:
         # The statistics roll-up plus live counts of active tasks: never a scan
-        # of the history (see taskflow.repository.stats for the precision).
+        # of the history (see taskflow.repository.sql.stats for the precision).
         return await metrics_query.read_metrics(self.engine)
 
     async def rebuild_stats(self) -> int:
         """Recompute the statistics roll-up from the tasks table; returns the tasks counted."""
         return await stats.rebuild_stats(self.write_engine)
 
-    # -- leases and instances (SQL in taskflow.repository.leases) ------------
+    # -- leases and instances (SQL in taskflow.repository.sql.leases) ------------
 
     async def claim(
         self,
@@ -394,7 +396,7 @@ class SqlTaskRepository(TaskRepository):
     async def lost_tasks(self, owner: str, held: dict[str, int]) -> set[str]:
         return await leases.lost_tasks(self.engine, owner, held)
 
-    # -- schedules (SQL in taskflow.repository.schedules) ----------------------
+    # -- schedules (SQL in taskflow.repository.sql.schedules) ----------------------
 
     async def sync_schedule(
         self,
@@ -482,7 +484,7 @@ class SqlTaskRepository(TaskRepository):
     async def list_live_instances(self, *, alive_since: datetime) -> list[InstanceStatus]:
         return await instances.live(self.engine, alive_since)
 
-    # -- admin sessions (SQL in taskflow.repository.admin_sessions) ------------
+    # -- admin sessions (SQL in taskflow.repository.sql.admin_sessions) ------------
 
     async def create_admin_session(self, session: AdminSession) -> None:
         await admin_sessions.create(self.write_engine, session)
@@ -496,7 +498,7 @@ class SqlTaskRepository(TaskRepository):
     async def purge_admin_sessions(self, *, now: datetime) -> int:
         return await admin_sessions.purge_expired(self.write_engine, now)
 
-    # -- login throttle (SQL in taskflow.repository.login_attempts) ------------
+    # -- login throttle (SQL in taskflow.repository.sql.login_attempts) ------------
 
     async def begin_login_attempt(
         self, client: str, user: str, *, now: datetime, since: datetime

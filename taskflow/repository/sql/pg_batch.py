@@ -32,12 +32,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from taskflow.db.batch import LOG_INSERT_COLUMNS, TASK_INSERT_COLUMNS, TERMINAL, BatchStatements
 from taskflow.db.dialects import pg_update_arrays, pg_update_set_clause
-from taskflow.db.mapping import MUTABLE_COLUMNS
 from taskflow.models import TaskRecord
 from taskflow.repository.base import WriteBatch
-from taskflow.repository.stats import NO_DURATION, bucket_of
+from taskflow.repository.sql.batch import (
+    LOG_INSERT_COLUMNS,
+    TASK_INSERT_COLUMNS,
+    TERMINAL,
+    BatchStatements,
+)
+from taskflow.repository.sql.mapping import MUTABLE_COLUMNS
+from taskflow.repository.sql.stats import NO_DURATION, bucket_of
 
 # PostgreSQL array element type of each column, in TASK_INSERT_COLUMNS order.
 _TASK_KINDS = {
