@@ -23,8 +23,6 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from taskflow import audit
 from taskflow.backends import SnapshotBackend, choose_database_url
-from taskflow.db.engine import create_engine_for
-from taskflow.db.revision import revision_problem
 from taskflow.exceptions import (
     BackpressureError,
     ConfigurationError,
@@ -58,8 +56,7 @@ from taskflow.options import (
 from taskflow.registry import RegisteredTask, TaskRegistry
 from taskflow.replay import Replayer, RetryReport
 from taskflow.repository.base import InstanceStatus, TaskPage, TaskQuery, TaskRepository
-from taskflow.repository.sql import SqlTaskRepository
-from taskflow.repository.sql.errors import is_transient
+from taskflow.repository.factory import create_repository
 from taskflow.runtime.acknowledgement import (
     ACKNOWLEDGE_MODES,
     AcknowledgeMode,
@@ -265,7 +262,7 @@ class TaskManager:
         )
         self.registry = TaskRegistry()
         self.instance_id = new_instance_id()
-        self.repository: TaskRepository = SqlTaskRepository(create_engine_for(self.target))
+        self.repository: TaskRepository = create_repository(self.target)
         self._writer: GroupCommitWriter | None = None
         self._runner: TaskRunner | None = None
         self._dispatcher: Dispatcher | None = None
@@ -299,7 +296,8 @@ class TaskManager:
         self.changes = ChangeFeed()
         self._remote_changes: RemoteChanges | None = None
         self._connector: DatabaseConnector | None = None
-        self._bridge = BlockingBridge(lambda: SqlTaskRepository(_bridge_engine(self.target)))
+        # The bridge runs its own loop, which needs connections of its own.
+        self._bridge = BlockingBridge(lambda: create_repository(self.target, connections=2))
 
     # -- registration --------------------------------------------------------
 
@@ -498,8 +496,8 @@ class TaskManager:
         return local
 
     def _keyed_in_database(self, local: LocalTask) -> bool:
-        # An in-memory database lives in this process only: the key map is ours.
-        return local.record.idempotency_key is not None and not self.target.is_memory
+        # A store no other process sees: the key map is ours.
+        return local.record.idempotency_key is not None and not self.repository.is_process_private
 
     def _register(self, local: LocalTask) -> None:
         """Hold the task locally; hand its row to the writer unless it is committed already."""
@@ -540,7 +538,7 @@ class TaskManager:
         try:
             return self._bridge.call(lambda repository: repository.insert_with_key(record))
         except Exception as exc:
-            if is_transient(exc):
+            if self.repository.is_transient(exc):
                 raise _unavailable(exc) from exc
             raise
 
@@ -549,7 +547,7 @@ class TaskManager:
         try:
             return await self.repository.insert_with_key(record)
         except Exception as exc:
-            if is_transient(exc):
+            if self.repository.is_transient(exc):
                 raise _unavailable(exc) from exc
             raise
 
@@ -617,12 +615,10 @@ class TaskManager:
         The task exists when, and only if, the session commits; then any
         instance runs it (this one is woken at once).
         """
-        from taskflow.repository.sql.caller_session import add_to_session
-
         target = self.registry.for_function(func)
         # No owner: whichever instance claims it after the caller's commit runs it.
         record = self._record_for(target, args, kwargs, None, None, None, owner=None)
-        return add_to_session(session, record, self._wake_threadsafe)
+        return self.repository.add_to_transaction_sync(session, record, self._wake_threadsafe)
 
     async def _enqueue_in_session(
         self,
@@ -634,17 +630,9 @@ class TaskManager:
         tags: dict[str, Any] | None,
         priority: int | None,
     ) -> str:
-        from taskflow.repository.sql import caller_session as sessions
-
         target = self.registry.for_function(func)
         record = self._record_for(target, args, kwargs, idempotency_key, tags, priority, owner=None)
-        if sessions.is_async_session(session):
-            return await sessions.add_to_async_session(session, record, self._wake_threadsafe)
-        if sessions.is_session(session):
-            return sessions.add_to_session(session, record, self._wake_threadsafe)
-        raise TaskArgumentError(
-            f"session must be a SQLAlchemy Session or AsyncSession, got {type(session).__name__}"
-        )
+        return await self.repository.add_to_transaction(session, record, self._wake_threadsafe)
 
     def _record_for(
         self,
@@ -1032,12 +1020,12 @@ class TaskManager:
         self._stopping = False
         self._releasing = False
         self._started = True
-        # SQLite is a local file: an error opening it is a configuration error.
-        tolerant = self.target.backend != "sqlite"
+        # A local file: an error opening it is a configuration error.
+        tolerant = not self.repository.is_local
         self._connector = DatabaseConnector(
             self._reach_database,
             self._go_live,
-            is_transient=is_transient if tolerant else _never_transient,
+            is_transient=self.repository.is_transient if tolerant else _never_transient,
         )
         try:
             await self._connector.start(wait=STARTUP_CONNECT_WAIT_S)
@@ -1065,7 +1053,7 @@ class TaskManager:
             max_buffer=self.write_buffer_size,
             commit_interval=self.commit_interval,
             on_fenced=on_fenced,
-            is_transient=is_transient,
+            is_transient=self.repository.is_transient,
             changes=self.changes,
             lease=timedelta(seconds=self.lease_seconds),
         )
@@ -1102,14 +1090,9 @@ class TaskManager:
             await asyncio.wait_for(self.repository.open(), OPEN_TIMEOUT_S)
         except asyncio.TimeoutError:
             raise TimeoutError(f"the database did not answer within {OPEN_TIMEOUT_S:g}s") from None
-        if isinstance(self.repository, SqlTaskRepository) and self.create_tables:
-            from taskflow.db.migrate import ensure_schema
-
-            await ensure_schema(self.repository.engine)
-        if isinstance(self.repository, SqlTaskRepository) and not self.create_tables:
-            problem = await revision_problem(self.repository.engine)
-            if problem is not None:
-                logger.warning("taskflow: %s", problem)
+        problem = await self.repository.prepare_schema(migrate=self.create_tables)
+        if problem is not None:
+            logger.warning("taskflow: %s", problem)
         assert self._writer is not None and self._dispatcher is not None
         self._writer.set_unreachable(False)
         # Before the instance registers: its first claims hand the writer work.
@@ -1428,10 +1411,6 @@ def _create_task(
         # The context is this task's private copy already (made at add_task).
         return loop.create_task(coro, context=context)
     return context.run(loop.create_task, coro)
-
-
-def _bridge_engine(target: DatabaseTarget) -> Any:
-    return create_engine_for(target, pool_size=1, max_overflow=1)
 
 
 _UNAVAILABLE = (

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from taskflow.exceptions import TaskArgumentError
 from taskflow.models import AuditEntry, TaskLogEntry, TaskMetrics, TaskRecord, TaskStatus
 from taskflow.schedules import FireOutcome, ScheduleDefinition, ScheduleState
 
@@ -168,11 +169,75 @@ class TaskRepository(abc.ABC):
 
     @abc.abstractmethod
     async def open(self) -> None:
-        """Connect, and create the schema when configured to."""
+        """Connect (``prepare_schema`` comes next, at start)."""
 
     @abc.abstractmethod
     async def close(self) -> None:
         """Release every connection."""
+
+    # -- questions the composition root asks ------------------------------------
+
+    @abc.abstractmethod
+    async def prepare_schema(self, *, migrate: bool) -> str | None:
+        """Make the store ready for this version of taskflow at start, once opened.
+
+        With ``migrate`` (``TaskManager(create_tables=True)``), bring the schema
+        up to date: for SQL, run the migrations.  Without it the schema is
+        someone else's job, so only check it and return what is wrong with it
+        (with the fix) for the manager to log, or None.  Called on every start,
+        by several processes at once: must be idempotent and race-free.
+        """
+
+    @abc.abstractmethod
+    def is_transient(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is a lost connection, timeout or lock wait rather than bad data.
+
+        The writer retries a batch that failed transiently and splits one that
+        failed on its data; startup waits for a store that is away; a keyed
+        ``add_task()`` answers "unavailable".  Only the backend can tell which
+        of its driver's errors mean what.
+        """
+
+    @property
+    def is_local(self) -> bool:
+        """Whether the store is local to this machine (a file), not a server that may be down.
+
+        Failing to open a local store is a configuration error, raised at
+        start; a server is waited for in the background instead.
+        """
+        return False
+
+    @property
+    def is_process_private(self) -> bool:
+        """Whether no other process can see this store (an in-memory SQLite database).
+
+        Then no other instance can hold an idempotency key, and the manager
+        decides keys in memory instead of inserting keyed rows at once.
+        """
+        return False
+
+    async def add_to_transaction(
+        self, session: Any, record: TaskRecord, on_commit: Callable[[], None]
+    ) -> str:
+        """Add ``record`` inside the caller's own open transaction; returns the id holding its key.
+
+        For ``enqueue(..., session=...)``: the task exists exactly when the
+        caller commits, and ``on_commit`` then runs.  ``session`` is the
+        backend's own transaction object (for SQL, a SQLAlchemy
+        ``AsyncSession`` or ``Session``).
+
+        Raises:
+            TaskArgumentError: ``session`` is nothing this backend can join.
+        """
+        raise TaskArgumentError(f"{type(self).__name__} cannot join a caller's transaction")
+
+    def add_to_transaction_sync(
+        self, session: Any, record: TaskRecord, on_commit: Callable[[], None]
+    ) -> str:
+        """``add_to_transaction`` for a synchronous caller (``add_to_session()``)."""
+        raise TaskArgumentError(f"{type(self).__name__} cannot join a caller's transaction")
+
+    # -- tasks -------------------------------------------------------------------
 
     @abc.abstractmethod
     async def apply(self, batch: WriteBatch) -> BatchOutcome:

@@ -26,7 +26,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from taskflow.db import dialects
 from taskflow.db.engine import WRITE_OPTION, connect_args_of
+from taskflow.db.revision import revision_problem
 from taskflow.db.tables import ACTIVE_ONLY, task_logs_table, task_stats_table, tasks_table
+from taskflow.exceptions import TaskArgumentError
 from taskflow.models import (
     AuditEntry,
     TaskLogEntry,
@@ -53,6 +55,8 @@ from taskflow.repository.cursor import decode_cursor, encode_cursor
 from taskflow.repository.sql import (
     admin_sessions,
     audit,
+    caller_session,
+    errors,
     group_commit,
     idempotency,
     instances,
@@ -136,6 +140,42 @@ class SqlTaskRepository(TaskRepository):
     async def close(self) -> None:
         await self.release()
         await self.engine.dispose()
+
+    async def prepare_schema(self, *, migrate: bool) -> str | None:
+        if migrate:
+            # Imported here: Alembic loads only where migrations run.
+            from taskflow.db.migrate import ensure_schema
+
+            await ensure_schema(self.engine)
+            return None
+        return await revision_problem(self.engine)
+
+    def is_transient(self, exc: BaseException) -> bool:
+        return errors.is_transient(exc)
+
+    @property
+    def is_local(self) -> bool:
+        return dialects.is_sqlite(self.engine.dialect)
+
+    @property
+    def is_process_private(self) -> bool:
+        return self._pool_of_one
+
+    async def add_to_transaction(
+        self, session: Any, record: TaskRecord, on_commit: Callable[[], None]
+    ) -> str:
+        if caller_session.is_async_session(session):
+            return await caller_session.add_to_async_session(session, record, on_commit)
+        if caller_session.is_session(session):
+            return caller_session.add_to_session(session, record, on_commit)
+        raise TaskArgumentError(
+            f"session must be a SQLAlchemy Session or AsyncSession, got {type(session).__name__}"
+        )
+
+    def add_to_transaction_sync(
+        self, session: Any, record: TaskRecord, on_commit: Callable[[], None]
+    ) -> str:
+        return caller_session.add_to_session(session, record, on_commit)
 
     async def release(self) -> None:
         """Give back the connections this repository holds, leaving the engine open.
