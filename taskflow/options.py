@@ -65,7 +65,7 @@ def heartbeat_interval_for(lease_seconds: float, heartbeat_interval: float | Non
 def commit_interval_for(target: DatabaseTarget, commit_interval: float | None) -> float:
     """The group commit's pause under load: as given, or chosen by where commits run.
 
-    A SQLite file is written on the event-loop thread (``db/sqlite_writer.py``),
+    A SQLite file is written on the event-loop thread (``repository/sql/sqlite_writer.py``),
     so each commit's fixed cost (the WAL frames of every touched index page,
     now and then a checkpoint) is taken from the requests being served.
     Measured with ``benchmarks/request_overhead.py``: at 2 ms about five tasks

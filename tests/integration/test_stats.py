@@ -214,7 +214,7 @@ async def test_group_commit_counts_what_applied(
 async def test_one_batch_of_new_rows_changes_and_log_lines(
     repo: SqlTaskRepository, engine: AsyncEngine
 ) -> None:
-    # On PostgreSQL this batch is one statement (db/pg_batch.py): what it
+    # On PostgreSQL this batch is one statement (repository/sql/pg_batch.py): what
     # stores, counts and reports fenced must equal the multi-statement path.
     running = [task(n, TaskStatus.RUNNING, func_name=f"f{n % 3}") for n in range(12)]
     await repo.apply(WriteBatch(inserts=running))

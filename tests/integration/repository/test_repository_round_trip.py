@@ -2,7 +2,7 @@
 
 They run on SQLite, PostgreSQL and MySQL.
 
-Writes go through the pre-compiled driver-level statements of ``db/batch.py``
+Writes go through the pre-compiled driver-level statements of ``repository/sql/batch.py``
 (or the inline ``sqlite3`` writer on SQLite files); reads go through
 SQLAlchemy's types.  Every test here writes one way and reads the other, so
 the two paths must agree on every dialect.
