@@ -170,15 +170,19 @@ class TaskRepository(abc.ABC):
         now: datetime,
         lease_until: datetime,
         limit: int,
-        take_running: bool = True,
+        take_expired: bool = True,
         start_executor: str | None = None,
         leave_to_start: Collection[str] = (),
     ) -> list[TaskRecord]:
         """Atomically take up to ``limit`` tasks no live instance holds.
 
-        Those are pending tasks that are due and unowned or whose owner's
-        lease expired, and (with ``take_running``) running tasks whose
-        owner's lease expired (their instance died mid-attempt).  Each
+        Those are due pending tasks nobody owns and, with ``take_expired``,
+        tasks whose owner's lease expired: pending ones, and running ones
+        (their instance died mid-attempt).  A caller passes ``take_expired``
+        only once it has itself reached the store for a whole lease: after
+        an outage that every instance saw, every lease looks expired, and an
+        owner that is alive must first get the chance to renew its leases or
+        withdraw what it promised a client would not exist.  Each
         claimed row gets ``owner``, a new lease and ``lease_epoch + 1``
         (fencing out the previous owner); it keeps its status, so the caller
         decides what a dead attempt becomes.

@@ -8,14 +8,14 @@ Polling is adaptive: right after a claim found work it polls again at once,
 and it backs off to ``poll_max`` while idle.
 ``wake()`` cuts a wait short (a local signal that work may be there).
 
-An expired lease on a ``running`` row means its instance died only if that
-instance could have renewed it.  After an outage that every instance saw,
-all leases look expired, though their instances are alive and about to
-renew them.  So running rows are recovered only by an instance that has
-itself reached the database without a failure for a whole lease: in that
-time any live owner has renewed.  Pending rows need no such wait: their
-owner cannot start them any more (a task starts only after its ``running``
-state commits, and a claim fences that commit out).
+An expired lease means its instance died only if that instance could have
+renewed it.  After an outage that every instance saw, all leases look
+expired, though their instances are alive and about to renew them.  So rows
+another instance's lease names, running or pending, are taken over only by
+an instance that has itself reached the database without a failure for a
+whole lease: in that time any live owner has renewed its leases, and has
+written down what it withdrew (a pending row whose request answered 503
+must never run).  Unowned pending rows are taken at once.
 
 For executors whose tasks start the moment they hold a slot (async and
 thread functions), a claim takes only as many pending rows as there are free
@@ -126,8 +126,8 @@ class Dispatcher:
         """Whether the last heartbeat or claim reached the database (False before ``start()``)."""
         return self._reachable_since is not None
 
-    def may_recover_running(self) -> bool:
-        """Whether expired leases on running rows prove their instances dead (see module doc)."""
+    def may_take_over(self) -> bool:
+        """Whether expired leases prove their instances dead (see module doc)."""
         since = self._reachable_since
         return since is not None and time.monotonic() - since >= self._lease.total_seconds()
 
@@ -224,7 +224,7 @@ class Dispatcher:
                     now=now,
                     lease_until=lease_until,
                     limit=room - found,
-                    take_running=self.may_recover_running(),
+                    take_expired=self.may_take_over(),
                     leave_to_start=tuple(self._start_slots),
                 )
                 self._found(PLAIN, len(records), clock)
@@ -248,6 +248,7 @@ class Dispatcher:
                 now=now,
                 lease_until=lease_until,
                 limit=reserved,
+                take_expired=self.may_take_over(),
                 start_executor=executor,
             )
         except BaseException:

@@ -80,15 +80,25 @@ async def test_expired_leases_are_taken_over(backend: TaskRepository) -> None:
     assert (taken.owner, taken.lease_epoch, taken.lease_expires_at) == ("instance-a", 6, LEASE)
 
 
-async def test_take_running_false_leaves_expired_running_rows(backend: TaskRepository) -> None:
+async def test_take_expired_false_leaves_rows_of_expired_leases(backend: TaskRepository) -> None:
     pending = make_record(1)
     abandoned = held_by(make_record(2, lease_epoch=5), "instance-dead", until=at(999))
-    await backend.apply(WriteBatch(inserts=[pending, abandoned]))
-    claimed = await backend.claim(
-        "instance-a", now=NOW, lease_until=LEASE, limit=10, take_running=False
-    )
-    assert [r.task_id for r in claimed] == [pending.task_id]
+    owned = make_record(3, owner="instance-quiet", lease_expires_at=at(999), lease_epoch=2)
+    await backend.apply(WriteBatch(inserts=[pending, abandoned, owned]))
+    for start_executor in (None, "async"):
+        if start_executor is not None:
+            await backend.apply(WriteBatch(inserts=[make_record(4, executor="async")]))
+        claimed = await backend.claim(
+            "instance-a",
+            now=NOW,
+            lease_until=LEASE,
+            limit=10,
+            take_expired=False,
+            start_executor=start_executor,
+        )
+        assert [r.task_id for r in claimed] == [tid(1) if start_executor is None else tid(4)]
     assert await backend.get_task(abandoned.task_id, with_logs=False) == abandoned
+    assert await backend.get_task(owned.task_id, with_logs=False) == owned
 
 
 async def test_claimed_tasks_are_not_claimed_again_while_leased(backend: TaskRepository) -> None:

@@ -31,30 +31,31 @@ HEARTBEAT_CHUNK = 500  # ids per renewing UPDATE: well within every driver's par
 class ClaimKind:
     """What one claim takes, and whether it records the start of what it takes.
 
+    ``take_expired``: also rows another owner's expired lease still names.
     ``start_executor``: only due pending rows of that executor, which the
     claim makes ``running`` (see ``TaskRepository.claim``).  ``leave_to_start``:
     executors whose pending rows a plain claim leaves to such claims.
     """
 
-    take_running: bool = True
+    take_expired: bool = True
     start_executor: str | None = None
     leave_to_start: tuple[str, ...] = ()
 
 
 def _claimable(owner: str, now: datetime, kind: ClaimKind) -> Any:
+    due = and_(T.c.status == TaskStatus.PENDING.value, T.c.run_at <= now)
     others_expired = and_(T.c.owner != owner, T.c.lease_expires_at < now)
-    pending_due = and_(
-        T.c.status == TaskStatus.PENDING.value,
-        T.c.run_at <= now,
-        or_(T.c.owner.is_(None), others_expired),
-    )
+    if kind.take_expired:
+        pending_due = and_(due, or_(T.c.owner.is_(None), others_expired))
+    else:
+        pending_due = and_(due, T.c.owner.is_(None))
     if kind.start_executor is not None:
         return and_(pending_due, T.c.executor == kind.start_executor)
     if kind.leave_to_start:
         # NULL executors (rows written by other tools) stay claimable here.
         left = and_(T.c.executor.is_not(None), T.c.executor.in_(kind.leave_to_start))
         pending_due = and_(pending_due, not_(left))
-    if not kind.take_running:
+    if not kind.take_expired:
         return pending_due
     abandoned = and_(T.c.status == TaskStatus.RUNNING.value, others_expired)
     return or_(pending_due, abandoned)

@@ -363,11 +363,11 @@ class SqlTaskRepository(TaskRepository):
         now: datetime,
         lease_until: datetime,
         limit: int,
-        take_running: bool = True,
+        take_expired: bool = True,
         start_executor: str | None = None,
         leave_to_start: Collection[str] = (),
     ) -> list[TaskRecord]:
-        kind = leases.ClaimKind(take_running, start_executor, tuple(leave_to_start))
+        kind = leases.ClaimKind(take_expired, start_executor, tuple(leave_to_start))
         if self._inline is not None:
             # Inline on SQLite: an idle poll is then one cheap statement, no thread hop.
             statement = leases.claim_ids_statement(
