@@ -17,6 +17,7 @@ from sqlalchemy.exc import DBAPIError
 from taskflow.db.engine import create_engine_for
 from taskflow.db.tables import metadata
 from taskflow.repository.base import TaskRepository
+from taskflow.repository.factory import create_repository
 from taskflow.repository.sql import SqlTaskRepository
 from taskflow.settings import resolve_database_url
 
@@ -45,9 +46,10 @@ async def open_repository(
     The closing coroutine fails the test when the repository leaked a connection.
     """
     if name in SQL_BACKENDS:
-        # Built as TaskManager builds it: an engine from the URL.
+        # Built as TaskManager builds it: by the factory, from the URL.
         url = await _sql_store(name, request, empty=empty)
-        repository = SqlTaskRepository(create_engine_for(resolve_database_url(url)))
+        repository = create_repository(resolve_database_url(url))
+        assert isinstance(repository, SqlTaskRepository)
         await repository.open()
 
         async def finish() -> None:
