@@ -75,7 +75,6 @@ from taskflow.runtime.heap import freeze_startup_heap
 from taskflow.runtime.holdings import MAX_ADOPTED as MAX_ADOPTED  # still importable from here
 from taskflow.runtime.holdings import (
     adopt_claimed,
-    adopt_started,
     drop_fenced,
     held_epochs,
     room_to_adopt,
@@ -1074,7 +1073,7 @@ class TaskManager:
             on_claimed=self._adopt,
             capacity=functools.partial(room_to_adopt, self._local),
             start_slots={name: self._executors[name].slots for name in self._started_by_claim()},
-            on_started=self._adopt_started,
+            on_started=self._adopt,
             held=functools.partial(held_epochs, self._local),
             on_lost=on_fenced,
             lease_seconds=self.lease_seconds,
@@ -1261,11 +1260,13 @@ class TaskManager:
     def _on_finished(self, local: LocalTask) -> None:
         self._local.pop(local.record.task_id, None)
 
-    def _adopt(self, records: list[TaskRecord]) -> None:
+    def _adopt(self, records: list[TaskRecord], slots: Slots | None = None) -> None:
+        """Hold the rows a claim took; ``slots``: their claim also recorded the start."""
         # A method rather than a partial: each claim uses the registry and cipher of now.
         assert self._writer is not None
         adopt_claimed(
             records,
+            started_with=slots,
             held=self._local,
             registry=self.registry,
             cipher=self.fernet,
@@ -1283,19 +1284,6 @@ class TaskManager:
         """
         used = {target.executor for target in self.registry}
         return [name for name in ("async", "thread") if name in used]
-
-    def _adopt_started(self, records: list[TaskRecord], slots: Slots) -> None:
-        assert self._writer is not None
-        adopt_started(
-            records,
-            slots,
-            held=self._local,
-            registry=self.registry,
-            cipher=self.fernet,
-            writer=self._writer,
-            runner=self._runner,
-            dispatch=self.dispatch,
-        )
 
     def _require_started(self) -> asyncio.AbstractEventLoop:
         if not self._started or self._loop is None or self._writer is None:

@@ -58,6 +58,7 @@ def drop_fenced(held: dict[str, LocalTask], task_ids: frozenset[str]) -> None:
 def adopt_claimed(
     records: list[TaskRecord],
     *,
+    started_with: Slots | None = None,
     held: dict[str, LocalTask],
     registry: TaskRegistry,
     cipher: Cipher | None,
@@ -65,8 +66,18 @@ def adopt_claimed(
     runner: TaskRunner | None,
     dispatch: Callable[[LocalTask], None],
 ) -> None:
-    """Take over claimed rows: hold and ``dispatch`` them, or record why they cannot run."""
+    """Take over claimed rows: hold and ``dispatch`` them, or record why they cannot run.
+
+    ``started_with``: the claim recorded their start, and reserved one of
+    these slots for each (see the dispatcher).  Until its attempt begins,
+    such a task is held as ``pending`` (what a shutdown writes back if it
+    never begins): the start is already in the row.
+    """
     for record in records:
+        started_at = None
+        if started_with is not None:
+            started_at = record.start_time
+            record.status, record.start_time = TaskStatus.PENDING, None
         recovered = record.status is TaskStatus.RUNNING
         local = adopt(record, registry, cipher)
         if local is None or recovered:
@@ -74,52 +85,20 @@ def adopt_claimed(
             # row that will simply run is written as it is claimed: nothing to add.
             writer.update(record)
         if local is None:
+            if started_with is not None:
+                started_with.release()
             if runner is not None:
                 runner.announce(record)
             continue
-        _hold(local, held, dispatch)
-
-
-def adopt_started(
-    records: list[TaskRecord],
-    slots: Slots,
-    *,
-    held: dict[str, LocalTask],
-    registry: TaskRegistry,
-    cipher: Cipher | None,
-    writer: GroupCommitWriter,
-    runner: TaskRunner | None,
-    dispatch: Callable[[LocalTask], None],
-) -> None:
-    """Take over rows a claim recorded as started, each with one reserved slot of ``slots``.
-
-    Until its attempt begins, the task is held as ``pending`` (which is what a
-    shutdown writes back if it never begins): the start is already in the row.
-    """
-    for record in records:
-        started_at = record.start_time
-        record.status, record.start_time = TaskStatus.PENDING, None
-        local = adopt(record, registry, cipher)
-        if local is None:
-            slots.release()
-            writer.update(record)  # ended: its function or arguments are unusable here
-            if runner is not None:
-                runner.announce(record)
-            continue
-        local.claimed_start = started_at
-        # The function's executor changed since the row was written: it takes
-        # a slot of its own executor (it may wait for one, already recorded
-        # as started; rare, and only after a redeploy).
-        local.holds_slot = local.target.executor == record.executor
-        if not local.holds_slot:
-            slots.release()
-        _hold(local, held, dispatch)
-
-
-def _hold(
-    local: LocalTask, held: dict[str, LocalTask], dispatch: Callable[[LocalTask], None]
-) -> None:
-    held[local.record.task_id] = local
-    # Due now: its start is not held back by the commit interval.
-    local.urgent = True
-    dispatch(local)
+        if started_with is not None:
+            local.claimed_start = started_at
+            # The function's executor changed since the row was written: it
+            # takes a slot of its own executor (it may wait for one, already
+            # recorded as started; rare, and only after a redeploy).
+            local.holds_slot = local.target.executor == record.executor
+            if not local.holds_slot:
+                started_with.release()
+        held[record.task_id] = local
+        # Due now: its start is not held back by the commit interval.
+        local.urgent = True
+        dispatch(local)
