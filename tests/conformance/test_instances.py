@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from taskflow.repository.base import TaskRepository, WriteBatch
 from tests.conformance.records import at, held_by, instance, make_record
 
@@ -36,11 +34,6 @@ async def test_deregistered_instance_is_stopped_and_not_alive(backend: TaskRepos
     assert [s.instance.instance_id for s in live] == ["instance-b"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="contract bug: register_instance() says 'insert (or refresh)', the SQL one only "
-    "inserts and raises IntegrityError on a known instance id",
-)
 async def test_registering_again_refreshes_the_row(backend: TaskRepository) -> None:
     await backend.register_instance(instance("instance-a", seen=at(10)))
     await backend.register_instance(instance("instance-a", seen=at(40)))

@@ -180,17 +180,23 @@ async def heartbeat(
 
 
 async def register_instance(write_engine: AsyncEngine, instance: InstanceInfo) -> None:
+    """Insert the instance's row, or refresh it (a live row again) if the id is known."""
+    values = {
+        "hostname": instance.hostname,
+        "pid": instance.pid,
+        "started_at": instance.started_at,
+        "heartbeat_at": instance.heartbeat_at,
+        "version": instance.version,
+        "stopped_at": None,
+    }
     async with write_engine.begin() as conn:
-        await conn.execute(
-            insert(I).values(
-                id=instance.instance_id,
-                hostname=instance.hostname,
-                pid=instance.pid,
-                started_at=instance.started_at,
-                heartbeat_at=instance.heartbeat_at,
-                version=instance.version,
-            )
+        # Update first, insert when nothing matched: the same two statements
+        # on every dialect, where each has its own upsert syntax.
+        refreshed = await conn.execute(
+            update(I).where(I.c.id == instance.instance_id).values(values)
         )
+        if not refreshed.rowcount:
+            await conn.execute(insert(I).values(id=instance.instance_id, **values))
 
 
 async def deregister_instance(write_engine: AsyncEngine, instance_id: str, now: datetime) -> None:
