@@ -86,7 +86,7 @@ class Dispatcher:
         self._idle_until: dict[str, float] = {}
         self._lease = timedelta(seconds=lease_seconds)
         self._heartbeat_interval = heartbeat_interval
-        self._poll_min = poll_min
+        self.poll_min = poll_min
         self._poll_max = poll_max
         self._claim_batch = claim_batch
         self._wakeup = asyncio.Event()
@@ -264,7 +264,7 @@ class Dispatcher:
             self._idle_delay.pop(kind, None)
             self._idle_until.pop(kind, None)
             return
-        delay = min(max(self._idle_delay.get(kind, 0.0) * 2, self._poll_min), self._poll_max)
+        delay = min(max(self._idle_delay.get(kind, 0.0) * 2, self.poll_min), self._poll_max)
         self._idle_delay[kind] = delay
         self._idle_until[kind] = clock + delay
 
@@ -277,7 +277,7 @@ class Dispatcher:
         kinds = [PLAIN, *self._start_slots]
         clock = time.monotonic()
         due = min(self._idle_until.get(kind, 0.0) for kind in kinds) - clock
-        return min(max(due, self._poll_min), self._poll_max)
+        return min(max(due, self.poll_min), self._poll_max)
 
     async def _heartbeat_loop(self) -> None:
         while True:
@@ -302,7 +302,7 @@ class Dispatcher:
                 continue
             delay = self._next_due_in()
             if failures:
-                delay = max(delay, min(self._poll_min * 2**failures, self._poll_max))
+                delay = max(delay, min(self.poll_min * 2**failures, self._poll_max))
             # asyncio.wait, not wait_for: wait_for may swallow a cancellation
             # on Python < 3.12.
             waiter = asyncio.ensure_future(self._wakeup.wait())

@@ -61,7 +61,7 @@ class ManagedBackgroundTasks(BackgroundTasks):
                 to fill the write buffer.
         """
         manager = self.task_manager
-        local = manager.submit(
+        local = manager.submission.submit(
             func, args, kwargs, idempotency_key=idempotency_key, tags=tags, priority=priority
         )
         if isinstance(local, str):
@@ -81,7 +81,7 @@ class ManagedBackgroundTasks(BackgroundTasks):
         elif path == "after_response" and manager.serves_requests:
             path = "now"  # outside any request: nothing would ever run the list
         if path == "now":
-            manager.dispatch(local, hurry=True)
+            manager.local_tasks.dispatch(local, hurry=True)
         else:
             self.tasks.append(_RunAfterResponse(manager, local, self._previous, self.tasks))
             self._previous = local
@@ -116,7 +116,7 @@ class _RunAfterResponse(BackgroundTask):
         # The request's task list holds this object: let go of it, so that both
         # are freed when FastAPI drops the list, not by a garbage collection.
         self.siblings = []
-        await self.manager.hand_off(self.local, self.after)
+        await self.manager.local_tasks.hand_off(self.local, self.after)
         if plain_task_follows:
             # FastAPI runs the list in order: a plain task added after this one
             # must not start before this one's first attempt is over.

@@ -47,7 +47,7 @@ async def beat() -> None:
 @app.get("/scheduler")
 async def scheduler_stats() -> dict[str, Any]:
     """What this instance's scheduler did: slots fired, races lost, errors."""
-    scheduler = task_manager._scheduler
+    scheduler = task_manager.scheduler
     assert scheduler is not None
     stats = scheduler.stats
     return {

@@ -134,10 +134,10 @@ async def test_cancel_a_task_held_by_another_instance(schema_db_url: str) -> Non
         assert record.status is TaskStatus.CANCELLED
         assert record.lease_epoch == 2  # the holder is fenced out
         for _ in range(100):  # ...and stops the attempt at its next heartbeat
-            if task_id not in holder._local:
+            if task_id not in holder.local_tasks.held:
                 break
             await asyncio.sleep(0.02)
-        assert task_id not in holder._local
+        assert task_id not in holder.local_tasks.held
     finally:
         await holder.shutdown()  # its "interrupted" write is refused: the row stays cancelled
         await other.shutdown()

@@ -347,8 +347,8 @@ async def test_waiters_wake_when_the_writer_stops_with_a_commit_hung(tmp_path: P
     enqueued = asyncio.ensure_future(manager.enqueue(note_start, "stuck"))
     await answered.wait()  # its commit is in flight, and hangs
     flushing = asyncio.ensure_future(manager.flush())
-    assert manager._writer is not None
-    await manager._writer.stop(timeout=0.2)
+    assert manager.runtime is not None
+    await manager.runtime.writer.stop(timeout=0.2)
     done, _ = await asyncio.wait({enqueued, flushing}, timeout=2)
     assert done == {enqueued, flushing}, "a waiter was left hanging"
     with pytest.raises(WriterStoppedError):

@@ -211,7 +211,7 @@ class Outage:
         except asyncio.TimeoutError:
             raise AssertionError(
                 f"manager.drain() did not finish within {DRAIN_TIMEOUT_S}s after the database "
-                f"came back: {len(self.manager._local)} tasks still held locally"
+                f"came back: {len(self.manager.local_tasks.held)} tasks still held locally"
             ) from None
 
     async def check_all_ran_once(
@@ -581,7 +581,7 @@ async def test_unanswering_database_counts_as_down_for_backpressure(
                 break
             await asyncio.sleep(0.1)
         failures_seen = len(writer_failures(caplog))
-        pending = outage.manager._writer.pending if outage.manager._writer else None
+        pending = outage.manager.runtime.writer.pending if outage.manager.runtime else None
         await at(cut_at + hold_s)
         outage.proxy.restore()
         assert outage.proxy.held >= 1, "nothing tried to connect during the cut"

@@ -345,11 +345,11 @@ async def test_a_final_state_no_database_stores_becomes_a_failed_row_saying_why(
     await asyncio.wait_for(seen.holding.wait(), 10)
     # Around the clean-up: a final state with a lone surrogate (no database
     # takes one), written for the running task as its runner would.
-    local = manager._local[task_id]
+    local = manager.local_tasks.held[task_id]
     poisoned = local.record.snapshot()
     poisoned.status = TaskStatus.SUCCESS
     poisoned.error = "late \ud800 error"
-    writer = manager._writer
+    writer = manager.runtime.writer
     assert writer is not None
     commit = writer.update(poisoned)
     await add_ordinary(client, seen)
@@ -384,7 +384,7 @@ async def test_a_row_over_the_packet_size_is_refused_alone(
         args_stored=True,
         error="stored only where the database takes 20 MB rows",
     )
-    writer = manager._writer
+    writer = manager.runtime.writer
     assert writer is not None
     commit = writer.insert(huge)
     await add_ordinary(client, seen)
@@ -444,7 +444,7 @@ async def test_the_heartbeat_renews_only_the_tasks_this_instance_holds(
             .where(tasks_table.c.id == task_id)
             .values(status="running", owner=manager.instance_id, lease_expires_at=soon)
         )
-    dispatcher = manager._dispatcher
+    dispatcher = manager.runtime.dispatcher
     assert dispatcher is not None
     await dispatcher.beat()
     async with repository.engine.connect() as conn:

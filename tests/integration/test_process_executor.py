@@ -287,7 +287,7 @@ async def test_timeout_and_crash_of_a_worker_fail_the_task(
 ) -> None:
     manager = make(schema_db_url)
     await manager.startup()
-    executor = manager._executors["process"]
+    executor = manager.runtime.executors["process"]
     assert isinstance(executor, ProcessExecutor)
     try:
         pid_file = tmp_path / "pid"

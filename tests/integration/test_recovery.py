@@ -127,7 +127,7 @@ async def test_live_leases_are_not_taken(schema_db_url: str) -> None:
     try:
         task_id = await holder.enqueue(slow, "held", 0.5)
         await asyncio.sleep(0.2)
-        assert await other._dispatcher.claim_once() == 0  # type: ignore[union-attr]
+        assert await other.runtime.dispatcher.claim_once() == 0  # type: ignore[union-attr]
         await holder.drain()
         record = await holder.get_task(task_id)
     finally:
@@ -150,7 +150,7 @@ async def test_zombie_cannot_overwrite_the_attempt_that_replaced_it(
         # The zombie freezes (a GC pause, a stopped VM): no more heartbeats, and
         # its lease runs out.  The rescuer takes the task over once it has
         # reached the database for a whole lease of its own.
-        await zombie._dispatcher.stop()  # type: ignore[union-attr]
+        await zombie.runtime.dispatcher.stop()  # type: ignore[union-attr]
         async with engine.begin() as conn:
             await conn.execute(
                 update(T)
@@ -176,14 +176,16 @@ async def test_zombie_cannot_overwrite_the_attempt_that_replaced_it(
     assert row["lease_epoch"] == 2
     assert row["result"] is None and row["finished_at"] is not None
     assert RUNS == ["start:job", "end:job"]  # the zombie finished its attempt...
-    assert task_id not in zombie._local  # ...but its success was refused (fenced), not written
+    assert (
+        task_id not in zombie.local_tasks.held
+    )  # ...but its success was refused (fenced), not written
 
 
 async def test_concurrent_claims_never_share_a_row(schema_db_url: str) -> None:
     managers = [make_manager(schema_db_url) for _ in range(3)]
     for manager in managers:
         await manager.startup()
-        await manager._dispatcher.stop()  # type: ignore[union-attr]  # claim by hand below
+        await manager.runtime.dispatcher.stop()  # type: ignore[union-attr]  # claim by hand below
     try:
         rows = [dead_row("record_run", TaskStatus.PENDING, args=[str(i)]) for i in range(150)]
         await managers[0].repository.apply(WriteBatch(inserts=rows))
@@ -203,7 +205,7 @@ async def test_concurrent_claims_never_share_a_row(schema_db_url: str) -> None:
                 break
     finally:
         for manager in managers:
-            manager._local.clear()
+            manager.local_tasks.held.clear()
             await manager.shutdown()
     assert len(claimed) == len(set(claimed)) == 150
 

@@ -99,8 +99,8 @@ def make_manager(url: str, **schedule: Any) -> TaskManager:
 
 
 def scheduler_of(manager: TaskManager) -> PeriodicScheduler:
-    assert manager._scheduler is not None
-    return manager._scheduler
+    assert manager.scheduler is not None
+    return manager.scheduler
 
 
 # -- exactly once --------------------------------------------------------------------

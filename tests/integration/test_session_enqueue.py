@@ -120,7 +120,7 @@ async def test_postgres_notify_wakes_other_instances(schema_db_url: str) -> None
     for manager in managers:
         manager.task(name="remember")(remember)
         await manager.startup()
-        manager._dispatcher._poll_min = 30.0  # type: ignore[union-attr]
+        manager.runtime.dispatcher.poll_min = 30.0  # type: ignore[union-attr]
     worker, producer = managers
     app = app_engine(schema_db_url)
     try:

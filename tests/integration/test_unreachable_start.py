@@ -43,7 +43,7 @@ import pytest
 from fastapi import Depends, FastAPI
 from tcp_proxy import TcpProxy, through_proxy, upstream_of
 
-import taskflow.manager as manager_module
+import taskflow.facade.lifecycle as lifecycle_module
 from taskflow import (
     CommitTimeoutError,
     DatabaseUnavailableError,
@@ -414,7 +414,7 @@ async def test_a_server_that_never_answers_holds_the_start_only_for_a_bounded_ti
     proxy: TcpProxy, schema_db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Connections accepted and never answered (MySQL's handshake then waits for good)."""
-    monkeypatch.setattr(manager_module, "OPEN_TIMEOUT_S", 2.0)
+    monkeypatch.setattr(lifecycle_module, "OPEN_TIMEOUT_S", 2.0)
     proxy.cut(hold=True)
     manager = manager_through(proxy, schema_db_url)
     began = time.monotonic()

@@ -127,8 +127,8 @@ def test_the_decorator_validates_and_registers_a_normal_task() -> None:
     registered = manager.registry.get("cleanup")
     assert registered is not None and registered.func is cleanup
     assert (registered.config.retries, registered.config.delay) == (2, 0.5)
-    assert manager._scheduler is not None
-    entry = manager._scheduler.entries["cleanup"]
+    assert manager.scheduler is not None
+    entry = manager.scheduler.entries["cleanup"]
     assert isinstance(entry, ScheduledEntry) and entry.definition.every_seconds == 60
 
     def report() -> None:
@@ -145,7 +145,7 @@ def test_the_decorator_validates_and_registers_a_normal_task() -> None:
         with pytest.raises(ValueError):
             manager.schedule(**bad)(report)
     assert manager.registry.get("report") is None
-    assert "report" not in manager._scheduler.entries
+    assert "report" not in manager.scheduler.entries
 
 
 # -- intervals --------------------------------------------------------------------
