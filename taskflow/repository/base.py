@@ -3,6 +3,8 @@
 The runtime (runner, writer, dispatcher, scheduler) talks only to this
 interface.  Every method that changes a task is guarded: the caller names the
 ``lease_epoch`` it believes in, and the backend reports whether that still held.
+The admin API's own records (audit log, sessions, login attempts) are the
+inherited part of the interface, in ``taskflow.repository.admin``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from datetime import datetime
 from typing import Any
 
 from taskflow.exceptions import TaskArgumentError
-from taskflow.models import AuditEntry, TaskLogEntry, TaskMetrics, TaskRecord, TaskStatus
+from taskflow.models import TaskLogEntry, TaskMetrics, TaskRecord, TaskStatus
+from taskflow.repository.admin import AdminRecords
 from taskflow.repository.values import (
     AdminSession,
     BatchOutcome,
@@ -29,8 +32,9 @@ from taskflow.repository.values import (
 )
 from taskflow.schedules import FireOutcome, ScheduleDefinition, ScheduleState
 
-# The value types are importable from here too, next to the interface that uses them.
+# The value types (and AdminRecords) are importable from here too, next to the interface.
 __all__ = [
+    "AdminRecords",
     "AdminSession",
     "BatchOutcome",
     "InstanceInfo",
@@ -46,8 +50,12 @@ __all__ = [
 ]
 
 
-class TaskRepository(abc.ABC):
-    """Async storage of tasks, logs and their bookkeeping."""
+class TaskRepository(AdminRecords):
+    """Async storage of tasks, logs and their bookkeeping.
+
+    The audit log, dashboard sessions and login attempts are declared in
+    ``AdminRecords`` (``taskflow.repository.admin``), which this inherits.
+    """
 
     #: The most bytes one task's stored arguments may take (known once opened):
     #: ``add_task()`` refuses larger ones, naming this limit.
@@ -352,63 +360,3 @@ class TaskRepository(abc.ABC):
         original is gone or no longer failed/interrupted is skipped.  Returns
         the copies that were inserted.
         """
-
-    # -- admin bookkeeping (SQL: repository/sql/audit, instances) -------------
-    @abc.abstractmethod
-    async def insert_audit(
-        self,
-        action: str,
-        *,
-        actor: str,
-        task_id: str | None,
-        detail: dict[str, Any] | None,
-        now: datetime,
-    ) -> AuditEntry:
-        """Append one audit entry and return it with its id."""
-
-    @abc.abstractmethod
-    async def list_audit(self, *, limit: int, before: int | None = None) -> list[AuditEntry]:
-        """Audit entries newest first; only those with ``entry_id < before`` if given."""
-
-    @abc.abstractmethod
-    async def list_live_instances(self, *, alive_since: datetime) -> list[InstanceStatus]:
-        """Instances not stopped and seen since ``alive_since``, with their running task counts."""
-
-    # -- admin sessions (SQL: repository/sql/admin_sessions) ------------------
-    @abc.abstractmethod
-    async def create_admin_session(self, session: AdminSession) -> None:
-        """Store a new dashboard login."""
-
-    @abc.abstractmethod
-    async def get_admin_session(self, session_id: str, *, now: datetime) -> AdminSession | None:
-        """The session with that id, unless it expired by ``now`` or was revoked."""
-
-    @abc.abstractmethod
-    async def revoke_admin_session(self, session_id: str, *, now: datetime) -> bool:
-        """Revoke a session for every instance; False if it was unknown or already revoked."""
-
-    @abc.abstractmethod
-    async def purge_admin_sessions(self, *, now: datetime) -> int:
-        """Delete sessions that expired by ``now``; returns how many."""
-
-    # -- login throttle (SQL: repository/sql/login_attempts) ------------------
-    @abc.abstractmethod
-    async def begin_login_attempt(
-        self, client: str, user: str, *, now: datetime, since: datetime
-    ) -> LoginAttempts:
-        """Record an attempt by ``client`` on ``user``; rank it after ``since``, anywhere.
-
-        Both are digests of 32 hex characters (``taskflow.web.throttle``).
-        """
-
-    @abc.abstractmethod
-    async def forget_login_attempt(self, attempt_id: int) -> None:
-        """Remove one recorded attempt (it was refused, so it does not count)."""
-
-    @abc.abstractmethod
-    async def clear_login_attempts(self, client: str, user: str) -> None:
-        """Remove the client's attempts on ``user``: it logged in as that user."""
-
-    @abc.abstractmethod
-    async def purge_login_attempts(self, *, before: datetime) -> int:
-        """Delete attempts made at or before ``before``; returns how many."""
