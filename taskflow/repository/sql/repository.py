@@ -15,13 +15,7 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    Select,
-    and_,
-    or_,
-    select,
-    update,
-)
+from sqlalchemy import and_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from taskflow.db import dialects
@@ -29,67 +23,50 @@ from taskflow.db.engine import WRITE_OPTION, connect_args_of
 from taskflow.db.revision import revision_problem
 from taskflow.db.tables import ACTIVE_ONLY, task_logs_table, task_stats_table, tasks_table
 from taskflow.exceptions import TaskArgumentError
-from taskflow.models import (
-    AuditEntry,
-    TaskLogEntry,
-    TaskMetrics,
-    TaskRecord,
-    TaskStatus,
-    utcnow,
-)
+from taskflow.models import TaskLogEntry, TaskMetrics, TaskRecord, TaskStatus, utcnow
 from taskflow.repository.base import (
-    AdminSession,
     BatchOutcome,
     InstanceInfo,
-    InstanceStatus,
-    LoginAttempts,
-    ReplayPage,
-    RetryCopy,
-    RetrySource,
     TaskPage,
     TaskQuery,
     TaskRepository,
     WriteBatch,
 )
-from taskflow.repository.cursor import decode_cursor, encode_cursor
 from taskflow.repository.sql import (
-    admin_sessions,
-    audit,
     caller_session,
     errors,
     group_commit,
     idempotency,
-    instances,
     leases,
     limits,
-    login_attempts,
     metrics_query,
     pg_batch,
+    reads,
     retention,
-    retries,
-    schedules,
     stats,
     wakeups,
 )
+from taskflow.repository.sql.admin import SqlAdminRecords
 from taskflow.repository.sql.batch import BatchStatements
-from taskflow.repository.sql.mapping import log_from_row, record_from_row, render_logs
+from taskflow.repository.sql.retries import SqlRetries
+from taskflow.repository.sql.schedules import SqlSchedules
 from taskflow.repository.sql.sqlite_writer import SqliteInlineWriter
-from taskflow.schedules import FireOutcome, ScheduleDefinition, ScheduleState
 
 T = tasks_table
-L = task_logs_table
 logger = logging.getLogger("taskflow.repository")
-
-# Columns a page of the list needs: no payload, no stack trace.
-LIST_COLUMNS = [c for c in T.c if c.name not in ("payload", "stacktrace")]
-
 
 # At most one cross-instance change notice per this many seconds per instance.
 CHANGE_NOTICE_GAP = 0.25
 
 
-class SqlTaskRepository(TaskRepository):
-    """Tasks in a relational database through one async SQLAlchemy engine."""
+class SqlTaskRepository(SqlSchedules, SqlRetries, SqlAdminRecords, TaskRepository):
+    """Tasks in a relational database through one async SQLAlchemy engine.
+
+    The schedule and retry methods are inherited from ``SqlSchedules`` and
+    ``SqlRetries`` (next to their SQL in ``.schedules`` and ``.retries``), the
+    admin API's records (audit log, sessions, login attempts) from
+    ``SqlAdminRecords`` (``.admin``).
+    """
 
     def __init__(self, engine: AsyncEngine, *, stats_stripe: int | None = None) -> None:
         self.engine = engine
@@ -284,66 +261,16 @@ class SqlTaskRepository(TaskRepository):
                 await stats.apply_delta(conn, stats.moved(before, status.value), self.stats_stripe)
         return applied
 
-    # -- reads ------------------------------------------------------------
+    # -- reads (SQL in taskflow.repository.sql.reads) ------------------------------
 
     async def get_task(self, task_id: str, *, with_logs: bool = True) -> TaskRecord | None:
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(select(T).where(T.c.id == task_id))).mappings().first()
-            if row is None:
-                return None
-            record = record_from_row(row)
-            if with_logs:
-                entries = await self._logs(conn, task_id)
-                record.logs = render_logs(entries, record.retries_used)
-        return record
+        return await reads.get_task(self.engine, task_id, with_logs)
 
     async def get_logs(self, task_id: str) -> list[TaskLogEntry]:
-        async with self.engine.connect() as conn:
-            return await self._logs(conn, task_id)
-
-    async def _logs(self, conn: AsyncConnection, task_id: str) -> list[TaskLogEntry]:
-        rows = await conn.execute(select(L).where(L.c.task_id == task_id).order_by(L.c.id))
-        return [log_from_row(r) for r in rows.mappings()]
+        return await reads.get_logs(self.engine, task_id)
 
     async def list_tasks(self, query: TaskQuery) -> TaskPage:
-        stmt = self._filtered(select(*LIST_COLUMNS), query)
-        if query.cursor:
-            created, last_id = decode_cursor(query.cursor)
-            stmt = stmt.where(
-                or_(T.c.created_at < created, and_(T.c.created_at == created, T.c.id < last_id))
-            )
-        stmt = stmt.order_by(T.c.created_at.desc(), T.c.id.desc()).limit(query.limit + 1)
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(stmt)).mappings().all()
-        items = [record_from_row(r) for r in rows[: query.limit]]
-        next_cursor = None
-        if len(rows) > query.limit and items:
-            last = items[-1]
-            next_cursor = encode_cursor(last.created_at, last.task_id)
-        return TaskPage(items=items, next_cursor=next_cursor)
-
-    @staticmethod
-    def _filtered(stmt: Select[Any], query: TaskQuery) -> Select[Any]:
-        if query.status:
-            stmt = stmt.where(T.c.status.in_([TaskStatus(s).value for s in query.status]))
-        if query.func_name:
-            stmt = stmt.where(T.c.func_name == query.func_name)
-        if query.source:
-            stmt = stmt.where(T.c.source == query.source)
-        if query.created_since:
-            stmt = stmt.where(T.c.created_at >= query.created_since)
-        if query.created_until:
-            stmt = stmt.where(T.c.created_at < query.created_until)
-        if query.search:
-            # Case-insensitive on every dialect; % and _ are searched for, not wildcards.
-            term = query.search
-            stmt = stmt.where(
-                or_(
-                    T.c.id.icontains(term, autoescape=True),
-                    T.c.func_name.icontains(term, autoescape=True),
-                )
-            )
-        return stmt
+        return await reads.page(self.engine, query)
 
     async def metrics(self) -> TaskMetrics:
         # The statistics roll-up plus live counts of active tasks: never a scan
@@ -436,120 +363,9 @@ class SqlTaskRepository(TaskRepository):
     async def lost_tasks(self, owner: str, held: dict[str, int]) -> set[str]:
         return await leases.lost_tasks(self.engine, owner, held)
 
-    # -- schedules (SQL in taskflow.repository.sql.schedules) ----------------------
-
-    async def sync_schedule(
-        self,
-        definition: ScheduleDefinition,
-        *,
-        first_run_at: datetime,
-        now: datetime,
-        run_now_unless_fired_since: datetime | None = None,
-    ) -> ScheduleState:
-        return await schedules.sync(
-            self.write_engine,
-            definition,
-            first_run_at=first_run_at,
-            now=now,
-            run_now_unless_fired_since=run_now_unless_fired_since,
-        )
-
-    async def fire_schedule(
-        self,
-        name: str,
-        *,
-        slot: datetime,
-        next_run_at: datetime,
-        record: TaskRecord,
-        now: datetime,
-    ) -> FireOutcome:
-        return await schedules.fire(
-            self.write_engine, name, slot=slot, next_run_at=next_run_at, record=record, now=now
-        )
-
-    async def get_schedule(self, name: str) -> ScheduleState | None:
-        return await schedules.get(self.engine, name)
-
-    async def list_schedules(self) -> list[ScheduleState]:
-        return await schedules.list_all(self.engine)
-
-    async def set_schedule_paused(
-        self, name: str, paused: bool, *, resume_at: datetime | None, now: datetime
-    ) -> ScheduleState | None:
-        found = await schedules.set_paused(
-            self.write_engine, name, paused, resume_at=resume_at, now=now
-        )
-        return await schedules.get(self.engine, name) if found else None
+    # -- retention (SQL in taskflow.repository.sql.retention) ----------------------
 
     async def delete_finished_before(self, cutoff: datetime, *, batch: int = 1000) -> int:
         return await retention.delete_finished_before(
             self.write_engine, cutoff, batch, self.stats_stripe
         )
-
-    # -- retries, audit log, live instances (SQL in .retries, .audit, .instances)
-
-    async def retry_sources(self, task_ids: Sequence[str]) -> list[RetrySource]:
-        return await retries.sources(self.engine, task_ids)
-
-    async def replay_candidates(self, page: ReplayPage) -> list[RetrySource]:
-        return await retries.candidates(self.engine, page)
-
-    async def retried_ids(self, task_ids: Sequence[str]) -> set[str]:
-        return await retries.retried(self.engine, task_ids)
-
-    async def retry_origins(self, task_ids: Sequence[str]) -> dict[str, str | None]:
-        return await retries.origins(self.engine, task_ids)
-
-    async def insert_retries(
-        self, copies: Sequence[RetryCopy], *, now: datetime
-    ) -> list[RetryCopy]:
-        return await retries.insert_copies(self.write_engine, copies, now)
-
-    async def insert_audit(
-        self,
-        action: str,
-        *,
-        actor: str,
-        task_id: str | None,
-        detail: dict[str, Any] | None,
-        now: datetime,
-    ) -> AuditEntry:
-        return await audit.append(
-            self.write_engine, action, actor=actor, task_id=task_id, detail=detail, now=now
-        )
-
-    async def list_audit(self, *, limit: int, before: int | None = None) -> list[AuditEntry]:
-        return await audit.page(self.engine, limit, before)
-
-    async def list_live_instances(self, *, alive_since: datetime) -> list[InstanceStatus]:
-        return await instances.live(self.engine, alive_since)
-
-    # -- admin sessions (SQL in taskflow.repository.sql.admin_sessions) ------------
-
-    async def create_admin_session(self, session: AdminSession) -> None:
-        await admin_sessions.create(self.write_engine, session)
-
-    async def get_admin_session(self, session_id: str, *, now: datetime) -> AdminSession | None:
-        return await admin_sessions.get_valid(self.engine, session_id, now)
-
-    async def revoke_admin_session(self, session_id: str, *, now: datetime) -> bool:
-        return await admin_sessions.revoke(self.write_engine, session_id, now)
-
-    async def purge_admin_sessions(self, *, now: datetime) -> int:
-        return await admin_sessions.purge_expired(self.write_engine, now)
-
-    # -- login throttle (SQL in taskflow.repository.sql.login_attempts) ------------
-
-    async def begin_login_attempt(
-        self, client: str, user: str, *, now: datetime, since: datetime
-    ) -> LoginAttempts:
-        return await login_attempts.begin(self.write_engine, client, user, now, since)
-
-    async def forget_login_attempt(self, attempt_id: int) -> None:
-        await login_attempts.forget(self.write_engine, attempt_id)
-
-    async def clear_login_attempts(self, client: str, user: str) -> None:
-        await login_attempts.clear(self.write_engine, client, user)
-
-    async def purge_login_attempts(self, *, before: datetime) -> int:
-        return await login_attempts.purge(self.write_engine, before)

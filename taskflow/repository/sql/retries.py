@@ -7,6 +7,9 @@ decoded, decrypted or even sent through Python on the way, and an original
 deleted in the meantime simply yields no row.  The new rows have no owner:
 the dispatchers of every instance claim and run them under their usual
 concurrency limits, exactly like rows left by a crashed instance.
+
+``SqlRetries`` gives ``SqlTaskRepository`` its retry methods on top of these
+functions.
 """
 
 from __future__ import annotations
@@ -183,3 +186,29 @@ async def insert_copies(
             chunk = new_ids[start : start + ID_CHUNK]
             inserted.update((await conn.execute(select(T.c.id).where(T.c.id.in_(chunk)))).scalars())
     return [copy for copy in copies if copy.new_task_id in inserted]
+
+
+class SqlRetries:
+    """The retry methods of ``SqlTaskRepository`` (``TaskRepository``'s retries)."""
+
+    # Set by SqlTaskRepository.__init__: reads go to ``engine``, writes to
+    # ``write_engine`` (on SQLite, opened with BEGIN IMMEDIATE).
+    engine: AsyncEngine
+    write_engine: AsyncEngine
+
+    async def retry_sources(self, task_ids: Sequence[str]) -> list[RetrySource]:
+        return await sources(self.engine, task_ids)
+
+    async def replay_candidates(self, page: ReplayPage) -> list[RetrySource]:
+        return await candidates(self.engine, page)
+
+    async def retried_ids(self, task_ids: Sequence[str]) -> set[str]:
+        return await retried(self.engine, task_ids)
+
+    async def retry_origins(self, task_ids: Sequence[str]) -> dict[str, str | None]:
+        return await origins(self.engine, task_ids)
+
+    async def insert_retries(
+        self, copies: Sequence[RetryCopy], *, now: datetime
+    ) -> list[RetryCopy]:
+        return await insert_copies(self.write_engine, copies, now)

@@ -12,6 +12,9 @@ Exactly once per slot, on any number of instances, without locks that expire:
    instead of raising, so a PostgreSQL transaction is never poisoned.
 
 Either both the advance and the task are committed, or neither.
+
+``SqlSchedules`` gives ``SqlTaskRepository`` its schedule methods on top of
+these functions.
 """
 
 from __future__ import annotations
@@ -238,3 +241,53 @@ async def set_paused(
         return True
 
     return await in_transaction(write_engine, work)
+
+
+class SqlSchedules:
+    """The schedule methods of ``SqlTaskRepository`` (``TaskRepository``'s schedules)."""
+
+    # Set by SqlTaskRepository.__init__: reads go to ``engine``, writes to
+    # ``write_engine`` (on SQLite, opened with BEGIN IMMEDIATE).
+    engine: AsyncEngine
+    write_engine: AsyncEngine
+
+    async def sync_schedule(
+        self,
+        definition: ScheduleDefinition,
+        *,
+        first_run_at: datetime,
+        now: datetime,
+        run_now_unless_fired_since: datetime | None = None,
+    ) -> ScheduleState:
+        return await sync(
+            self.write_engine,
+            definition,
+            first_run_at=first_run_at,
+            now=now,
+            run_now_unless_fired_since=run_now_unless_fired_since,
+        )
+
+    async def fire_schedule(
+        self,
+        name: str,
+        *,
+        slot: datetime,
+        next_run_at: datetime,
+        record: TaskRecord,
+        now: datetime,
+    ) -> FireOutcome:
+        return await fire(
+            self.write_engine, name, slot=slot, next_run_at=next_run_at, record=record, now=now
+        )
+
+    async def get_schedule(self, name: str) -> ScheduleState | None:
+        return await get(self.engine, name)
+
+    async def list_schedules(self) -> list[ScheduleState]:
+        return await list_all(self.engine)
+
+    async def set_schedule_paused(
+        self, name: str, paused: bool, *, resume_at: datetime | None, now: datetime
+    ) -> ScheduleState | None:
+        found = await set_paused(self.write_engine, name, paused, resume_at=resume_at, now=now)
+        return await get(self.engine, name) if found else None
