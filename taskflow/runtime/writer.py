@@ -10,6 +10,9 @@ Under load the writer waits up to ``commit_interval`` after its previous
 commit, so that a commit's fixed cost is shared by more tasks.  A caller that
 waits on a commit (``enqueue()``, a read that must see this instance's own
 writes, shutdown) calls ``flush()``, which cuts that wait short.
+
+What becomes of a sealed batch while the database fails, hangs or refuses
+it (retries, stall detection, splitting) is in ``runtime/batch_attempts.py``.
 """
 
 from __future__ import annotations
@@ -18,24 +21,20 @@ import asyncio
 import contextlib
 import logging
 import threading
-import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
-from itertools import chain
+from datetime import timedelta
 
 from taskflow.exceptions import BackpressureError, WriterStoppedError
-from taskflow.models import TaskLogEntry, TaskRecord, TaskStatus, utcnow
+from taskflow.models import TaskLogEntry, TaskRecord
 from taskflow.repository.base import BatchOutcome, TaskRepository, WriteBatch
+from taskflow.runtime.batch_attempts import BatchAttempts
 from taskflow.runtime.changes import ChangeFeed
-from taskflow.runtime.splitter import BatchSplitter, reason_of
 
 logger = logging.getLogger("taskflow.writer")
 
 FencedCallback = Callable[[frozenset[str]], None]
 # At most this many event-loop turns for ready requests to join a commit.
 MAX_JOIN_TURNS = 8
-# Failed attempts of a batch before asking whether the database answers at all.
-SPLIT_AFTER = 3
 TransientCheck = Callable[[BaseException], bool]
 
 
@@ -55,25 +54,6 @@ def _wake(nap: asyncio.Future[None]) -> None:
         nap.set_result(None)
 
 
-def _renew_leases(batch: WriteBatch, until: datetime) -> None:
-    """Carry the leases of a batch forward as it is written (this instance is alive).
-
-    The batch's records were leased when they were made; written late (after
-    an outage, or a long wait for a commit), those leases would already have
-    run out, and another instance would take tasks over that this one is
-    still running: the heartbeat renews them only in the database, and this
-    write would set them back.  (A write that itself takes longer than a
-    lease still can; PostgreSQL never moves a lease back.)
-    """
-    for record in chain(batch.inserts, batch.updates):
-        expires = record.lease_expires_at
-        if expires is not None and expires < until and record.status in _ACTIVE:
-            record.lease_expires_at = until
-
-
-_ACTIVE = (TaskStatus.PENDING, TaskStatus.RUNNING)
-
-
 def _changed_ids(batch: WriteBatch) -> set[str]:
     ids = {record.task_id for record in batch.inserts}
     ids.update(record.task_id for record in batch.updates)
@@ -81,7 +61,7 @@ def _changed_ids(batch: WriteBatch) -> set[str]:
     return ids
 
 
-class GroupCommitWriter:
+class GroupCommitWriter(BatchAttempts):
     """Buffers inserts, guarded updates and logs; commits them in batches."""
 
     def __init__(
@@ -361,71 +341,3 @@ class GroupCommitWriter:
         finally:
             timer.cancel()
             self._nap = None
-
-    async def _apply_until_done(self, batch: WriteBatch) -> BatchOutcome:
-        delay = self._retry_initial
-        failures = 0
-        while True:
-            try:
-                outcome = await self._apply_watching_for_stalls(batch)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if not self._is_transient(exc):
-                    return await self._apply_one_by_one(batch, exc)
-                failures += 1
-                # Failing again and again while the database answers: a write of
-                # this batch is the cause (MariaDB drops the connection on an
-                # oversized packet), not an outage.
-                if failures % SPLIT_AFTER == 0 and await self._splitter().answers():
-                    return await self._apply_one_by_one(batch, exc)
-                if self._failing_since is None:
-                    self._failing_since = asyncio.get_running_loop().time()
-                logger.warning(
-                    "taskflow write failed (%s); retrying in %.2fs", reason_of(exc), delay
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._retry_max)
-            else:
-                self._failing_since = None
-                return outcome
-
-    async def _apply_watching_for_stalls(self, batch: WriteBatch) -> BatchOutcome:
-        # A database that stops answering raises nothing: a commit in flight for
-        # longer than stall_after counts as a failure for backpressure (see
-        # _stalled), while it is still allowed to finish.
-        self._apply_started = time.monotonic()
-        if self._lease is not None:
-            _renew_leases(batch, utcnow() + self._lease)
-        over = self._attempt_over = asyncio.get_running_loop().create_future()
-        try:
-            return await self._repository.apply(batch)
-        finally:
-            self._apply_started = None
-            self._stall_reported = False
-            self._attempt_over = None
-            over.set_result(None)
-
-    def _stalled(self) -> bool:
-        started = self._apply_started
-        if started is None or time.monotonic() - started < self._stall_after:
-            return False
-        if not self._stall_reported:
-            self._stall_reported = True
-            logger.warning("taskflow write has not finished after %.0fs", self._stall_after)
-        return True
-
-    async def _apply_one_by_one(self, batch: WriteBatch, first: Exception) -> BatchOutcome:
-        # A write the database refuses must not block every other task: the
-        # splitter applies the batch in parts, and each refused write alone.
-        outcome = await self._splitter().apply(batch, first)
-        self._failing_since = None  # the database answered: it is the data
-        return outcome
-
-    def _splitter(self) -> BatchSplitter:
-        return BatchSplitter(
-            self._repository,
-            self._is_transient,
-            retry_initial=self._retry_initial,
-            retry_max=self._retry_max,
-        )
