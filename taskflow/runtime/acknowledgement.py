@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from taskflow.models import TaskStatus, utcnow
-from taskflow.runtime.records import end_record
 from taskflow.runtime.runner import LocalTask
+from taskflow.runtime.transitions import cancel
 from taskflow.runtime.writer import GroupCommitWriter
 
 AcknowledgeMode = Literal["committed", "buffered"]
@@ -152,7 +152,7 @@ def withdraw(
         if local.record.status is not TaskStatus.PENDING:
             continue  # an eager task that already started or finished: it stands
         local.dispatched = True
-        end_record(local.record, TaskStatus.CANCELLED, utcnow(), reason)
+        cancel(local.record, utcnow(), reason)
         if not writer.discard(local.record.task_id):
             writer.update(local.record)
         forget(local)
@@ -175,9 +175,8 @@ def settle_request(
             dispatch(local)
         elif writer is not None and local.record.status is TaskStatus.PENDING:
             outcome = "an exception" if status_code is None else f"HTTP {status_code}"
-            end_record(
+            cancel(
                 local.record,
-                TaskStatus.CANCELLED,
                 utcnow(),
                 f"not run: its request ended with {outcome} before FastAPI ran its background "
                 "tasks (FastAPI runs none for a failed request)",

@@ -16,11 +16,13 @@ import asyncio
 from taskflow.exceptions import InvalidTransitionError, TaskNotFoundError
 from taskflow.models import TaskStatus, utcnow
 from taskflow.repository.base import TaskRepository
-from taskflow.runtime.records import end_record
 from taskflow.runtime.runner import LocalTask, TaskRunner
+from taskflow.runtime.transitions import cancel, sources_of
 from taskflow.runtime.writer import GroupCommitWriter
 
 RUNNING_STOP_WAIT_S = 5.0  # how long cancel() waits for a running attempt to end
+# What the database may cancel without a lease guard: whatever the table lets end cancelled.
+CANCELLABLE = sources_of(TaskStatus.CANCELLED)
 
 
 async def cancel_task(
@@ -60,7 +62,7 @@ def _cancel_pending(
     writer: GroupCommitWriter,
     runner: TaskRunner,
 ) -> None:
-    end_record(local.record, TaskStatus.CANCELLED, utcnow(), "cancelled before it started")
+    cancel(local.record, utcnow(), "cancelled before it started")
     writer.update(local.record)
     runner.announce(local.record)
     held.pop(local.record.task_id, None)
@@ -74,7 +76,7 @@ def _cancel_pending(
 async def _cancel_elsewhere(repository: TaskRepository, task_id: str) -> None:
     cancelled = await repository.transition(
         task_id,
-        expected_status=[TaskStatus.PENDING, TaskStatus.RUNNING],
+        expected_status=list(CANCELLABLE),
         expected_epoch=None,
         status=TaskStatus.CANCELLED,
         error="cancelled",
@@ -84,6 +86,7 @@ async def _cancel_elsewhere(repository: TaskRepository, task_id: str) -> None:
     record = await repository.get_task(task_id, with_logs=False)
     if record is None:
         raise TaskNotFoundError(f"no task has id {task_id!r}")
+    which = " or ".join(status.value for status in CANCELLABLE)
     raise InvalidTransitionError(
-        f"task {task_id} is {record.status.value}: only pending or running tasks can be cancelled"
+        f"task {task_id} is {record.status.value}: only {which} tasks can be cancelled"
     )

@@ -14,11 +14,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 
-from taskflow.models import TaskRecord, TaskStatus
+from taskflow.models import ACTIVE_STATUSES, TaskRecord, TaskStatus
 from taskflow.registry import TaskRegistry
 from taskflow.runtime.priority import Slots
 from taskflow.runtime.recovery import adopt
 from taskflow.runtime.runner import LocalTask, TaskRunner
+from taskflow.runtime.transitions import fence, undo_start
 from taskflow.runtime.writer import GroupCommitWriter
 from taskflow.serialization import Cipher
 
@@ -50,7 +51,10 @@ def drop_fenced(held: dict[str, LocalTask], task_ids: frozenset[str]) -> None:
         if local is None:
             continue
         logger.warning("task %s was taken over or cancelled elsewhere; stopping it", task_id)
-        local.record.status = TaskStatus.CANCELLED
+        # A held task is pending or running; should one not be, it keeps its
+        # status rather than fail the writer's or the heartbeat's loop that calls this.
+        if local.record.status in ACTIVE_STATUSES:
+            fence(local.record)
         if local.handle is not None and not local.handle.done():
             local.handle.cancel()
 
@@ -77,7 +81,7 @@ def adopt_claimed(
         started_at = None
         if started_with is not None:
             started_at = record.start_time
-            record.status, record.start_time = TaskStatus.PENDING, None
+            undo_start(record)
         recovered = record.status is TaskStatus.RUNNING
         local = adopt(record, registry, cipher)
         if local is None or recovered:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -73,34 +73,6 @@ def new_record(
 def _lease(seconds: float) -> timedelta:
     # One lease length per manager: built once, not on every add_task().
     return timedelta(seconds=seconds)
-
-
-def end_record(record: TaskRecord, status: TaskStatus, now: datetime, error: str) -> None:
-    """Mark a task finished without running it (``failed``, ``interrupted``...)."""
-    record.status = status
-    record.error = storable_text(error)
-    record.end_time = now
-    record.updated_at = now
-    record.owner = None
-    record.lease_expires_at = None
-
-
-def retry_pending(
-    record: TaskRecord, now: datetime, delay: float, elapsed: float, lease: timedelta
-) -> None:
-    """Mark a failed attempt's task pending again, due in ``delay`` seconds.
-
-    The wait is the row's ``run_at``, so a restart loses no retry; the lease
-    outlasts it, so no other instance claims the task while this one waits.
-    """
-    wait = timedelta(seconds=delay)
-    record.retries_used += 1
-    record.status = TaskStatus.PENDING
-    record.run_at = now + wait
-    record.end_time = now
-    record.duration_ms = elapsed * 1000.0
-    record.updated_at = now
-    record.lease_expires_at = now + wait + lease
 
 
 def check_key(key: str | None) -> str | None:

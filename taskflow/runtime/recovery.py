@@ -12,8 +12,8 @@ from __future__ import annotations
 from taskflow.exceptions import TaskflowError
 from taskflow.models import TaskRecord, TaskStatus, utcnow
 from taskflow.registry import TaskRegistry
-from taskflow.runtime.records import end_record
 from taskflow.runtime.runner import LocalTask
+from taskflow.runtime.transitions import end_record, interrupt, requeue_interrupted
 from taskflow.serialization import Cipher, decode_arguments
 
 INTERRUPTED_BY_CRASH = "interrupted: the instance running this task stopped responding"
@@ -36,11 +36,7 @@ def adopt(record: TaskRecord, registry: TaskRegistry, cipher: Cipher | None) -> 
         return None
     if record.status is TaskStatus.RUNNING:
         if not target.config.requeue_on_interrupt:
-            end_record(record, TaskStatus.INTERRUPTED, now, INTERRUPTED_BY_CRASH)
+            interrupt(record, now, INTERRUPTED_BY_CRASH)
             return None
-        record.status = TaskStatus.PENDING
-        record.retries_used += 1
-        record.run_at = now
-        record.error = INTERRUPTED_BY_CRASH
-        record.updated_at = now
+        requeue_interrupted(record, now, INTERRUPTED_BY_CRASH)
     return LocalTask(record=record, target=target, args=args, kwargs=kwargs)

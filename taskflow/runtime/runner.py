@@ -31,8 +31,17 @@ from taskflow.observe.tracing import TaskTracer
 from taskflow.registry import RegisteredTask
 from taskflow.repository.base import BatchOutcome
 from taskflow.runtime.priority import Slots
-from taskflow.runtime.records import end_record, retry_pending
 from taskflow.runtime.retry import RetryPolicy
+from taskflow.runtime.transitions import (
+    cancel,
+    cancel_attempt,
+    fail,
+    schedule_retry,
+    start_attempt,
+    start_claimed,
+    succeed,
+    undo_start,
+)
 from taskflow.runtime.writer import GroupCommitWriter
 from taskflow.serialization import json_extra, json_result
 from taskflow.storable import MAX_TRACE_CHARS, storable_text
@@ -242,11 +251,12 @@ class TaskRunner:
         record = task.record
         if task.claimed_start is not None:
             # Recorded by the claim (see the dispatcher): nothing more to commit.
-            record.status = TaskStatus.RUNNING
-            record.start_time, task.claimed_start = task.claimed_start, None
+            start_claimed(record, task.claimed_start)
+            task.claimed_start = None
             self.announce(record)
             return True
-        committed = self._mark_running(record, executor)
+        start_attempt(record, utcnow(), executor, self._lease)
+        committed = self._writer.update(record)
         if task.urgent:
             # Meant to start at once (eager, prioritised, enqueued): not held
             # back by the commit interval.  Others share the next group commit.
@@ -260,25 +270,15 @@ class TaskRunner:
             if not task.cancel_requested:
                 _not_started(record)  # shutdown: released as pending, for another instance
                 raise
-            end_record(record, TaskStatus.CANCELLED, utcnow(), "cancelled before it started")
-            self._writer.update(record)
-            self.announce(record)
+            if record.status is TaskStatus.RUNNING:  # else fenced meanwhile: it ended there
+                cancel(record, utcnow(), "cancelled before it started")
+                self._writer.update(record)
+                self.announce(record)
             return False
         if record.task_id in outcome.fenced or record.status is not TaskStatus.RUNNING:
             return False
         self.announce(record)
         return True
-
-    def _mark_running(self, record: TaskRecord, executor: str) -> asyncio.Future[BatchOutcome]:
-        now = utcnow()
-        record.status = TaskStatus.RUNNING
-        record.start_time = now
-        record.end_time = None
-        record.duration_ms = None
-        record.executor = executor
-        record.updated_at = now
-        record.lease_expires_at = now + self._lease
-        return self._writer.update(record)
 
     def announce(self, record: TaskRecord) -> None:
         """Tell observers about the record's current status (no-op without observers)."""
@@ -314,30 +314,34 @@ class TaskRunner:
 
         return bind(info, sink)
 
+    # An attempt's end is recorded only while its record says running: a fence
+    # (the task was cancelled or taken over elsewhere) may have ended it here
+    # while the function ran, and nothing of this instance's stands after that.
+
     def _record_success(self, record: TaskRecord, result: Any, elapsed: float) -> None:
-        now = utcnow()
-        record.status = TaskStatus.SUCCESS
-        record.result = json_result(result)
-        record.error = None
-        record.stacktrace = None
-        self._close(record, now, elapsed)
+        if record.status is not TaskStatus.RUNNING:
+            return
+        succeed(record, utcnow(), elapsed, json_result(result))
         self._writer.update(record)
         self.announce(record)
 
     def _record_cancelled(self, task: LocalTask, elapsed: float) -> None:
         record = task.record
-        record.status = TaskStatus.CANCELLED
-        record.error = "cancelled while running"
+        if record.status is not TaskStatus.RUNNING:
+            return
+        error = "cancelled while running"
         if record.executor == "thread":
-            record.error += "; a thread cannot be stopped, so its code may still be running"
+            error += "; a thread cannot be stopped, so its code may still be running"
         elif record.executor == "process":
-            record.error += "; its worker process was killed"
-        self._close(record, utcnow(), elapsed)
+            error += "; its worker process was killed"
+        cancel_attempt(record, utcnow(), elapsed, error)
         self._writer.update(record)
         self.announce(record)
 
     def _record_failure(self, task: LocalTask, exc: Exception, elapsed: float) -> float | None:
         record = task.record
+        if record.status is not TaskStatus.RUNNING:
+            return None
         now = utcnow()
         # Cleaned here: a message the database refused would leave the task unfinished.
         error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -348,22 +352,13 @@ class TaskRunner:
         policy = RetryPolicy.from_config(task.target.config, retries=record.max_retries)
         if policy.should_retry(exc, record.retries_used):
             delay = policy.delay_for(record.retries_used, self._random)
-            retry_pending(record, now, delay, elapsed, self._lease)
+            schedule_retry(record, now, delay, elapsed, self._lease)
             self._writer.update(record)
             return delay
-        record.status = TaskStatus.FAILED
-        self._close(record, now, elapsed)
+        fail(record, now, elapsed)
         self._writer.update(record)
         self.announce(record)
         return None
-
-    @staticmethod
-    def _close(record: TaskRecord, now: Any, elapsed: float) -> None:
-        record.end_time = now
-        record.duration_ms = elapsed * 1000.0
-        record.updated_at = now
-        record.owner = None
-        record.lease_expires_at = None
 
     def _finish(self, task: LocalTask) -> None:
         self._on_finished(task)
@@ -372,9 +367,10 @@ class TaskRunner:
 def _not_started(record: TaskRecord) -> None:
     # The running state was never committed: what is held must say pending
     # again, so that shutdown releases the task instead of recording an
-    # interruption of an attempt that never began.
-    record.status = TaskStatus.PENDING
-    record.start_time = None
+    # interruption of an attempt that never began.  Not a task fenced while
+    # it waited for that commit: that end stands.
+    if record.status is TaskStatus.RUNNING:
+        undo_start(record)
 
 
 def lifecycle_event(record: TaskRecord) -> LifecycleEvent:

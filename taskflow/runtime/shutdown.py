@@ -16,9 +16,11 @@ from typing import Any
 
 from taskflow.models import TaskRecord, TaskStatus, utcnow
 from taskflow.runtime.runner import LocalTask, TaskRunner
+from taskflow.runtime.transitions import interrupt, release
 from taskflow.runtime.writer import GroupCommitWriter
 
 LEFTOVER_WAIT_S = 5.0  # for cancelled background jobs to unwind
+INTERRUPTED_BY_SHUTDOWN = "interrupted by shutdown"
 
 
 async def finish_running_tasks(
@@ -123,20 +125,12 @@ def release_unfinished(tasks: list[LocalTask]) -> list[TaskRecord]:
     released = []
     for local in tasks:
         record = local.record
-        if record.status is TaskStatus.RUNNING:
-            if local.target.config.requeue_on_interrupt:
-                record.status = TaskStatus.PENDING
-                record.end_time = None
-            else:
-                record.status = TaskStatus.INTERRUPTED
-                record.end_time = now
-                record.error = "interrupted by shutdown"
-        if record.status is TaskStatus.PENDING:
-            record.owner = None
-            record.lease_expires_at = None
-        if record.status is TaskStatus.INTERRUPTED:
-            record.owner = None
-            record.lease_expires_at = None
-        record.updated_at = now
+        status = record.status
+        if status is TaskStatus.RUNNING and not local.target.config.requeue_on_interrupt:
+            interrupt(record, now, INTERRUPTED_BY_SHUTDOWN)
+        elif status is TaskStatus.RUNNING or status is TaskStatus.PENDING:
+            release(record, now)
+        else:
+            record.updated_at = now  # already over: written as it is
         released.append(record)
     return released
