@@ -73,7 +73,8 @@ class ManagerParts:
     _dependency: Callable[[BackgroundTasks], ManagedBackgroundTasks] | None
 
     def runtime_settings(self) -> RuntimeSettings:
-        raise NotImplementedError  # TaskManager's, from its options
+        """The options a start builds its runtime with (``TaskManager`` gives them)."""
+        raise NotImplementedError
 
     def spawn(
         self, coro: Coroutine[Any, Any, Any], context: contextvars.Context | None = None

@@ -52,8 +52,12 @@ def test_equal_timestamps_of_a_batch_are_converted_to_the_same_text() -> None:
     statements = BatchStatements(sqlite.dialect())
     now = datetime.now(timezone.utc)
     same_moment = now.astimezone(ZONES[2])  # equal to now, another object and zone
-    assert statements._dt(now) == statements._dt(same_moment) == sqlalchemy_text(now)
-    assert statements._dt(None) is None
+    assert (
+        statements.convert_datetime(now)
+        == statements.convert_datetime(same_moment)
+        == sqlalchemy_text(now)
+    )
+    assert statements.convert_datetime(None) is None
 
 
 def test_the_repeated_hour_of_a_clock_change_is_two_instants() -> None:
@@ -63,5 +67,11 @@ def test_the_repeated_hour_of_a_clock_change_is_two_instants() -> None:
     first = datetime(2025, 11, 2, 1, 30, tzinfo=new_york)  # EDT, 05:30 UTC
     second = first.replace(fold=1)  # EST, 06:30 UTC
     assert first == second
-    assert statements._dt(first) == sqlalchemy_text(first) == "2025-11-02 05:30:00.000000"
-    assert statements._dt(second) == sqlalchemy_text(second) == "2025-11-02 06:30:00.000000"
+    assert (
+        statements.convert_datetime(first) == sqlalchemy_text(first) == "2025-11-02 05:30:00.000000"
+    )
+    assert (
+        statements.convert_datetime(second)
+        == sqlalchemy_text(second)
+        == "2025-11-02 06:30:00.000000"
+    )

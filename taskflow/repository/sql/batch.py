@@ -151,7 +151,7 @@ class BatchStatements:
     """The writer's statements compiled for one dialect, and their row builders."""
 
     def __init__(self, dialect: Dialect) -> None:
-        self._dt = _remember_recent(datetime_converter(dialect))
+        self.convert_datetime = _remember_recent(datetime_converter(dialect))
         # A retried batch whose first commit went through (the connection died
         # after COMMIT) must not fail on its own rows: same id = already there.
         self.insert_task_sql = _compile(
@@ -198,7 +198,7 @@ class BatchStatements:
         return self._stats_upsert_sql
 
     def task_rows(self, records: Sequence[TaskRecord]) -> list[tuple[Any, ...]]:
-        dt = self._dt
+        dt = self.convert_datetime
         return [
             (
                 r.task_id,
@@ -235,7 +235,7 @@ class BatchStatements:
         ]
 
     def update_rows(self, records: Sequence[TaskRecord]) -> list[tuple[Any, ...]]:
-        dt = self._dt
+        dt = self.convert_datetime
         return [
             (
                 r.status._value_,
@@ -263,7 +263,7 @@ class BatchStatements:
         return tuple(list(column) for column in zip(*rows, strict=True))
 
     def log_rows(self, entries: Sequence[TaskLogEntry]) -> list[tuple[Any, ...]]:
-        dt = self._dt
+        dt = self.convert_datetime
         return [
             (
                 e.entry_id,
