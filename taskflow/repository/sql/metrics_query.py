@@ -15,7 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from taskflow.db.tables import ACTIVE_ONLY, task_stats_table, tasks_table
 from taskflow.models import FunctionMetrics, TaskMetrics, TaskStatus
-from taskflow.repository.sql.stats import TIMED, bucket_bounds
+from taskflow.repository.histogram import percentile as percentile
+from taskflow.repository.histogram import percentile_in_bucket
+from taskflow.repository.sql.stats import TIMED
 
 S = task_stats_table
 T = tasks_table
@@ -163,38 +165,6 @@ class _Function:
             max_duration=_seconds(self.high),
             p95_duration=_seconds(self.p95),
         )
-
-
-def percentile_in_bucket(
-    bucket: int, count: int, low: float | None, high: float | None, seen: int, rank: int
-) -> float:
-    """The value (ms) of the ``rank``-th task, ``seen`` tasks lying in lower buckets.
-
-    The bucket's first task is its min and its last its max; in between, the
-    middle of [min, max]: within half a bucket of the true value.
-    """
-    lower, upper = bucket_bounds(bucket)
-    low = lower if low is None else low
-    high = upper if high is None else high
-    if rank == seen + 1:
-        return float(low)
-    if rank == seen + count:
-        return float(high)
-    return (low + high) / 2.0
-
-
-def percentile(cells: Sequence[tuple[int, Sequence[Any]]], percent: int) -> float | None:
-    """Nearest-rank percentile (ms) over ``(bucket, [count, min, max])`` in bucket order."""
-    total = sum(cell[0] for _, cell in cells)
-    if total <= 0:
-        return None
-    rank = -(-percent * total // 100)  # ceil(percent% of total), 1-based
-    seen = 0
-    for bucket, (count, low, high) in cells:
-        if seen + count >= rank:
-            return percentile_in_bucket(bucket, count, low, high, seen, rank)
-        seen += count
-    return None
 
 
 def metrics_from_rows(rows: Iterable[Sequence[Any]]) -> TaskMetrics:

@@ -12,8 +12,9 @@ partial index on active rows.
 Buckets are log-linear, 16 per doubling of ``duration_ms`` (the exponent and
 the top four bits of the mantissa, as in HDR histograms): computed exactly
 from the float, never through a logarithm, so every writer and
-``rebuild_stats`` put a duration in the same bucket.  A bucket spans at most
-1/16 of its lower bound.  Precision of what is read back:
+``rebuild_stats`` put a duration in the same bucket (the bucketing and the
+percentile are every backend's, in ``repository/histogram.py``).  A bucket
+spans at most 1/16 of its lower bound.  Precision of what is read back:
 
 * counts, success rates and averages are exact;
 * min and max are exact, except after deletions: a bucket keeps the extremes
@@ -31,7 +32,6 @@ never queue behind one hot counter row; reads sum over stripes.
 
 from __future__ import annotations
 
-import math
 import zlib
 from collections.abc import Sequence
 from typing import Any
@@ -44,15 +44,17 @@ from taskflow.db import dialects
 from taskflow.db.tables import task_stats_table, tasks_table
 from taskflow.models import TERMINAL_STATUSES, TaskRecord, TaskStatus
 
+# The histogram is backend-neutral; these names stay importable from here.
+from taskflow.repository.histogram import BUCKETS_PER_DOUBLING as BUCKETS_PER_DOUBLING
+from taskflow.repository.histogram import NO_DURATION as NO_DURATION
+from taskflow.repository.histogram import P95_RELATIVE_ERROR as P95_RELATIVE_ERROR
+from taskflow.repository.histogram import bucket_bounds as bucket_bounds
+from taskflow.repository.histogram import bucket_of as bucket_of
+
 S = task_stats_table
 T = tasks_table
 
 STRIPES = 8
-BUCKETS_PER_DOUBLING = 16
-NO_DURATION = -1
-# Durations below 2**-10 ms (about a microsecond), zero included, share bucket 0.
-_SMALLEST_EXPONENT = -9
-P95_RELATIVE_ERROR = 1 / (2 * BUCKETS_PER_DOUBLING)
 TERMINAL = frozenset(status.value for status in TERMINAL_STATUSES)
 ACTIVE = (TaskStatus.PENDING.value, TaskStatus.RUNNING.value)
 # Finished runs whose durations the metrics describe, as before the roll-up.
@@ -66,31 +68,6 @@ StatsRow = tuple[str, str, int, int, int, float, float | None, float | None]
 def stripe_for(instance_id: str) -> int:
     """The stripe of an instance: stable for its id, spread over ``STRIPES``."""
     return zlib.crc32(instance_id.encode()) % STRIPES
-
-
-def bucket_of(duration_ms: float | None) -> int:
-    """The histogram bucket of a duration; ``NO_DURATION`` (-1) for none."""
-    if duration_ms is None or not math.isfinite(duration_ms):
-        return NO_DURATION
-    mantissa, exponent = math.frexp(duration_ms)  # duration = mantissa * 2**exponent
-    if exponent < _SMALLEST_EXPONENT or mantissa <= 0:
-        return 0
-    # mantissa is in [0.5, 1): (mantissa - 0.5) * 32 is exact, its integer part 0..15.
-    step = int((mantissa - 0.5) * 2 * BUCKETS_PER_DOUBLING)
-    return (exponent - _SMALLEST_EXPONENT) * BUCKETS_PER_DOUBLING + step + 1
-
-
-def bucket_bounds(bucket: int) -> tuple[float, float]:
-    """The [low, high) range of durations (ms) in a bucket of ``bucket_of``."""
-    if bucket <= 0:
-        return 0.0, math.ldexp(0.5, _SMALLEST_EXPONENT)
-    exponent, step = divmod(bucket - 1, BUCKETS_PER_DOUBLING)
-    exponent += _SMALLEST_EXPONENT
-    width = 2 * BUCKETS_PER_DOUBLING
-    return (
-        math.ldexp(0.5 + step / width, exponent),
-        math.ldexp(0.5 + (step + 1) / width, exponent),
-    )
 
 
 class StatsDelta:
