@@ -1,0 +1,216 @@
+"""The Lua library every script that changes a task is built on.
+
+A task lives in several keys (its hash, the status, function, source and
+creation indexes, the claim queue, the lease index, its owner's set, the
+statistics of finished tasks).  They only stay consistent if every change goes
+through the same few functions, inside the script that makes it, so that
+the change and its index updates are one atomic step.  ``script(body)``
+prepends this library to a script's own text.
+
+Calling convention (for every script built with ``script()``):
+
+* ``KEYS[1]`` is any key of the deployment (``keys.format_version``): it
+  routes the call to the deployment's slot.  ``ARGV[1]`` is ``keys.key()``,
+  the hash-tagged prefix ``{prefix}``; the library builds every other key
+  from it exactly as ``KeySpace`` does.
+* The script reads the rest of ``ARGV`` in order with ``tf_arg()``;
+  ``tf_fields()`` reads a count then that many field/value pairs (what
+  ``codec.flat_fields`` writes) into a table.
+
+Entry points:
+
+* ``tf_load(id)``: the task's fields as a table, or nil.
+* ``tf_insert(id, fields)``: store a new task with its indexes and
+  statistics; false (and nothing changed) when the id exists already.
+* ``tf_change(id, old, sets, dels)``: apply field changes to a task whose
+  current fields are ``old`` (from ``tf_load``); reindexes and counts the
+  statistics as the status moves.  Returns the new fields.
+* ``tf_delete(id)``: remove a task, its logs and every index entry, and
+  uncount it from the statistics; false if it did not exist.
+* ``tf_log(id, entry_id, json)``: append a log line unless that entry id was
+  appended already.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
+
+LIBRARY = r"""
+local TF_P = ARGV[1]
+local tf_argi = 1
+local TF_ACTIVE = {pending = true, running = true}
+local TF_TERMINAL = {success = true, failed = true, interrupted = true, cancelled = true}
+
+local function tf_key(...)
+  return table.concat({TF_P, ...}, ':')
+end
+
+local function tf_arg()
+  tf_argi = tf_argi + 1
+  return ARGV[tf_argi]
+end
+
+local function tf_fields()
+  local n = tonumber(tf_arg())
+  local t = {}
+  for _ = 1, n do
+    local name = tf_arg()
+    t[name] = tf_arg()
+  end
+  return t
+end
+
+local function tf_load(id)
+  local flat = redis.call('HGETALL', tf_key('task', id))
+  if #flat == 0 then return nil end
+  local t = {}
+  for i = 1, #flat, 2 do t[flat[i]] = flat[i + 1] end
+  return t
+end
+
+-- repository/histogram.py bucket_of: 16 buckets per doubling, -1 for no duration.
+local function tf_bucket(ms)
+  if ms == nil or ms ~= ms or ms == math.huge or ms == -math.huge then return -1 end
+  local m, e = math.frexp(ms)
+  if e < -9 or m <= 0 then return 0 end
+  return (e + 9) * 16 + math.floor((m - 0.5) * 32) + 1
+end
+
+-- One finished task counted (sign 1) or uncounted (sign -1), like the SQL roll-up.
+local function tf_stat(func, status, duration, sign)
+  local ms = tonumber(duration)
+  local b = tf_bucket(ms)
+  local hk = tf_key('stats', func)
+  local cell = status .. '|' .. string.format('%d', b) .. '|'
+  redis.call('SADD', tf_key('stats', 'functions'), func)
+  local n = redis.call('HINCRBY', hk, cell .. 'n', sign)
+  if b ~= -1 then
+    redis.call('HINCRBYFLOAT', hk, cell .. 'sum', sign * ms)
+    if sign > 0 then
+      local low = tonumber(redis.call('HGET', hk, cell .. 'min'))
+      if low == nil or ms < low then redis.call('HSET', hk, cell .. 'min', duration) end
+      local high = tonumber(redis.call('HGET', hk, cell .. 'max'))
+      if high == nil or ms > high then redis.call('HSET', hk, cell .. 'max', duration) end
+    end
+  end
+  if n <= 0 then
+    redis.call('HDEL', hk, cell .. 'n', cell .. 'sum', cell .. 'min', cell .. 'max')
+  end
+end
+
+local function tf_moved(old, new)
+  if old ~= nil and TF_TERMINAL[old.status] then
+    tf_stat(old.func_name, old.status, old.duration_ms, -1)
+  end
+  if new ~= nil and TF_TERMINAL[new.status] then
+    tf_stat(new.func_name, new.status, new.duration_ms, 1)
+  end
+end
+
+-- The claim queue: one sorted set per priority (score run_at), and keys.queue
+-- holding the priorities present (score: the priority; none: -inf, claimed last).
+local function tf_unindex(id, t)
+  redis.call('ZREM', tf_key('index', 'status', t.status), id)
+  if t.status == 'pending' and t.owner == nil then
+    local level = t.priority or 'none'
+    local q = tf_key('queue', level)
+    redis.call('ZREM', q, id)
+    if redis.call('ZCARD', q) == 0 then redis.call('ZREM', tf_key('queue'), level) end
+  end
+  if t.owner ~= nil and TF_ACTIVE[t.status] then
+    redis.call('SREM', tf_key('owned', t.owner), id)
+    redis.call('ZREM', tf_key('leases'), id)
+  end
+end
+
+local function tf_index(id, t)
+  redis.call('ZADD', tf_key('index', 'status', t.status), t.created_at, id)
+  if t.status == 'pending' and t.owner == nil then
+    local level = t.priority or 'none'
+    redis.call('ZADD', tf_key('queue'), t.priority or '-inf', level)
+    redis.call('ZADD', tf_key('queue', level), t.run_at or t.created_at, id)
+  end
+  if t.owner ~= nil and TF_ACTIVE[t.status] then
+    redis.call('SADD', tf_key('owned', t.owner), id)
+    if t.lease_expires_at ~= nil then
+      redis.call('ZADD', tf_key('leases'), t.lease_expires_at, id)
+    end
+  end
+end
+
+local function tf_hset(key, t)
+  local flat = {}
+  for name, value in pairs(t) do
+    flat[#flat + 1] = name
+    flat[#flat + 1] = value
+  end
+  if #flat > 0 then redis.call('HSET', key, unpack(flat)) end
+end
+
+local function tf_insert(id, fields)
+  local key = tf_key('task', id)
+  if redis.call('EXISTS', key) == 1 then return false end
+  tf_hset(key, fields)
+  redis.call('ZADD', tf_key('index', 'created'), fields.created_at, id)
+  redis.call('ZADD', tf_key('index', 'func', fields.func_name), fields.created_at, id)
+  redis.call('ZADD', tf_key('index', 'source', fields.source or 'manual'), fields.created_at, id)
+  tf_index(id, fields)
+  tf_moved(nil, fields)
+  return true
+end
+
+local function tf_change(id, old, sets, dels)
+  local new = {}
+  for name, value in pairs(old) do new[name] = value end
+  for name, value in pairs(sets) do new[name] = value end
+  local gone = {}
+  for _, name in ipairs(dels) do
+    if new[name] ~= nil then
+      new[name] = nil
+      gone[#gone + 1] = name
+    end
+  end
+  local key = tf_key('task', id)
+  tf_unindex(id, old)
+  tf_hset(key, sets)
+  if #gone > 0 then redis.call('HDEL', key, unpack(gone)) end
+  tf_index(id, new)
+  tf_moved(old, new)
+  return new
+end
+
+local function tf_delete(id)
+  local old = tf_load(id)
+  if old == nil then return false end
+  tf_unindex(id, old)
+  redis.call('ZREM', tf_key('index', 'created'), id)
+  redis.call('ZREM', tf_key('index', 'func', old.func_name), id)
+  redis.call('ZREM', tf_key('index', 'source', old.source or 'manual'), id)
+  tf_moved(old, nil)
+  local ik = old.idempotency_key
+  if ik ~= nil and redis.call('HGET', tf_key('idempotency'), ik) == id then
+    redis.call('HDEL', tf_key('idempotency'), ik)
+  end
+  redis.call('DEL', tf_key('task', id), tf_key('logs', id), tf_key('logids', id))
+  return true
+end
+
+local function tf_log(id, entry_id, json)
+  if redis.call('SADD', tf_key('logids', id), entry_id) == 1 then
+    redis.call('RPUSH', tf_key('logs', id), json)
+  end
+end
+"""
+
+
+def script(client: aioredis.Redis, body: str) -> AsyncScript:
+    """A script registered on ``client``: ``LIBRARY`` followed by ``body``."""
+    return client.register_script(LIBRARY + body)  # type: ignore[return-value]
+
+
+def call_args(prefix_key: str, *args: Any) -> list[Any]:
+    """ARGV of a library script: the ``{prefix}`` base first, then the script's own."""
+    return [prefix_key, *args]
