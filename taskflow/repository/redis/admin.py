@@ -25,6 +25,7 @@ from taskflow.models import AuditEntry
 from taskflow.repository.admin import AdminRecords
 from taskflow.repository.redis.codec import from_us, to_us
 from taskflow.repository.redis.keys import KeySpace
+from taskflow.repository.redis.lua_script import LuaScript
 from taskflow.repository.values import AdminSession, LoginAttempts
 
 # Hex characters of the client's digest and of the user's (web.throttle).
@@ -34,40 +35,40 @@ PURGE_CHUNK = 500
 
 # An audit entry is a member ``<id>:<json>`` of a sorted set scored by its id:
 # the id makes equal entries distinct members, and the score pages them.
-_APPEND_AUDIT = """
+_APPEND_AUDIT = LuaScript("""
 local id = redis.call('INCR', KEYS[1])
 redis.call('ZADD', KEYS[2], id, id .. ':' .. ARGV[1])
 return id
-"""
+""")
 
 # ARGV: expires_at, session id, then the hash's field/value pairs.
-_CREATE_SESSION = """
+_CREATE_SESSION = LuaScript("""
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 3))
 redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2])
 return 1
-"""
+""")
 
-_REVOKE_SESSION = """
+_REVOKE_SESSION = LuaScript("""
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if redis.call('HSETNX', KEYS[1], 'revoked_at', ARGV[1]) == 0 then return 0 end
 return 1
-"""
+""")
 
 # KEYS: the expiry index; ARGV: now, chunk size, the session hashes' key prefix.
-_PURGE_SESSIONS = """
+_PURGE_SESSIONS = LuaScript("""
 local ids = redis.call('ZRANGE', KEYS[1], '-inf', ARGV[1], 'BYSCORE', 'LIMIT', 0, ARGV[2])
 for _, id in ipairs(ids) do
   redis.call('DEL', ARGV[3] .. id)
   redis.call('ZREM', KEYS[1], id)
 end
 return #ids
-"""
+""")
 
 # KEYS: id counter, pair set, client set, all attempts, id -> pair hash.
 # ARGV: now, since, client..user.  Every attempt already stored has a lower
 # id than this one, so counting the sets after ``since`` is the SQL's rank.
-_BEGIN_ATTEMPT = """
+_BEGIN_ATTEMPT = LuaScript("""
 local id = redis.call('INCR', KEYS[1])
 for i = 2, 4 do redis.call('ZADD', KEYS[i], ARGV[1], id) end
 redis.call('HSET', KEYS[5], id, ARGV[3])
@@ -78,7 +79,7 @@ local function rank(key)
 end
 local pair, client = rank(KEYS[2]), rank(KEYS[3])
 return {id, pair[1], pair[2], client[1], client[2]}
-"""
+""")
 
 # Removes the attempts listed by id; a helper of the scripts below.
 # ARGV of every caller starts with: pair set prefix, client set prefix.
@@ -98,15 +99,15 @@ end
 """
 
 # KEYS: all attempts, id -> pair hash; ARGV: prefixes, attempt id.
-_FORGET_ATTEMPT = _DROP_ATTEMPTS + "return drop({ARGV[3]}, KEYS[1], KEYS[2])"
+_FORGET_ATTEMPT = LuaScript(_DROP_ATTEMPTS + "return drop({ARGV[3]}, KEYS[1], KEYS[2])")
 
 # KEYS: all attempts, id -> pair hash, the pair's set; ARGV: prefixes.
-_CLEAR_ATTEMPTS = (
+_CLEAR_ATTEMPTS = LuaScript(
     _DROP_ATTEMPTS + "return drop(redis.call('ZRANGE', KEYS[3], 0, -1), KEYS[1], KEYS[2])"
 )
 
 # KEYS: all attempts, id -> pair hash; ARGV: prefixes, before, chunk size.
-_PURGE_ATTEMPTS = (
+_PURGE_ATTEMPTS = LuaScript(
     _DROP_ATTEMPTS
     + "return drop(redis.call('ZRANGE', KEYS[1], '-inf', ARGV[3], 'BYSCORE', 'LIMIT', 0, ARGV[4]),"
     + " KEYS[1], KEYS[2])"
@@ -135,9 +136,8 @@ class RedisAdminRecords(AdminRecords):
     client: Redis
     keys: KeySpace
 
-    async def _script(self, source: str, keys: list[str], args: list[Any]) -> Any:
-        # register_script only hashes the source; the server loads it once.
-        return await self.client.register_script(source)(keys=keys, args=args)
+    async def _script(self, script: LuaScript, keys: list[str], args: list[Any]) -> Any:
+        return await script(self.client, keys=keys, args=args)
 
     # -- audit log -------------------------------------------------------------------
 

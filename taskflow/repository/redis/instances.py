@@ -22,22 +22,23 @@ from redis.asyncio import Redis
 from taskflow.models import TaskStatus
 from taskflow.repository.redis.codec import as_mapping, from_us, to_us
 from taskflow.repository.redis.keys import KeySpace
+from taskflow.repository.redis.lua_script import LuaScript
 from taskflow.repository.values import InstanceInfo, InstanceStatus
 
 # KEYS: the instance's hash, the heartbeat index; ARGV: now, instance id.
 # An unknown id is left alone, as SQL's UPDATE matches no row.
-_DEREGISTER = """
+_DEREGISTER = LuaScript("""
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], 'stopped_at', ARGV[1], 'heartbeat_at', ARGV[1])
 redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2])
 return 1
-"""
+""")
 
 # KEYS: the heartbeat index.  ARGV: lowest heartbeat ('-inf' for all), the
 # prefixes of the instance hashes, of the owned sets and of the task hashes,
 # the running status, and '1' to list only live instances with their counts.
 # One script, so the list and the counts are one snapshot.
-_LIST = """
+_LIST = LuaScript("""
 local out = {}
 for _, id in ipairs(redis.call('ZRANGE', KEYS[1], '+inf', ARGV[1], 'BYSCORE', 'REV')) do
   local key = ARGV[2] .. id
@@ -58,7 +59,7 @@ for _, id in ipairs(redis.call('ZRANGE', KEYS[1], '+inf', ARGV[1], 'BYSCORE', 'R
   end
 end
 return out
-"""
+""")
 
 
 def instance_key(keys: KeySpace, instance_id: str) -> str:
@@ -112,15 +113,15 @@ class RedisInstances:
             await pipe.execute()
 
     async def deregister_instance(self, instance_id: str, *, now: datetime) -> None:
-        script = self.client.register_script(_DEREGISTER)
-        await script(
+        await _DEREGISTER(
+            self.client,
             keys=[instance_key(self.keys, instance_id), heartbeat_index(self.keys)],
             args=[to_us(now), instance_id],
         )
 
     async def _listed(self, alive_since: datetime | None, *, live: bool) -> list[Any]:
-        script = self.client.register_script(_LIST)
-        rows: list[Any] = await script(
+        rows: list[Any] = await _LIST(
+            self.client,
             keys=[heartbeat_index(self.keys)],
             args=[
                 "-inf" if alive_since is None else to_us(alive_since),
