@@ -136,9 +136,6 @@ class RedisAdminRecords(AdminRecords):
     client: Redis
     keys: KeySpace
 
-    async def _script(self, script: LuaScript, keys: list[str], args: list[Any]) -> Any:
-        return await script(self.client, keys=keys, args=args)
-
     # -- audit log -------------------------------------------------------------------
 
     async def insert_audit(
@@ -161,10 +158,10 @@ class RedisAdminRecords(AdminRecords):
             ensure_ascii=False,
             separators=(",", ":"),
         )
-        entry_id = await self._script(
-            _APPEND_AUDIT,
-            [self.keys.key("audit", "seq"), self.keys.key("audit", "log")],
-            [payload.encode("utf-8")],
+        entry_id = await _APPEND_AUDIT(
+            self.client,
+            keys=[self.keys.key("audit", "seq"), self.keys.key("audit", "log")],
+            args=[payload.encode("utf-8")],
         )
         return AuditEntry(int(entry_id), action, task_id, actor, now, dict(detail or {}))
 
@@ -200,7 +197,7 @@ class RedisAdminRecords(AdminRecords):
 
     # -- admin sessions --------------------------------------------------------------
 
-    def _session_key(self, session_id: str) -> str:
+    def _admin_session_key(self, session_id: str) -> str:
         return self.keys.key("admin_session", session_id)
 
     async def create_admin_session(self, session: AdminSession) -> None:
@@ -218,17 +215,17 @@ class RedisAdminRecords(AdminRecords):
         ]
         if session.revoked_at is not None:
             fields += ["revoked_at", to_us(session.revoked_at)]
-        created = await self._script(
-            _CREATE_SESSION,
-            [self._session_key(session.session_id), self.keys.key("admin_sessions")],
-            [to_us(session.expires_at), session.session_id, *fields],
+        created = await _CREATE_SESSION(
+            self.client,
+            keys=[self._admin_session_key(session.session_id), self.keys.key("admin_sessions")],
+            args=[to_us(session.expires_at), session.session_id, *fields],
         )
         if not created:
             # The SQL backend's primary key refuses a second row with the id too.
             raise ValueError(f"admin session {session.session_id!r} already exists")
 
     async def get_admin_session(self, session_id: str, *, now: datetime) -> AdminSession | None:
-        found = await self.client.hgetall(self._session_key(session_id))
+        found = await self.client.hgetall(self._admin_session_key(session_id))
         row = cast("dict[bytes, bytes]", found)
         if not row or b"revoked_at" in row:
             return None
@@ -245,7 +242,9 @@ class RedisAdminRecords(AdminRecords):
         )
 
     async def revoke_admin_session(self, session_id: str, *, now: datetime) -> bool:
-        revoked = await self._script(_REVOKE_SESSION, [self._session_key(session_id)], [to_us(now)])
+        revoked = await _REVOKE_SESSION(
+            self.client, keys=[self._admin_session_key(session_id)], args=[to_us(now)]
+        )
         return bool(revoked)
 
     async def purge_admin_sessions(self, *, now: datetime) -> int:
@@ -253,10 +252,10 @@ class RedisAdminRecords(AdminRecords):
         purged = 0
         while True:
             deleted = int(
-                await self._script(
-                    _PURGE_SESSIONS,
-                    [self.keys.key("admin_sessions")],
-                    [to_us(now), PURGE_CHUNK, self._session_key("")],
+                await _PURGE_SESSIONS(
+                    self.client,
+                    keys=[self.keys.key("admin_sessions")],
+                    args=[to_us(now), PURGE_CHUNK, self._admin_session_key("")],
                 )
             )
             purged += deleted
@@ -265,25 +264,25 @@ class RedisAdminRecords(AdminRecords):
 
     # -- login throttle --------------------------------------------------------------
 
-    def _attempt_prefixes(self) -> list[str]:
+    def _login_prefixes(self) -> list[str]:
         return [self.keys.key("login", "pair", ""), self.keys.key("login", "client", "")]
 
-    def _attempt_keys(self) -> list[str]:
+    def _login_keys(self) -> list[str]:
         return [self.keys.key("login", "all"), self.keys.key("login", "of")]
 
     async def begin_login_attempt(
         self, client: str, user: str, *, now: datetime, since: datetime
     ) -> LoginAttempts:
         pair = _pair(client, user)
-        attempt_id, count, oldest, client_count, client_oldest = await self._script(
-            _BEGIN_ATTEMPT,
-            [
+        attempt_id, count, oldest, client_count, client_oldest = await _BEGIN_ATTEMPT(
+            self.client,
+            keys=[
                 self.keys.key("login", "seq"),
                 self.keys.key("login", "pair", pair),
                 self.keys.key("login", "client", client),
-                *self._attempt_keys(),
+                *self._login_keys(),
             ],
-            [to_us(now), to_us(since), pair],
+            args=[to_us(now), to_us(since), pair],
         )
         return LoginAttempts(
             attempt_id=int(attempt_id),
@@ -294,24 +293,24 @@ class RedisAdminRecords(AdminRecords):
         )
 
     async def forget_login_attempt(self, attempt_id: int) -> None:
-        await self._script(
-            _FORGET_ATTEMPT, self._attempt_keys(), [*self._attempt_prefixes(), int(attempt_id)]
+        await _FORGET_ATTEMPT(
+            self.client, keys=self._login_keys(), args=[*self._login_prefixes(), int(attempt_id)]
         )
 
     async def clear_login_attempts(self, client: str, user: str) -> None:
         pair_set = self.keys.key("login", "pair", _pair(client, user))
-        await self._script(
-            _CLEAR_ATTEMPTS, [*self._attempt_keys(), pair_set], self._attempt_prefixes()
+        await _CLEAR_ATTEMPTS(
+            self.client, keys=[*self._login_keys(), pair_set], args=self._login_prefixes()
         )
 
     async def purge_login_attempts(self, *, before: datetime) -> int:
         purged = 0
         while True:
             deleted = int(
-                await self._script(
-                    _PURGE_ATTEMPTS,
-                    self._attempt_keys(),
-                    [*self._attempt_prefixes(), to_us(before), PURGE_CHUNK],
+                await _PURGE_ATTEMPTS(
+                    self.client,
+                    keys=self._login_keys(),
+                    args=[*self._login_prefixes(), to_us(before), PURGE_CHUNK],
                 )
             )
             purged += deleted

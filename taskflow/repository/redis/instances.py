@@ -119,7 +119,7 @@ class RedisInstances:
             args=[to_us(now), instance_id],
         )
 
-    async def _listed(self, alive_since: datetime | None, *, live: bool) -> list[Any]:
+    async def _instance_rows(self, alive_since: datetime | None, *, live: bool) -> list[Any]:
         rows: list[Any] = await _LIST(
             self.client,
             keys=[heartbeat_index(self.keys)],
@@ -136,14 +136,14 @@ class RedisInstances:
 
     async def list_instances(self, *, alive_since: datetime | None = None) -> list[InstanceInfo]:
         # As SQL: with ``alive_since``, only instances not stopped.
-        rows = await self._listed(alive_since, live=False)
+        rows = await self._instance_rows(alive_since, live=False)
         found = [_info(instance_id, flat) for instance_id, _, flat in rows]
         if alive_since is not None:
             found = [info for info in found if info.stopped_at is None]
         return sorted(found, key=lambda info: (-to_us(info.heartbeat_at), info.instance_id))
 
     async def list_live_instances(self, *, alive_since: datetime) -> list[InstanceStatus]:
-        rows = await self._listed(alive_since, live=True)
+        rows = await self._instance_rows(alive_since, live=True)
         statuses = [
             InstanceStatus(_info(instance_id, flat), int(running))
             for instance_id, running, flat in rows
