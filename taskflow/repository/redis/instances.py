@@ -34,6 +34,15 @@ redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2])
 return 1
 """)
 
+# KEYS: the instance's hash, the heartbeat index; ARGV: heartbeat_at, instance id.
+# Only a known instance is touched: SQL's heartbeat UPDATE inserts no row.
+_TOUCH = LuaScript("""
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'heartbeat_at', ARGV[1])
+redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2])
+return 1
+""")
+
 # KEYS: the heartbeat index.  ARGV: lowest heartbeat ('-inf' for all), the
 # prefixes of the instance hashes, of the owned sets and of the task hashes,
 # the running status, and '1' to list only live instances with their counts.
@@ -118,6 +127,18 @@ class RedisInstances:
             keys=[instance_key(self.keys, instance_id), heartbeat_index(self.keys)],
             args=[to_us(now), instance_id],
         )
+
+    async def _touch_instance(self, instance: InstanceInfo) -> bool:
+        """Record the instance's heartbeat; for ``heartbeat``, which keeps this layout here.
+
+        False when the instance is unknown (never registered): nothing is written.
+        """
+        touched = await _TOUCH(
+            self.client,
+            keys=[instance_key(self.keys, instance.instance_id), heartbeat_index(self.keys)],
+            args=[to_us(instance.heartbeat_at), instance.instance_id],
+        )
+        return bool(touched)
 
     async def _instance_rows(self, alive_since: datetime | None, *, live: bool) -> list[Any]:
         rows: list[Any] = await _LIST(
