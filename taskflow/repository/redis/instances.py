@@ -4,7 +4,7 @@ Every instance of a deployment reads the others' records to know who is
 alive (the admin API, lease decisions), so they are stored in the shared
 Redis, as SQL keeps them in ``taskflow_instances``.
 
-Layout (the heartbeat, in the claims part, updates the same keys):
+Layout (``heartbeat``, in ``claims``, updates the same two keys):
 ``instance(id)``, a hash with the fields ``hostname``, ``pid``,
 ``started_at``, ``heartbeat_at`` and, when set, ``version`` and
 ``stopped_at`` (instants in microseconds since the epoch); and
@@ -30,15 +30,6 @@ from taskflow.repository.values import InstanceInfo, InstanceStatus
 _DEREGISTER = LuaScript("""
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], 'stopped_at', ARGV[1], 'heartbeat_at', ARGV[1])
-redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2])
-return 1
-""")
-
-# KEYS: the instance's hash, the heartbeat index; ARGV: heartbeat_at, instance id.
-# Only a known instance is touched: SQL's heartbeat UPDATE inserts no row.
-_TOUCH = LuaScript("""
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], 'heartbeat_at', ARGV[1])
 redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2])
 return 1
 """)
@@ -127,18 +118,6 @@ class RedisInstances:
             keys=[instance_key(self.keys, instance_id), heartbeat_index(self.keys)],
             args=[to_us(now), instance_id],
         )
-
-    async def _touch_instance(self, instance: InstanceInfo) -> bool:
-        """Record the instance's heartbeat; for ``heartbeat``, which keeps this layout here.
-
-        False when the instance is unknown (never registered): nothing is written.
-        """
-        touched = await _TOUCH(
-            self.client,
-            keys=[instance_key(self.keys, instance.instance_id), heartbeat_index(self.keys)],
-            args=[to_us(instance.heartbeat_at), instance.instance_id],
-        )
-        return bool(touched)
 
     async def _instance_rows(self, alive_since: datetime | None, *, live: bool) -> list[Any]:
         rows: list[Any] = await _LIST(
