@@ -186,7 +186,7 @@ def log_to_json(entry: TaskLogEntry) -> str:
     )
 
 
-def log_from_json(task_id: str, raw: bytes) -> TaskLogEntry:
+def log_from_json(task_id: str, raw: bytes | str) -> TaskLogEntry:
     """A stored log list element back as a ``TaskLogEntry``."""
     data = json.loads(raw)
     return TaskLogEntry(

@@ -27,6 +27,8 @@ Entry points:
   statistics as the status moves.  Returns the new fields.
 * ``tf_delete(id)``: remove a task, its logs and every index entry, and
   uncount it from the statistics; false if it did not exist.
+* ``tf_renew(id, owner, expires)``: extend the lease of an active task
+  ``owner`` holds; false when it does not hold it.
 * ``tf_log(id, entry_id, json)``: append a log line unless that entry id was
   appended already.
 """
@@ -37,6 +39,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
+
+from taskflow.repository.redis.keys import KeySpace
 
 LIBRARY = r"""
 local TF_P = ARGV[1]
@@ -198,6 +202,16 @@ local function tf_delete(id)
   return true
 end
 
+-- A lease renewed: only the task's expiry and its place in the lease index change.
+local function tf_renew(id, owner, expires)
+  local key = tf_key('task', id)
+  local f = redis.call('HMGET', key, 'owner', 'status')
+  if f[1] ~= owner or not TF_ACTIVE[f[2]] then return false end
+  redis.call('HSET', key, 'lease_expires_at', expires)
+  redis.call('ZADD', tf_key('leases'), expires, id)
+  return true
+end
+
 local function tf_log(id, entry_id, json)
   if redis.call('SADD', tf_key('logids', id), entry_id) == 1 then
     redis.call('RPUSH', tf_key('logs', id), json)
@@ -208,9 +222,9 @@ end
 
 def script(client: aioredis.Redis, body: str) -> AsyncScript:
     """A script registered on ``client``: ``LIBRARY`` followed by ``body``."""
-    return client.register_script(LIBRARY + body)  # type: ignore[return-value]
+    return client.register_script(LIBRARY + body)
 
 
-def call_args(prefix_key: str, *args: Any) -> list[Any]:
-    """ARGV of a library script: the ``{prefix}`` base first, then the script's own."""
-    return [prefix_key, *args]
+async def run(client: aioredis.Redis, keys: KeySpace, script: AsyncScript, args: list[Any]) -> Any:
+    """Run a library script: routed by the format key, the ``{prefix}`` base as ARGV[1]."""
+    return await script(keys=[keys.format_version], args=[keys.key(), *args], client=client)

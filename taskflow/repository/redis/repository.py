@@ -45,9 +45,9 @@ _TRANSIENT = (
 
 
 class RedisTaskRepository(
+    RedisWakeups,
     RedisWrites,
     RedisClaims,
-    RedisWakeups,
     RedisReads,
     RedisSchedules,
     RedisRetries,
@@ -67,6 +67,7 @@ class RedisTaskRepository(
         # Binary-safe: payloads are bytes, so nothing is decoded behind our back.
         self.client: aioredis.Redis = aioredis.Redis.from_url(url, decode_responses=False)
         self._init_writes()
+        self._init_claims()
         self._init_wakeups()
 
     async def open(self) -> None:

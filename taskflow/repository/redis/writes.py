@@ -145,9 +145,8 @@ class RedisWrites:
         self._insert_many_script: AsyncScript = lua.script(self.client, _INSERT_MANY)
         self._delete_many_script: AsyncScript = lua.script(self.client, _DELETE_MANY)
 
-    async def _run(self, script: AsyncScript, args: list[Any]) -> Any:
-        """Run a library script: routed by the format key, the prefix as ARGV[1]."""
-        return await script(keys=[self.keys.format_version], args=[self.keys.key(), *args])
+    async def _run_library_script(self, script: AsyncScript, args: list[Any]) -> Any:
+        return await lua.run(self.client, self.keys, script, args)
 
     async def _notice_changes(self) -> None:
         """Tell other instances' dashboards that tasks changed (``wakeups`` overrides)."""
@@ -165,7 +164,7 @@ class RedisWrites:
         args.append(len(batch.logs))
         for entry in batch.logs:
             args.extend((entry.task_id, entry.entry_id, codec.log_to_json(entry)))
-        fenced = await self._run(self._apply_script, args)
+        fenced = await self._run_library_script(self._apply_script, args)
         if batch:
             await self._notice_changes()
         return BatchOutcome(frozenset(_text(task_id) for task_id in fenced))
@@ -189,7 +188,7 @@ class RedisWrites:
             "1" if bump_epoch else "0",
             codec.to_us(utcnow()),
         ]
-        applied = bool(await self._run(self._transition_script, args))
+        applied = bool(await self._run_library_script(self._transition_script, args))
         if applied:
             await self._notice_changes()
         return applied
@@ -199,7 +198,9 @@ class RedisWrites:
         if key is None:
             raise ValueError("insert_with_key needs a record with an idempotency_key")
         fields = codec.flat_fields(codec.insert_fields(record))
-        holder = await self._run(self._insert_key_script, [key, record.task_id, *fields])
+        holder = await self._run_library_script(
+            self._insert_key_script, [key, record.task_id, *fields]
+        )
         return _text(holder)
 
     async def _insert_scripted(self, records: Sequence[TaskRecord]) -> set[str]:
@@ -210,7 +211,7 @@ class RedisWrites:
         """
         if not records:
             return set()
-        inserted = await self._run(self._insert_many_script, insert_args(records))
+        inserted = await self._run_library_script(self._insert_many_script, insert_args(records))
         return {_text(task_id) for task_id in inserted}
 
     async def _delete_scripted(self, ids: Sequence[str]) -> int:
@@ -221,4 +222,4 @@ class RedisWrites:
         """
         if not ids:
             return 0
-        return int(await self._run(self._delete_many_script, list(ids)))
+        return int(await self._run_library_script(self._delete_many_script, list(ids)))
