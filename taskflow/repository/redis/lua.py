@@ -5,7 +5,8 @@ creation indexes, the claim queue, the lease index, its owner's set, the
 statistics of finished tasks).  They only stay consistent if every change goes
 through the same few functions, inside the script that makes it, so that
 the change and its index updates are one atomic step.  ``script(body)``
-prepends this library to a script's own text.
+prepends this library to a script's own text for a client-bound
+script; ``LIBRARY + body`` works as well in a ``lua_script.LuaScript``.
 
 Calling convention (for every script built with ``script()``):
 
@@ -20,11 +21,15 @@ Calling convention (for every script built with ``script()``):
 Entry points:
 
 * ``tf_load(id)``: the task's fields as a table, or nil.
+* ``tf_state(id)``: only the fields the indexes, statistics and guards
+  read (status, owner, lease_epoch, ...: no arguments or payload), or nil;
+  enough as the ``old`` of ``tf_change``, and much cheaper than ``tf_load``.
 * ``tf_insert(id, fields)``: store a new task with its indexes and
   statistics; false (and nothing changed) when the id exists already.
 * ``tf_change(id, old, sets, dels)``: apply field changes to a task whose
   current fields are ``old`` (from ``tf_load``); reindexes and counts the
-  statistics as the status moves.  Returns the new fields.
+  statistics as the status moves.  Returns the new fields (as complete
+  as ``old`` was).
 * ``tf_delete(id)``: remove a task, its logs and every index entry, and
   uncount it from the statistics; false if it did not exist.
 * ``tf_renew(id, owner, expires)``: extend the lease of an active task
@@ -72,6 +77,21 @@ local function tf_load(id)
   if #flat == 0 then return nil end
   local t = {}
   for i = 1, #flat, 2 do t[flat[i]] = flat[i + 1] end
+  return t
+end
+
+-- The fields the indexes, statistics and guards read: no arguments or payload,
+-- which may be megabytes.  Enough as the ``old`` of tf_change.
+local TF_STATE_FIELDS = {'status', 'owner', 'priority', 'created_at', 'run_at',
+  'lease_expires_at', 'func_name', 'duration_ms', 'source', 'lease_epoch', 'idempotency_key'}
+
+local function tf_state(id)
+  local values = redis.call('HMGET', tf_key('task', id), unpack(TF_STATE_FIELDS))
+  if not values[1] then return nil end
+  local t = {}
+  for i, name in ipairs(TF_STATE_FIELDS) do
+    if values[i] then t[name] = values[i] end
+  end
   return t
 end
 
@@ -187,7 +207,7 @@ local function tf_change(id, old, sets, dels)
 end
 
 local function tf_delete(id)
-  local old = tf_load(id)
+  local old = tf_state(id)
   if old == nil then return false end
   tf_unindex(id, old)
   redis.call('ZREM', tf_key('index', 'created'), id)

@@ -2,8 +2,8 @@
 
 The methods live in mixins, one module per job: the write path
 (``writes``), claims and leases (``claims``), pub/sub wake-ups
-(``wakeups``), reads, schedules, retries, the admin records and the
-instances.  This module only composes them, owns the client, and answers
+(``wakeups``), reads, schedules, retries, retention, the admin records
+and the instances.  This module only composes them, owns the client, and answers
 the questions the composition root asks at start.
 """
 
@@ -24,6 +24,7 @@ from taskflow.repository.redis.claims import RedisClaims
 from taskflow.repository.redis.instances import RedisInstances
 from taskflow.repository.redis.keys import KeySpace, check_prefix
 from taskflow.repository.redis.reads import RedisReads
+from taskflow.repository.redis.retention import RedisRetention
 from taskflow.repository.redis.retries import RedisRetries
 from taskflow.repository.redis.schedules import RedisSchedules
 from taskflow.repository.redis.wakeups import RedisWakeups
@@ -51,6 +52,7 @@ class RedisTaskRepository(
     RedisReads,
     RedisSchedules,
     RedisRetries,
+    RedisRetention,
     RedisAdminRecords,
     RedisInstances,
     TaskRepository,

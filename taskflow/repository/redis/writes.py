@@ -36,7 +36,7 @@ for _ = 1, tonumber(tf_arg()) do
   local sets = tf_fields()
   local dels = {}
   for i = 1, tonumber(tf_arg()) do dels[i] = tf_arg() end
-  local old = tf_load(id)
+  local old = tf_state(id)
   if old == nil or tonumber(old.lease_epoch or '0') ~= epoch then
     fenced[#fenced + 1] = id
   elseif TF_ACTIVE[old.status] then
@@ -63,7 +63,7 @@ local has_error = tf_arg()
 local err = tf_arg()
 local bump = tf_arg()
 local now = tf_arg()
-local old = tf_load(id)
+local old = tf_state(id)
 if old == nil or not expected[old.status] then return 0 end
 if epoch ~= '' and tonumber(old.lease_epoch or '0') ~= tonumber(epoch) then return 0 end
 local sets = {status = status, updated_at = now}
