@@ -34,10 +34,17 @@ class KeySpace:
     (a list).  Indexes, all sorted sets of task ids unless said otherwise:
     ``created`` (score: created_at in microseconds, for the newest-first
     list and its cursor), ``by_status(s)``, ``by_func(name)``,
-    ``by_source(s)``; ``queue`` (pending tasks in claim order),
-    ``leases`` (score: lease_expires_at of pending and running tasks that
-    have an owner), ``owned(instance)`` (a set: ids an instance owns);
-    ``idempotency`` (a hash: key -> id of the live task holding it).
+    ``by_source(s)``; the claim queue, which holds the pending tasks that
+    have no owner: ``queue_level(p)`` per priority (score: run_at), and
+    ``queue`` the priorities present (member ``str(priority)`` or
+    ``"none"``, score the priority or -inf), so a claim walks the levels
+    highest first; ``leases`` (score: lease_expires_at of pending and
+    running tasks that have an owner and a lease), ``owned(instance)`` (a
+    set: ids of the active tasks an instance owns); ``idempotency`` (a
+    hash: key -> id of the task holding it; as in SQL, a key stays with its
+    task unless that task failed or was deleted).  ``key("logids", id)``
+    holds the ids of a task's log lines, so a batch applied twice does not
+    repeat them.  The Lua library (``lua.py``) builds these same names.
     """
 
     prefix: str = DEFAULT_PREFIX
@@ -68,6 +75,10 @@ class KeySpace:
     @property
     def queue(self) -> str:
         return self.key("queue")
+
+    def queue_level(self, level: str) -> str:
+        """The unowned pending tasks of one priority (``str(p)``, or ``"none"``), by run_at."""
+        return self.key("queue", level)
 
     @property
     def leases(self) -> str:
