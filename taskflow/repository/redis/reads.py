@@ -50,6 +50,14 @@ local prefix, pos_score, pos_id = ARGV[1], ARGV[2], ARGV[3]
 local low = tonumber(ARGV[4])
 local needed, budget = tonumber(ARGV[6]), tonumber(ARGV[7])
 local statuses, func, source, term = ARGV[8], ARGV[9], ARGV[10], ARGV[11]
+-- Byte order, as the sorted set orders equal scores (Lua's '>' follows the server's locale).
+local function bytes_after(a, b)
+  for i = 1, math.min(#a, #b) do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x > y end
+  end
+  return #a > #b
+end
 local start = 0
 if ARGV[5] ~= '' then
   start = redis.call('ZCOUNT', key, ARGV[5], '+inf')
@@ -63,7 +71,7 @@ if pos_score ~= '' then
   else
     after = redis.call('ZCOUNT', key, '(' .. pos_score, '+inf')
     for _, member in ipairs(redis.call('ZRANGE', key, pos_score, pos_score, 'BYSCORE')) do
-      if member > pos_id then after = after + 1 end
+      if bytes_after(member, pos_id) then after = after + 1 end
     end
   end
   if after > start then start = after end
