@@ -2,11 +2,13 @@
 
 Redis has no query planner, so this module is one: it picks the index that
 holds the fewest candidates in the created window (``created``, one
-function's, one source's, or the union of the wanted statuses), walks it
-newest first from the cursor's position, and checks the other filters on
-each candidate's hash.  A page reads the candidates up to its last row and
-no further, however many tasks exist; only a search, which no index can
-answer (as in SQL), may check many candidates per row it finds.
+function's, one source's, or the wanted statuses' indexes, each walked and
+the results merged), walks it newest first from the cursor's position, and
+checks the other filters on each candidate's hash.  A page reads the
+candidates up to its last row and no further, however many tasks exist;
+only a search, which no index can answer (as in SQL), may check many
+candidates per row it finds.  ``replay_candidates()`` (``retries.py``)
+pages through failures with the same walk.
 
 The walk is a Lua script that checks at most ``WALK_BUDGET`` candidates per
 call, so a selective search never blocks the server for long: Python calls
@@ -121,7 +123,7 @@ class Walk:
 
 @dataclass(frozen=True)
 class Window:
-    """What a walk selects besides the index it walks: the created window and the filters.
+    """The created window and the search term, shared by every walk of one query.
 
     ``low`` is the lowest score (inclusive, ``-inf`` for none), ``end`` the
     score the window ends before ("" for none), ``term`` the search term
