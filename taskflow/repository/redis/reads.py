@@ -49,7 +49,7 @@ WALK = LuaScript(
     """
 local key = KEYS[1]
 local prefix, pos_score, pos_id = ARGV[1], ARGV[2], ARGV[3]
-local low = tonumber(ARGV[4])
+local low = ARGV[4] == '-inf' and -math.huge or tonumber(ARGV[4])
 local needed, budget = tonumber(ARGV[6]), tonumber(ARGV[7])
 local statuses, func, source, term = ARGV[8], ARGV[9], ARGV[10], ARGV[11]
 -- Byte order, as the sorted set orders equal scores (Lua's '>' follows the server's locale).
