@@ -7,6 +7,8 @@ means the same as ``TaskManager(database_url=url)``.
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from taskflow.exceptions import ConfigurationError
 from taskflow.settings import sqlite_file_url
 
@@ -44,9 +46,9 @@ class MySQLBackend(SnapshotBackend):
 class RedisBackend(SnapshotBackend):
     """Redis as the store (``pip install "taskflow-sql[redis]"``).
 
-    Accepted so configurations written for fastapi-taskflow parse, but the
-    Redis repository is not part of this release: constructing a
-    ``TaskManager`` with it raises ``ConfigurationError`` saying so.
+    ``prefix`` (or ``key_prefix``) starts every key, so several apps share one
+    Redis; fastapi-taskflow's ``ttl`` is accepted and not used: finished
+    tasks are deleted by ``retention_days``, which also keeps the statistics right.
     """
 
     def __init__(
@@ -54,10 +56,16 @@ class RedisBackend(SnapshotBackend):
         url: str = "redis://localhost:6379/0",
         prefix: str = "taskflow",
         ttl: int | None = None,
+        *,
+        key_prefix: str | None = None,
     ) -> None:
         super().__init__(url)
-        self.prefix = prefix
+        self.url = url
+        self.prefix = key_prefix if key_prefix is not None else prefix
         self.ttl = ttl
+        # What the manager resolves: the URL with the prefix as its ``key_prefix`` option.
+        separator = "&" if "?" in url else "?"
+        self.database_url = f"{url}{separator}{urlencode({'key_prefix': self.prefix})}"
 
 
 def choose_database_url(
@@ -68,13 +76,6 @@ def choose_database_url(
     """The URL named by the ways a ``TaskManager`` can be given a database, in precedence order."""
     if database_url is not None:
         return database_url
-    if isinstance(snapshot_backend, RedisBackend) or (
-        isinstance(snapshot_backend, str) and snapshot_backend.startswith(("redis://", "rediss://"))
-    ):
-        raise ConfigurationError(
-            "the Redis backend is not available in this release of taskflow: use a SQL "
-            "database_url (SQLite, PostgreSQL or MySQL/MariaDB)"
-        )
     if isinstance(snapshot_backend, SnapshotBackend):
         return snapshot_backend.database_url
     if isinstance(snapshot_backend, str):

@@ -34,6 +34,9 @@ _SYNC_TWINS: dict[str, tuple[str, ...]] = {
     "mysql": ("pymysql", "mysqldb", "mysqlconnector"),
 }
 _BACKEND_ALIASES = {"postgres": "postgresql", "mariadb": "mysql", "sqlite": "sqlite"}
+# URL schemes redis-py reads: TCP, TLS and a Unix socket.
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+DEFAULT_KEY_PREFIX = "taskflow"
 
 
 @dataclass(frozen=True)
@@ -41,9 +44,11 @@ class DatabaseTarget:
     """A resolved database: the async URL to connect with and what kind it is."""
 
     url: URL
-    backend: str  # "sqlite" | "postgresql" | "mysql"
+    backend: str  # "sqlite" | "postgresql" | "mysql" | "redis"
     # Typed driver options taken out of the URL's query (url_options.py).
     connect_args: dict[str, Any] = field(default_factory=dict)
+    # Redis: the prefix of every key of this deployment (``?key_prefix=`` in the URL).
+    key_prefix: str = DEFAULT_KEY_PREFIX
 
     @property
     def is_memory(self) -> bool:
@@ -72,8 +77,8 @@ def _backend_of(url: URL, raw: str) -> str:
     if backend not in _ASYNC_DRIVERS:
         raise ConfigurationError(
             f"unsupported database {name!r} in URL {url.render_as_string(hide_password=True)!r}: "
-            "taskflow supports SQLite, "
-            "PostgreSQL and MySQL/MariaDB (for Redis pass a redis:// URL as snapshot_backend)"
+            "taskflow supports SQLite, PostgreSQL, MySQL/MariaDB "
+            "and Redis (redis://, rediss:// or unix://)"
         )
     return backend
 
@@ -97,6 +102,8 @@ def resolve_database_url(raw: str | None) -> DatabaseTarget:
     if not isinstance(raw, str) or not raw.strip():
         raise ConfigurationError(f"database_url must be a non-empty string, got {raw!r}")
     url = _parse(raw.strip())
+    if url.get_backend_name() in REDIS_SCHEMES:
+        return _redis_target(url)
     backend = _backend_of(url, raw)
     driver, module, extra = _ASYNC_DRIVERS[backend]
     given = url.drivername.partition("+")[2]
@@ -111,6 +118,21 @@ def resolve_database_url(raw: str | None) -> DatabaseTarget:
     kept, connect_args = split_options(backend, url.query)
     url = url.set(drivername=f"{dialect_name}+{driver}", query=kept)
     return DatabaseTarget(url=url, backend=backend, connect_args=connect_args)
+
+
+def _redis_target(url: URL) -> DatabaseTarget:
+    """A Redis URL as redis-py reads it, without taskflow's own ``key_prefix`` option."""
+    if url.drivername not in REDIS_SCHEMES:  # "redis+something"
+        raise ConfigurationError(
+            f"taskflow talks to Redis through redis-py: use a plain redis://, rediss:// or "
+            f"unix:// URL, not {url.drivername}://"
+        )
+    _require_module("redis", "redis", url.render_as_string(hide_password=True))
+    query = dict(url.query)
+    prefix = query.pop("key_prefix", DEFAULT_KEY_PREFIX)
+    if not isinstance(prefix, str):
+        raise ConfigurationError("key_prefix appears more than once in the Redis URL")
+    return DatabaseTarget(url=url.set(query=query), backend="redis", key_prefix=prefix)
 
 
 def sqlite_file_url(path: str) -> str:

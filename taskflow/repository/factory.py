@@ -22,7 +22,15 @@ def create_repository(target: DatabaseTarget, *, connections: int | None = None)
         connections: at most this many connections at once; default: the
             backend's own pool size.  The blocking bridge needs two at most.
     """
-    # SQLite, PostgreSQL and MySQL/MariaDB: the only stores resolve_database_url accepts.
+    if target.backend == "redis":
+        from taskflow.repository.redis import RedisTaskRepository  # needs the redis extra
+
+        return RedisTaskRepository(
+            target.url.render_as_string(hide_password=False),
+            key_prefix=target.key_prefix,
+            max_connections=connections,
+        )
+    # SQLite, PostgreSQL and MySQL/MariaDB.
     if connections is None:
         return SqlTaskRepository(create_engine_for(target))
     engine = create_engine_for(target, pool_size=1, max_overflow=max(connections - 1, 0))

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from taskflow import ConfigurationError, MissingDependencyError, TaskflowError, TaskManager
+from taskflow.backends import RedisBackend
 from taskflow.settings import ENV_DATABASE_URL, MEMORY_URL, resolve_database_url, sqlite_file_url
 
 
@@ -207,7 +208,7 @@ def test_unsupported_databases_are_named(raw: str, name: str) -> None:
     assert "SQLite" in message and "PostgreSQL" in message and "MySQL" in message
 
 
-@pytest.mark.parametrize("raw", ["oracle://scott:tiger@host/db", "redis://:tiger@host/0"])
+@pytest.mark.parametrize("raw", ["oracle://scott:tiger@host/db", "mssql://sa:tiger@host/db"])
 def test_unsupported_database_error_hides_the_password(raw: str) -> None:
     with pytest.raises(ConfigurationError) as info:
         resolve_database_url(raw)
@@ -331,3 +332,44 @@ def test_mysql_tls_files_go_into_the_context(tmp_path: Any) -> None:
     assert "ssl_check_hostname" not in verified.url.query
     with pytest.raises(ConfigurationError, match="TLS files cannot be used"):
         resolve_database_url(f"mysql://u@db/app?ssl-mode=VERIFY_CA&ssl_ca={tmp_path}/missing.pem")
+
+
+@pytest.mark.parametrize(
+    ("raw", "prefix", "rendered"),
+    [
+        ("redis://127.0.0.1:6379/0", "taskflow", "redis://127.0.0.1:6379/0"),
+        ("rediss://:tiger@host:6380/2?key_prefix=app1", "app1", "rediss://:***@host:6380/2"),
+        ("unix:///run/redis.sock?db=3&key_prefix=a.b", "a.b", "unix:///run/redis.sock?db=3"),
+    ],
+)
+def test_redis_urls_keep_their_options_and_give_up_the_key_prefix(
+    raw: str, prefix: str, rendered: str
+) -> None:
+    target = resolve_database_url(raw)
+    assert target.backend == "redis"
+    assert target.key_prefix == prefix
+    assert target.render() == rendered
+
+
+def test_a_redis_url_with_a_driver_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="plain redis://"):
+        resolve_database_url("redis+hiredis://127.0.0.1/0")
+
+
+def test_redis_backend_object_names_its_prefix() -> None:
+    manager = TaskManager(snapshot_backend=RedisBackend("redis://127.0.0.1:6379/0", prefix="shop"))
+    assert manager.target.backend == "redis"
+    assert manager.target.key_prefix == "shop"
+    assert RedisBackend(key_prefix="orders").prefix == "orders"
+
+
+@pytest.mark.parametrize(
+    ("url", "complaint"),
+    [
+        ("redis://127.0.0.1/0?no_such_option=1", "no_such_option"),
+        ("redis://127.0.0.1/0?key_prefix=has%20space", "key_prefix"),
+    ],
+)
+def test_bad_redis_options_fail_at_construction(url: str, complaint: str) -> None:
+    with pytest.raises(ConfigurationError, match=complaint):
+        TaskManager(database_url=url)

@@ -15,7 +15,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
-from taskflow.exceptions import TaskArgumentError
+from taskflow.exceptions import ConfigurationError, TaskArgumentError
 from taskflow.models import TaskLogEntry, TaskRecord
 from taskflow.repository.base import TaskRepository
 from taskflow.repository.redis import codec
@@ -63,11 +63,13 @@ class RedisTaskRepository(
     key of one deployment hashes to one slot, so Lua scripts may touch them all.
     """
 
-    def __init__(self, url: str, *, key_prefix: str = "taskflow") -> None:
+    def __init__(
+        self, url: str, *, key_prefix: str = "taskflow", max_connections: int | None = None
+    ) -> None:
         self.url = url
         self.keys = KeySpace(check_prefix(key_prefix))
         # Binary-safe: payloads are bytes, so nothing is decoded behind our back.
-        self.client: aioredis.Redis = aioredis.Redis.from_url(url, decode_responses=False)
+        self.client: aioredis.Redis = _client_for(url, max_connections)
         self._init_writes()
         self._init_claims()
         self._init_wakeups()
@@ -147,3 +149,25 @@ class RedisTaskRepository(
     async def get_logs(self, task_id: str) -> list[TaskLogEntry]:
         raw_logs = await self.client.lrange(self.keys.logs(task_id), 0, -1)
         return [codec.log_from_json(task_id, raw) for raw in raw_logs]
+
+
+def _client_for(url: str, max_connections: int | None) -> aioredis.Redis:
+    """A client for ``url``; with ``max_connections``, callers wait for a free connection.
+
+    Options redis-py does not know are refused here, at construction, rather
+    than at the first connection.
+    """
+    try:
+        if max_connections is None:
+            pool = aioredis.ConnectionPool.from_url(url, decode_responses=False)
+        else:
+            pool = aioredis.BlockingConnectionPool.from_url(
+                url, decode_responses=False, max_connections=max_connections
+            )
+        pool.connection_class(**pool.connection_kwargs)  # checks the options, connects nothing
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(
+            f"the Redis URL has an option redis-py does not take ({exc}): remove it, "
+            "or see redis-py's from_url() for the options it reads"
+        ) from None
+    return aioredis.Redis(connection_pool=pool)
