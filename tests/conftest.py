@@ -353,6 +353,7 @@ def require_server(backend: str) -> str:
 def pytest_configure(config: pytest.Config) -> None:
     for backend in SQL_BACKENDS:
         config.addinivalue_line("markers", f"{backend}: runs against the {backend} database")
+    config.addinivalue_line("markers", "redis: runs against a Redis server")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

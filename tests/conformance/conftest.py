@@ -7,7 +7,6 @@ suite then runs on it.  The tests see only the ``TaskRepository`` interface.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -20,21 +19,15 @@ from taskflow.db.engine import create_engine_for
 from taskflow.db.tables import metadata
 from taskflow.repository.base import TaskRepository
 from taskflow.repository.factory import create_repository
+from taskflow.repository.redis import RedisTaskRepository
 from taskflow.repository.sql import SqlTaskRepository
 from taskflow.settings import resolve_database_url
-from tests.conftest import REDIS_ENV_VAR, _redis_answers, in_ci
+from tests.conftest import require_server
 
 SQL_BACKENDS = ("sqlite", "postgres", "mysql")
 BACKENDS = (*SQL_BACKENDS, "redis")
-# The conformance suite's own default; TASKFLOW_TEST_REDIS_URL overrides it.
-REDIS_URL = "redis://127.0.0.1:6379/0"
 # The key prefix of each running test (node id -> prefix): its later repositories share it.
 _REDIS_PREFIXES: dict[str, str] = {}
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    # The root conftest declares the SQL backends' markers; --strict-markers needs this one.
-    config.addinivalue_line("markers", "redis: runs against a Redis server")
 
 
 Finish = Callable[[], Awaitable[None]]
@@ -87,22 +80,13 @@ async def _redis_repository(
     Every test gets a prefix of its own, so tests never see each other's keys
     and nothing needs emptying first; every repository of one test shares it.
     """
-    # Imported here: the SQL-only runs need no Redis client installed.
-    from taskflow.repository.redis.repository import RedisTaskRepository
-
-    url = os.environ.get(REDIS_ENV_VAR) or REDIS_URL
-    if not _redis_answers(url):
-        message = (
-            f"Redis is not reachable at {url}. Start it with: redis-server --daemonize yes "
-            f"--bind 127.0.0.1 --port 6379 --save ''; or point {REDIS_ENV_VAR} at a server."
-        )
-        if in_ci():
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+    url = require_server("redis")  # skips (fails under CI=true) when Redis is down
     prefix = _REDIS_PREFIXES.get(request.node.nodeid)
     if empty or prefix is None:
         prefix = _REDIS_PREFIXES[request.node.nodeid] = f"tft-{uuid.uuid4().hex}"
-    repository = RedisTaskRepository(url, key_prefix=prefix)
+    # Built as TaskManager builds it: by the factory, from the URL.
+    repository = create_repository(resolve_database_url(f"{url}?key_prefix={prefix}"))
+    assert isinstance(repository, RedisTaskRepository)
     await repository.open()
     await repository.prepare_schema(migrate=True)
 

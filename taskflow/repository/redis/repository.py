@@ -170,4 +170,4 @@ def _client_for(url: str, max_connections: int | None) -> aioredis.Redis:
             f"the Redis URL has an option redis-py does not take ({exc}): remove it, "
             "or see redis-py's from_url() for the options it reads"
         ) from None
-    return aioredis.Redis(connection_pool=pool)
+    return aioredis.Redis.from_pool(pool)  # closes the pool with the client
