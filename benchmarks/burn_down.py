@@ -61,9 +61,12 @@ def job() -> TaskRecord:
 
 async def fill(engine: Any, jobs: int) -> None:
     repository = SqlTaskRepository(engine)
-    for start in range(0, jobs, 2000):
-        rows = [job() for _ in range(min(2000, jobs - start))]
-        await repository.apply(WriteBatch(inserts=rows))
+    try:
+        for start in range(0, jobs, 2000):
+            rows = [job() for _ in range(min(2000, jobs - start))]
+            await repository.apply(WriteBatch(inserts=rows))
+    finally:
+        await repository.release()  # the connection its group commits keep
 
 
 async def remaining(engine: Any) -> int:
