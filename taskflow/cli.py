@@ -5,6 +5,12 @@ sets a ``handler``: an async function of the parsed arguments and an engine,
 returning the exit status.  Errors are one line on stderr, never a traceback:
 2 for a bad invocation or configuration, 1 for a failure or an out-of-sync
 database.
+
+On a Redis URL the ``db`` commands read and write the data-format version
+of the keys under the URL's ``key_prefix`` instead of running Alembic (each
+``db`` command also sets a ``redis_handler``, an async function of the
+arguments and the repository the factory builds); ``downgrade`` and
+``rebuild-stats`` have nothing to do there and say so.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import asyncio
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
 
 from alembic.util import CommandError
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
@@ -24,7 +31,11 @@ from taskflow.db.engine import create_engine_for
 from taskflow.exceptions import ConfigurationError, TaskflowError
 from taskflow.settings import ENV_DATABASE_URL, DatabaseTarget, resolve_database_url
 
+if TYPE_CHECKING:
+    from taskflow.repository.redis import RedisTaskRepository
+
 Handler = Callable[[argparse.Namespace, AsyncEngine], Awaitable[int]]
+RedisHandler = Callable[[argparse.Namespace, "RedisTaskRepository"], Awaitable[int]]
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -91,31 +102,125 @@ async def _db_rebuild_stats(args: argparse.Namespace, engine: AsyncEngine) -> in
     return EXIT_OK
 
 
+# -- the db commands on Redis: the keys' data-format version, no Alembic ------------------
+
+
+def _describe_format(repository: RedisTaskRepository, stored: bytes | str | None) -> str:
+    from taskflow.repository.redis.repository import FORMAT_VERSION
+
+    where = f"under key prefix {repository.keys.prefix!r}"
+    if stored is None:
+        return f"none (no format version {where})"
+    try:
+        version = int(stored)
+    except ValueError:
+        return f"{stored!r} (not a format version) {where}"
+    if version == FORMAT_VERSION:
+        state = "current"
+    elif version > FORMAT_VERSION:
+        state = f"newer than this taskflow's {FORMAT_VERSION}"
+    else:
+        state = f"older than this taskflow's {FORMAT_VERSION}"
+    return f"format {version} ({state}) {where}"
+
+
+async def _warn_if_not_persisted(repository: RedisTaskRepository) -> None:
+    from taskflow.repository.redis.repository import persistence_warning
+
+    warning = await persistence_warning(repository.client)
+    if warning is not None:
+        print(f"taskflow: warning: {warning}", file=sys.stderr)
+
+
+async def _redis_upgrade(args: argparse.Namespace, repository: RedisTaskRepository) -> int:
+    from taskflow.repository.redis.repository import format_problem
+
+    key = repository.keys.format_version
+    before = await repository.client.get(key)
+    # Writes the version only when absent (SET NX), as TaskManager(create_tables=True) does.
+    await repository.prepare_schema(migrate=True)
+    after = await repository.client.get(key)
+    problem = format_problem(repository.keys, after)
+    if problem is not None:
+        return _fail(problem, EXIT_FAILURE)
+    if before is None:
+        print(f"found no format version; wrote {_describe_format(repository, after)}")
+    else:
+        print(f"found {_describe_format(repository, before)}: nothing to do")
+    await _warn_if_not_persisted(repository)
+    return EXIT_OK
+
+
+async def _redis_current(args: argparse.Namespace, repository: RedisTaskRepository) -> int:
+    stored = await repository.client.get(repository.keys.format_version)
+    print(_describe_format(repository, stored))
+    await _warn_if_not_persisted(repository)
+    return EXIT_OK
+
+
+async def _redis_check(args: argparse.Namespace, repository: RedisTaskRepository) -> int:
+    from taskflow.repository.redis.repository import format_problem
+
+    stored = await repository.client.get(repository.keys.format_version)
+    problem = format_problem(repository.keys, stored)
+    await _warn_if_not_persisted(repository)
+    if problem is None:
+        print(f"in sync: {_describe_format(repository, stored)}")
+        return EXIT_OK
+    print(problem)
+    if stored is None:
+        print("run `taskflow db upgrade` to write it")
+    return EXIT_FAILURE
+
+
+def _not_on_redis(command: str, reason: str) -> RedisHandler:
+    async def refuse(args: argparse.Namespace, repository: RedisTaskRepository) -> int:
+        return _fail(f"`taskflow db {command}` does not apply to Redis: {reason}", EXIT_USAGE)
+
+    return refuse
+
+
+_REDIS_DOWNGRADE = _not_on_redis(
+    "downgrade",
+    "there are no migrations to undo (the keys carry one data-format version, written by "
+    "`taskflow db upgrade` or create_tables=True); to remove a deployment, delete the keys "
+    "under its key prefix",
+)
+_REDIS_REBUILD_STATS = _not_on_redis(
+    "rebuild-stats",
+    "the statistics are kept by the same script that writes each task, there is no "
+    "roll-up table to recompute",
+)
+
+
 def _add_db_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    db = commands.add_parser("db", help="create and migrate taskflow's tables (Alembic)")
+    db = commands.add_parser(
+        "db",
+        help="create and migrate taskflow's tables (Alembic), or a Redis store's format version",
+    )
     actions = db.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     upgrade = actions.add_parser("upgrade", help="upgrade to a revision (default: head)")
     upgrade.add_argument("revision", nargs="?", default="head", metavar="REV")
-    upgrade.set_defaults(handler=_db_upgrade)
+    upgrade.set_defaults(handler=_db_upgrade, redis_handler=_redis_upgrade)
 
     downgrade = actions.add_parser("downgrade", help="downgrade to a revision ('base': drop all)")
     downgrade.add_argument("revision", metavar="REV")
-    downgrade.set_defaults(handler=_db_downgrade)
+    downgrade.set_defaults(handler=_db_downgrade, redis_handler=_REDIS_DOWNGRADE)
 
     current = actions.add_parser("current", help="show the database's revision")
-    current.set_defaults(handler=_db_current)
+    current.set_defaults(handler=_db_current, redis_handler=_redis_current)
 
     check = actions.add_parser(
         "check", help="compare the database with taskflow's models; exit 1 when they differ"
     )
-    check.set_defaults(handler=_db_check)
+    check.set_defaults(handler=_db_check, redis_handler=_redis_check)
 
     rebuild = actions.add_parser(
         "rebuild-stats",
         help="recompute the metrics roll-up from the tasks table (after editing history by hand)",
     )
-    rebuild.set_defaults(handler=_db_rebuild_stats)
+    rebuild.set_defaults(handler=_db_rebuild_stats, redis_handler=_REDIS_REBUILD_STATS)
 
     for action in (upgrade, downgrade, current, check, rebuild):
         _add_url_option(action)
@@ -172,6 +277,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         target = resolve_database_url(_database_url(args))
     except (ConfigurationError, ImportError) as exc:
         return _fail(str(exc), EXIT_USAGE)
+    if target.backend == "redis":
+        return _main_redis(args, target)
     try:
         return asyncio.run(_run(handler, args, target))
     except (SQLAlchemyError, OSError) as exc:
@@ -180,6 +287,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(_one_line(exc), EXIT_FAILURE)
     except KeyboardInterrupt:
         return 130
+
+
+def _main_redis(args: argparse.Namespace, target: DatabaseTarget) -> int:
+    """Run the command's Redis variant on the repository the factory builds for ``target``."""
+    from redis.exceptions import RedisError
+
+    handler: RedisHandler | None = getattr(args, "redis_handler", None)
+    if handler is None:
+        command = " ".join(part for part in (args.command, getattr(args, "action", None)) if part)
+        return _fail(f"`taskflow {command}` does not apply to Redis", EXIT_USAGE)
+    try:
+        return asyncio.run(_run_redis(handler, args, target))
+    except ConfigurationError as exc:
+        return _fail(_one_line(exc), EXIT_USAGE)
+    except (RedisError, OSError) as exc:
+        return _fail(f"{target.render()}: {_one_line(exc)}", EXIT_FAILURE)
+    except TaskflowError as exc:
+        return _fail(_one_line(exc), EXIT_FAILURE)
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _run_redis(
+    handler: RedisHandler, args: argparse.Namespace, target: DatabaseTarget
+) -> int:
+    # Through the factory, as TaskManager builds it: the same URL options, the same checks.
+    from taskflow.repository.factory import create_repository
+    from taskflow.repository.redis import RedisTaskRepository
+
+    repository = create_repository(target, connections=1)
+    assert isinstance(repository, RedisTaskRepository)
+    try:
+        await repository.open()
+        return await handler(args, repository)
+    finally:
+        await repository.close()
 
 
 def _fail(message: str, status: int) -> int:

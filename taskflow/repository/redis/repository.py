@@ -87,21 +87,9 @@ class RedisTaskRepository(
         if migrate:
             await self.client.set(key, str(FORMAT_VERSION), nx=True)
         stored = await self.client.get(key)
-        if stored is None:
-            return (
-                f"the Redis keys under prefix {self.keys.prefix!r} have no format version "
-                f"({key}); start once with create_tables=True to initialise them"
-            )
-        try:
-            version = int(stored)
-        except ValueError:
-            return f"{key} holds {stored!r}, not a format version: is this prefix taskflow's?"
-        if version > FORMAT_VERSION:
-            return (
-                f"the Redis keys under prefix {self.keys.prefix!r} are in format {version}, "
-                f"newer than this taskflow's {FORMAT_VERSION}: upgrade taskflow"
-            )
-        return None
+        # The format problem first: it is the one that needs fixing before anything works.
+        problems = [format_problem(self.keys, stored), await persistence_warning(self.client)]
+        return ". Also: ".join(problem for problem in problems if problem) or None
 
     def is_transient(self, exc: BaseException) -> bool:
         # A ResponseError (a script's own error, a wrong type) is about the data.
@@ -149,6 +137,61 @@ class RedisTaskRepository(
     async def get_logs(self, task_id: str) -> list[TaskLogEntry]:
         raw_logs = await self.client.lrange(self.keys.logs(task_id), 0, -1)
         return [codec.log_from_json(task_id, raw) for raw in raw_logs]
+
+
+def format_problem(keys: KeySpace, stored: bytes | str | None) -> str | None:
+    """What is wrong with the stored format version ``stored`` (with the fix), or None.
+
+    None for this taskflow's format and older ones; a message for a missing
+    version, a value that is no version, and a newer format.
+    """
+    key = keys.format_version
+    if stored is None:
+        return (
+            f"the Redis keys under prefix {keys.prefix!r} have no format version "
+            f"({key}); start once with create_tables=True to initialise them"
+        )
+    try:
+        version = int(stored)
+    except ValueError:
+        return f"{key} holds {stored!r}, not a format version: is this prefix taskflow's?"
+    if version > FORMAT_VERSION:
+        return (
+            f"the Redis keys under prefix {keys.prefix!r} are in format {version}, "
+            f"newer than this taskflow's {FORMAT_VERSION}: upgrade taskflow"
+        )
+    return None
+
+
+async def persistence_warning(client: aioredis.Redis) -> str | None:
+    """A warning when the server keeps nothing on disk, or None.
+
+    Only when ``CONFIG GET`` answers ``appendonly no`` and an empty ``save``:
+    then a restart of Redis loses every task.  Managed services that refuse
+    ``CONFIG`` (a ``ResponseError``) get no warning: their persistence is
+    configured elsewhere, and guessing would be wrong as often as right.
+    """
+    try:
+        appendonly = _config_value(await client.config_get("appendonly"), "appendonly")
+        save = _config_value(await client.config_get("save"), "save")
+    except redis_errors.ResponseError:
+        return None
+    if appendonly != "no" or save != "":
+        return None
+    return (
+        'Redis persists nothing (appendonly no, save ""): a restart of Redis loses every '
+        "task, pending ones included; turn on the append-only file with `appendonly yes` "
+        "and `appendfsync everysec` (or `always`) in redis.conf, or at runtime with "
+        "CONFIG SET appendonly yes then CONFIG REWRITE"
+    )
+
+
+def _config_value(answer: dict[Any, Any], name: str) -> str | None:
+    """One parameter of a ``CONFIG GET`` answer (bytes or str), or None when absent."""
+    for key, value in answer.items():
+        if (key.decode() if isinstance(key, bytes) else key) == name:
+            return value.decode() if isinstance(value, bytes) else str(value)
+    return None
 
 
 def _client_for(url: str, max_connections: int | None) -> aioredis.Redis:
