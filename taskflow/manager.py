@@ -53,7 +53,8 @@ class TaskManager(RegistrationMethods, AdminMethods, LifecycleMethods, FastAPIMe
             ``TASKFLOW_DATABASE_URL``, else an in-memory SQLite database.
         snapshot_db / snapshot_backend: fastapi-taskflow's ways to name the
             database (a SQLite path, or a backend object / URL).
-        create_tables: run the migrations at startup; default True for SQLite only.
+        create_tables: run the migrations (Redis: write the data-format version) at
+            startup; default True for SQLite and Redis.
         write_buffer_size: writes held while the database is unreachable before
             ``add_task()`` raises ``BackpressureError``.
         commit_interval: under load, the longest a write waits for the next group
@@ -135,9 +136,6 @@ class TaskManager(RegistrationMethods, AdminMethods, LifecycleMethods, FastAPIMe
             max_process_workers=max_process_workers,
         )
         check_not_negative("process_shutdown_timeout", process_shutdown_timeout)
-        if create_tables is None:
-            create_tables = self.target.backend == "sqlite"
-        self.create_tables = create_tables
         self.snapshot_interval = snapshot_interval
         self.requeue_pending = requeue_pending
         self.merged_list_ttl = merged_list_ttl
@@ -173,6 +171,9 @@ class TaskManager(RegistrationMethods, AdminMethods, LifecycleMethods, FastAPIMe
         self.registry = TaskRegistry()
         self.instance_id = new_instance_id()
         self.repository = create_repository(self.target)
+        if create_tables is None:
+            create_tables = self.repository.prepares_itself
+        self.create_tables = create_tables
         # This start's executors, writer, runner and dispatcher (None before the first).
         self.runtime = None
         self.local_tasks = LocalTasks()

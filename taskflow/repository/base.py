@@ -93,6 +93,15 @@ class TaskRepository(AdminRecords):
         """
 
     @property
+    def prepares_itself(self) -> bool:
+        """Whether ``create_tables`` defaults to True: setting up touches nothing of the user's.
+
+        True for a SQLite file and for Redis; a PostgreSQL or MySQL schema is
+        often managed by the application's own Alembic, so there it is opt-in.
+        """
+        return False
+
+    @property
     def is_local(self) -> bool:
         """Whether the store is local to this machine (a file), not a server that may be down.
 

@@ -100,6 +100,11 @@ class RedisTaskRepository(
         return False
 
     @property
+    def prepares_itself(self) -> bool:
+        # A format version under the prefix is all there is to set up.
+        return True
+
+    @property
     def is_process_private(self) -> bool:
         return False
 

@@ -135,6 +135,10 @@ class SqlTaskRepository(SqlSchedules, SqlRetries, SqlAdminRecords, TaskRepositor
         return dialects.is_sqlite(self.engine.dialect)
 
     @property
+    def prepares_itself(self) -> bool:
+        return dialects.is_sqlite(self.engine.dialect)
+
+    @property
     def is_process_private(self) -> bool:
         return self._pool_of_one
 
