@@ -261,11 +261,19 @@ class GroupCommitWriter(BatchAttempts):
             await self.flush()
 
     async def stop(self, timeout: float = 10.0) -> None:
-        """Flush what is buffered (for at most ``timeout`` seconds), then stop."""
-        try:
-            await asyncio.wait_for(self._flush_all(), timeout)
-        except asyncio.TimeoutError:
-            logger.error("taskflow writer stopped with %d writes not committed", self.pending)
+        """Flush what is buffered (for at most ``timeout`` seconds), then stop.
+
+        A writer that never started (its database was never reached) has
+        nobody to commit for it: waiting would only hold the shutdown.
+        """
+        if self._task is None:
+            if self.pending:
+                logger.error("taskflow writer stopped with %d writes not committed", self.pending)
+        else:
+            try:
+                await asyncio.wait_for(self._flush_all(), timeout)
+            except asyncio.TimeoutError:
+                logger.error("taskflow writer stopped with %d writes not committed", self.pending)
         self._stopping = True
         if self._task is not None:
             self._task.cancel()

@@ -190,17 +190,14 @@ local function tf_change(id, old, sets, dels)
   local new = {}
   for name, value in pairs(old) do new[name] = value end
   for name, value in pairs(sets) do new[name] = value end
-  local gone = {}
-  for _, name in ipairs(dels) do
-    if new[name] ~= nil then
-      new[name] = nil
-      gone[#gone + 1] = name
-    end
-  end
+  -- Every field asked for goes, not only those in ``old``: ``old`` may be
+  -- the indexed fields only (tf_state), and an error or result left behind
+  -- would outlive the attempt that wrote it.
+  for _, name in ipairs(dels) do new[name] = nil end
   local key = tf_key('task', id)
   tf_unindex(id, old)
   tf_hset(key, sets)
-  if #gone > 0 then redis.call('HDEL', key, unpack(gone)) end
+  if #dels > 0 then redis.call('HDEL', key, unpack(dels)) end
   tf_index(id, new)
   tf_moved(old, new)
   return new

@@ -112,13 +112,6 @@ async def test_retries_until_success_and_until_failure(deployment: Deployment) -
     assert Counter(CALLS) == {"twice": 3, "never": 2}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Redis: a task that succeeds after failed attempts keeps the last failure's error "
-    "and stacktrace (SQL clears them). tf_change in repository/redis/lua.py HDELs only the "
-    "dels present in `old`, and tf_state loads TF_STATE_FIELDS only (no error, stacktrace, "
-    "result, started_at, finished_at), so those fields are never deleted",
-)
 async def test_success_after_retries_clears_the_last_error(deployment: Deployment) -> None:
     manager = await deployment.started()
     FAIL_TIMES["once"] = 1
