@@ -123,3 +123,37 @@ async def test_mixed_batch_reports_exactly_the_fenced(backend: TaskRepository) -
     for n, (original, update) in enumerate(zip(originals, updates, strict=True), start=1):
         expected = original if n in stale else update
         assert await backend.get_task(original.task_id, with_logs=False) == expected, n
+
+
+async def test_an_update_clears_what_the_previous_attempt_left(backend: TaskRepository) -> None:
+    """A success after a failed attempt shows no error, stacktrace or old end time."""
+    record = make_record(1, lease_epoch=1)
+    await backend.apply(WriteBatch(inserts=[record]))
+    failed_once = dataclasses.replace(
+        held_by(record, "instance-a", until=at(60), lease_epoch=1),
+        status=TaskStatus.PENDING,
+        retries_used=1,
+        error="RuntimeError: first attempt",
+        stacktrace="Traceback ...",
+        result={"partial": True},
+        start_time=at(1),
+        end_time=at(2),
+        duration_ms=1000.0,
+    )
+    assert await backend.apply(WriteBatch(updates=[failed_once])) == BatchOutcome()
+    succeeded = dataclasses.replace(
+        failed_once,
+        status=TaskStatus.SUCCESS,
+        error=None,
+        stacktrace=None,
+        result=None,
+        start_time=at(3),
+        end_time=None,
+        duration_ms=None,
+    )
+    assert await backend.apply(WriteBatch(updates=[succeeded])) == BatchOutcome()
+    loaded = await backend.get_task(record.task_id, with_logs=False)
+    assert loaded is not None
+    assert (loaded.error, loaded.stacktrace, loaded.result) == (None, None, None)
+    assert (loaded.end_time, loaded.duration_ms) == (None, None)
+    assert loaded.start_time == at(3)
