@@ -1,6 +1,7 @@
 """Fixtures of the browser tests: a real uvicorn server, Debian's Chromium, Playwright.
 
-The app is ``tests/apps/dashboard_app.py`` on a SQLite file.  Chromium is the
+The app is ``tests/apps/dashboard_app.py`` on a SQLite file, and the tests
+that use ``server`` run a second time with the app on Redis.  Chromium is the
 system one (``apt-get install -y chromium``), never a downloaded build.  When
 Playwright or ``/usr/bin/chromium`` is missing the tests skip, saying how to
 install them; under ``CI=true`` they fail instead.  Test modules get
@@ -18,6 +19,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +29,13 @@ import httpx
 import pytest
 
 from tests.browser.chromium import CHROMIUM, CHROMIUM_ARGS
-from tests.conftest import in_ci
+from tests.conftest import (
+    REDIS_DEFAULT_URL,
+    REDIS_ENV_VAR,
+    in_ci,
+    require_server,
+    server_available,
+)
 from tests.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -118,11 +126,9 @@ def _launch(tmp: Path, name: str, **env: str) -> Server:
     port = free_port()
     log_path = tmp / f"{name}.log"
     environment = dict(
-        os.environ,
-        PYTHONPATH=str(ROOT),
-        TASKFLOW_DATABASE_URL=f"sqlite:///{tmp}/{name}.db",
-        **env,
+        os.environ, PYTHONPATH=str(ROOT), TASKFLOW_DATABASE_URL=f"sqlite:///{tmp}/{name}.db"
     )
+    environment.update(env)
     command = [sys.executable, "-m", "uvicorn", "tests.apps.dashboard_app:app"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--timeout-graceful-shutdown", "3"]
     with log_path.open("wb") as log:
@@ -157,19 +163,44 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 @pytest.fixture(scope="session")
 def _servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Server]]:
-    """Both apps, started together (and while Chromium starts) to save time."""
+    """The apps, started together (and while Chromium starts) to save time."""
     servers = {
         "open": _launch(tmp_path_factory.mktemp("dashboard"), "open"),
         "auth": _launch(tmp_path_factory.mktemp("dashboard-auth"), "auth", DASHBOARD_AUTH="1"),
     }
+    prefix = f"tfb{uuid.uuid4().hex[:12]}"
+    redis_url = os.environ.get(REDIS_ENV_VAR) or REDIS_DEFAULT_URL
+    if server_available("redis"):
+        servers["redis"] = _launch(
+            tmp_path_factory.mktemp("dashboard-redis"),
+            "redis",
+            TASKFLOW_DATABASE_URL=f"{redis_url}?key_prefix={prefix}",
+        )
     yield servers
     for started in servers.values():
         _stop(started.process)
+    if "redis" in servers:
+        _delete_redis_keys(redis_url, prefix)
 
 
-@pytest.fixture(scope="session")
-def server(_servers: dict[str, Server], browser: Any) -> Server:
-    """The app without login."""
+def _delete_redis_keys(url: str, prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        doomed = list(client.scan_iter(match=f"{{{prefix}}}:*"))
+        for start in range(0, len(doomed), 500):
+            client.delete(*doomed[start : start + 500])
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="session", params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+def server(request: pytest.FixtureRequest, _servers: dict[str, Server], browser: Any) -> Server:
+    """The app without login, on SQLite and then on Redis."""
+    if request.param == "redis":
+        require_server("redis")  # skips (fails under CI=true) when Redis is down
+        return _wait_ready(_servers["redis"])
     return _wait_ready(_servers["open"])
 
 
@@ -243,12 +274,14 @@ def page(browser: Any) -> Iterator[Any]:
 
 
 @pytest.fixture
-def shot() -> Callable[..., Path]:
-    """Save a screenshot as tests/browser/artifacts/<name>.png."""
+def shot(request: pytest.FixtureRequest) -> Callable[..., Path]:
+    """Save a screenshot as tests/browser/artifacts/<name>.png (redis-<name>.png on Redis)."""
     ARTIFACTS.mkdir(exist_ok=True)
+    callspec = getattr(request.node, "callspec", None)
+    on_redis = callspec is not None and callspec.params.get("server") == "redis"
 
     def take(page: Any, name: str, *, full_page: bool = False) -> Path:
-        path = ARTIFACTS / f"{name}.png"
+        path = ARTIFACTS / f"{'redis-' if on_redis else ''}{name}.png"
         page.screenshot(path=str(path), full_page=full_page, animations="disabled")
         return path
 
