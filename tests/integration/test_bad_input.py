@@ -1,4 +1,4 @@
-"""Malformed input through every admin route, on SQLite, PostgreSQL and MariaDB.
+"""Malformed input through every admin route, on SQLite, PostgreSQL, MariaDB and Redis.
 
 NUL, lone surrogates, invalid UTF-8, huge numbers and times at the ends of
 the calendar go into every query parameter, path id and body.  Nothing may
@@ -10,15 +10,19 @@ still answer afterwards.
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
 import httpx
 import pytest
+import redis
 from fastapi import FastAPI
 
 from taskflow import TaskAdmin, TaskManager
 from taskflow.web import stream as stream_module
+from tests.conftest import SQL_BACKENDS, require_server
 
 EARLY = "0001-01-01T00:00:00%2B14:00"
 LATE = "9999-12-31T23:59:59-14:00"
@@ -112,6 +116,41 @@ NAMED_CASES = [
 ]
 
 
+@pytest.fixture(
+    params=[
+        pytest.param(name, id=name, marks=getattr(pytest.mark, name))
+        for name in (*SQL_BACKENDS, "redis")
+    ]
+)
+def backend_name(request: pytest.FixtureRequest) -> str:
+    """The SQL backends of tests/conftest.py, and Redis."""
+    name: str = request.param
+    return name
+
+
+@pytest.fixture
+def database_url(backend_name: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """As tests/conftest.py's for SQL; on Redis a key prefix of the test's own, deleted after."""
+    if backend_name == "sqlite":
+        yield request.getfixturevalue("db_url")
+        return
+    if backend_name != "redis":
+        yield request.getfixturevalue("schema_db_url")
+        return
+    server_url = require_server("redis")
+    prefix = "t" + uuid.uuid4().hex[:12]
+    try:
+        yield f"{server_url}?key_prefix={prefix}"
+    finally:
+        client = redis.Redis.from_url(server_url)
+        try:
+            doomed = list(client.scan_iter(match=f"{{{prefix}}}:*", count=1000))
+            for start in range(0, len(doomed), 500):
+                client.delete(*doomed[start : start + 500])
+        finally:
+            client.close()
+
+
 @dataclass
 class Site:
     manager: TaskManager
@@ -180,14 +219,22 @@ def problem(response: httpx.Response) -> str | None:
     return None
 
 
-async def test_no_malformed_input_gets_a_server_error(site: Site) -> None:
+async def test_no_malformed_input_gets_a_server_error(
+    site: Site, record_property: Callable[[str, object], None]
+) -> None:
     sent = probes()
     assert len(sent) > 500
     problems = []
+    statuses: Counter[int] = Counter()
     for method, url, body in sent:
-        found = problem(await site.send(method, url, body))
+        response = await site.send(method, url, body)
+        statuses[response.status_code] += 1
+        found = problem(response)
         if found is not None:
             problems.append(f"{method} {url[:80]} {body!r:.40}: {found}")
+    record_property("probes", len(sent))  # in --junitxml: the counts per backend
+    record_property("server_errors", sum(n for code, n in statuses.items() if code >= 500))
+    record_property("statuses", dict(sorted(statuses.items())))
     assert problems == []
     # Every route that reads or lists still answers.
     assert (await site.client.get("/tasks")).status_code == 200
