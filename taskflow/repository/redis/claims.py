@@ -4,7 +4,8 @@ This is where a mistake runs a task twice, so a claim is one Lua script:
 finding the candidates, ordering them and taking them (new owner, lease and
 epoch) happen in one atomic step, and two instances claiming at once never
 receive the same task.  Candidates come from two indexes: the claim queue
-(unowned pending tasks, one sorted set per priority scored by ``run_at``)
+(unowned pending tasks, per executor one sorted set per priority scored
+by ``run_at``)
 and the lease index (owned tasks scored by lease expiry), for tasks whose
 owner's lease ran out.
 """
@@ -35,10 +36,8 @@ local limit = tonumber(tf_arg())
 local take_expired = tf_arg() == '1'
 local start = tf_arg()
 local leave = {}
-local leaving = false
 for _ = 1, tonumber(tf_arg()) do
   leave[tf_arg()] = true
-  leaving = true
 end
 if limit <= 0 then return {} end
 
@@ -48,26 +47,27 @@ local function executor_ok(executor)
 end
 
 local found = {}
--- Due unowned pending tasks: priorities highest first (none last), oldest due first.
-for _, level in ipairs(redis.call('ZREVRANGE', tf_key('queue'), 0, -1)) do
-  if #found >= limit then break end
-  local q = tf_key('queue', level)
-  local offset = 0
-  while #found < limit do
-    local page = redis.call('ZRANGEBYSCORE', q, '-inf', now_text, 'WITHSCORES',
-      'LIMIT', offset, 200)
-    if #page == 0 then break end
-    offset = offset + #page / 2
+-- Due unowned pending tasks, from the queues of the executors this claim may
+-- take (each queue is one executor's, so none is walked past): per executor,
+-- priorities highest first (none last), oldest due first, at most ``limit``;
+-- the sort below picks the best ``limit`` of all of them.
+local executors = {}
+if start ~= '' then
+  executors[1] = start
+else
+  for _, ex in ipairs(redis.call('SMEMBERS', tf_key('queue-executors'))) do
+    if not leave[ex] then executors[#executors + 1] = ex end
+  end
+end
+for _, ex in ipairs(executors) do
+  local taken = 0
+  for _, level in ipairs(redis.call('ZREVRANGE', tf_key('queue', ex), 0, -1)) do
+    if taken >= limit then break end
+    local page = redis.call('ZRANGEBYSCORE', tf_key('queue', ex, level), '-inf', now_text,
+      'WITHSCORES', 'LIMIT', 0, limit - taken)
     for i = 1, #page, 2 do
-      local id = page[i]
-      local ok = true
-      if start ~= '' or leaving then
-        ok = executor_ok(redis.call('HGET', tf_key('task', id), 'executor'))
-      end
-      if ok then
-        found[#found + 1] = {id = id, priority = tonumber(level), run_at = tonumber(page[i + 1])}
-        if #found >= limit then break end
-      end
+      found[#found + 1] = {id = page[i], priority = tonumber(level), run_at = tonumber(page[i + 1])}
+      taken = taken + 1
     end
   end
 end

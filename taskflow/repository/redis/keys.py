@@ -35,10 +35,12 @@ class KeySpace:
     ``created`` (score: created_at in microseconds, for the newest-first
     list and its cursor), ``by_status(s)``, ``by_func(name)``,
     ``by_source(s)``; the claim queue, which holds the pending tasks that
-    have no owner: ``queue_level(p)`` per priority (score: run_at), and
-    ``queue`` the priorities present (member ``str(priority)`` or
-    ``"none"``, score the priority or -inf), so a claim walks the levels
-    highest first; ``leases`` (score: lease_expires_at of pending and
+    have no owner, per executor (``"-"`` for none) so that a claim for one
+    kind never walks past another kind's backlog: ``queue_level(e, p)`` per
+    priority (score: run_at), ``queue(e)`` the priorities present (member
+    ``str(priority)`` or ``"none"``, score the priority or -inf), so a claim
+    walks the levels highest first, and ``queue_executors`` the executors
+    that have queued tasks; ``leases`` (score: lease_expires_at of pending and
     running tasks that have an owner and a lease), ``owned(instance)`` (a
     set: ids of the active tasks an instance owns); ``idempotency`` (a
     hash: key -> id of the task holding it; as in SQL, a key stays with its
@@ -73,12 +75,15 @@ class KeySpace:
         return self.key("index", "source", source)
 
     @property
-    def queue(self) -> str:
-        return self.key("queue")
+    def queue_executors(self) -> str:
+        return self.key("queue-executors")
 
-    def queue_level(self, level: str) -> str:
-        """The unowned pending tasks of one priority (``str(p)``, or ``"none"``), by run_at."""
-        return self.key("queue", level)
+    def queue(self, executor: str) -> str:
+        return self.key("queue", executor)
+
+    def queue_level(self, executor: str, level: str) -> str:
+        """One executor's unowned pending tasks of one priority (``str(p)`` or ``"none"``)."""
+        return self.key("queue", executor, level)
 
     @property
     def leases(self) -> str:

@@ -83,7 +83,8 @@ end
 -- The fields the indexes, statistics and guards read: no arguments or payload,
 -- which may be megabytes.  Enough as the ``old`` of tf_change.
 local TF_STATE_FIELDS = {'status', 'owner', 'priority', 'created_at', 'run_at',
-  'lease_expires_at', 'func_name', 'duration_ms', 'source', 'lease_epoch', 'idempotency_key'}
+  'lease_expires_at', 'func_name', 'duration_ms', 'source', 'lease_epoch', 'idempotency_key',
+  'executor'}
 
 local function tf_state(id)
   local values = redis.call('HMGET', tf_key('task', id), unpack(TF_STATE_FIELDS))
@@ -134,15 +135,24 @@ local function tf_moved(old, new)
   end
 end
 
--- The claim queue: one sorted set per priority (score run_at), and keys.queue
--- holding the priorities present (score: the priority; none: -inf, claimed last).
+-- The claim queue, per executor ('-' for none) so that a claim for one kind
+-- never walks past another kind's backlog: one sorted set per priority
+-- (score run_at), queue:<executor> holding the priorities present (score:
+-- the priority; none: -inf, claimed last), and queue-executors the executors.
 local function tf_unindex(id, t)
   redis.call('ZREM', tf_key('index', 'status', t.status), id)
   if t.status == 'pending' and t.owner == nil then
+    local ex = t.executor or '-'
     local level = t.priority or 'none'
-    local q = tf_key('queue', level)
+    local q = tf_key('queue', ex, level)
     redis.call('ZREM', q, id)
-    if redis.call('ZCARD', q) == 0 then redis.call('ZREM', tf_key('queue'), level) end
+    if redis.call('ZCARD', q) == 0 then
+      local levels = tf_key('queue', ex)
+      redis.call('ZREM', levels, level)
+      if redis.call('ZCARD', levels) == 0 then
+        redis.call('SREM', tf_key('queue-executors'), ex)
+      end
+    end
   end
   if t.owner ~= nil and TF_ACTIVE[t.status] then
     redis.call('SREM', tf_key('owned', t.owner), id)
@@ -153,9 +163,11 @@ end
 local function tf_index(id, t)
   redis.call('ZADD', tf_key('index', 'status', t.status), t.created_at, id)
   if t.status == 'pending' and t.owner == nil then
+    local ex = t.executor or '-'
     local level = t.priority or 'none'
-    redis.call('ZADD', tf_key('queue'), t.priority or '-inf', level)
-    redis.call('ZADD', tf_key('queue', level), t.run_at or t.created_at, id)
+    redis.call('SADD', tf_key('queue-executors'), ex)
+    redis.call('ZADD', tf_key('queue', ex), t.priority or '-inf', level)
+    redis.call('ZADD', tf_key('queue', ex, level), t.run_at or t.created_at, id)
   end
   if t.owner ~= nil and TF_ACTIVE[t.status] then
     redis.call('SADD', tf_key('owned', t.owner), id)
