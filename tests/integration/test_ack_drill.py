@@ -8,11 +8,16 @@ every injection pattern, async / sync / retrying / failing tasks of 20-200 ms)
 while the drill breaks things:
 
 a. SIGKILL the instance mid-load, start another on the same database, SIGKILL
-   that one too, start a third, settle (every database);
+   that one too, start a third, settle (every database, and Redis);
 b. two instances behind a TCP proxy (``tests/tcp_proxy.py``); cut it for
-   ``CUTS[0]`` s, restore, cut for ``CUTS[1]`` s, restore, settle (servers only);
+   ``CUTS[0]`` s, restore, cut for ``CUTS[1]`` s, restore, settle (servers only:
+   PostgreSQL, MySQL, Redis);
 c. one instance behind the proxy; cut it, keep sending, SIGKILL the instance
    mid-outage, restore, start another, settle (servers only).
+
+On Redis the instances use a key prefix of the drill's own (deleted
+afterwards), and the rows below are read through the repository interface
+(``repository_rows`` of ``test_crash_drill.py``); on SQL, with plain SQL.
 
 Then the figures, printed on one ``ACK-DRILL`` line per drill (``-s``), and
 asserted to be 0:
@@ -63,8 +68,11 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import make_url
 from tcp_proxy import TcpProxy, through_proxy, upstream_of
 
+from taskflow.models import TaskStatus
+from tests.integration.test_crash_drill import EVERY_BACKEND, is_redis, redis_store, repository_rows
 from tests.processes import (
     STARTUP_TIMEOUT,
     UvicornInstance,
@@ -122,6 +130,7 @@ SERVER_BACKENDS = [
     pytest.param("sqlite", id="sqlite", marks=[pytest.mark.sqlite, SQLITE_HAS_NO_NETWORK]),
     pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
     pytest.param("mysql", id="mysql", marks=pytest.mark.mysql),
+    pytest.param("redis", id="redis", marks=pytest.mark.redis),
 ]
 _BASE_TIMEOUT = 3 * STARTUP_TIMEOUT + SETTLE_TIMEOUT + 60 + REQUESTS / 20
 
@@ -259,8 +268,25 @@ async def sigkill(instance: UvicornInstance, load: Load, journal: Path, mark: in
     return Kill(journal, mark)
 
 
+@pytest.fixture(params=EVERY_BACKEND)
+def backend_name(request: pytest.FixtureRequest) -> str:
+    """One of "sqlite", "postgres", "mysql", "redis"."""
+    name: str = request.param
+    return name
+
+
 @pytest.fixture
-def launch(schema_db_url: str, tmp_path: Path, journal_dir: Path) -> Iterator[Launcher]:
+def store_url(backend_name: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """The instances' database URL: ``schema_db_url``, or Redis on a prefix of the drill's own."""
+    if backend_name == "redis":
+        with redis_store() as url:
+            yield url
+    else:
+        yield request.getfixturevalue("schema_db_url")
+
+
+@pytest.fixture
+def launch(store_url: str, tmp_path: Path, journal_dir: Path) -> Iterator[Launcher]:
     """Start drill_app instances (on the test database unless told another URL).
 
     Blocking (it waits for the instance to answer): call it through
@@ -269,7 +295,7 @@ def launch(schema_db_url: str, tmp_path: Path, journal_dir: Path) -> Iterator[La
 
     def start(name: str, database_url: str | None = None) -> UvicornInstance:
         env = {
-            "TASKFLOW_DATABASE_URL": database_url or schema_db_url,
+            "TASKFLOW_DATABASE_URL": database_url or store_url,
             "TASKFLOW_LEASE_SECONDS": str(LEASE),
             "TASKFLOW_POLL_INTERVAL": str(POLL),
             "TASKFLOW_SHUTDOWN_GRACE": "2",
@@ -286,11 +312,19 @@ def launch(schema_db_url: str, tmp_path: Path, journal_dir: Path) -> Iterator[La
         yield start
 
 
+def upstream(url: str) -> tuple[str, int]:
+    """Where a proxy in front of the store of ``url`` forwards to (Redis: port 6379 by default)."""
+    if is_redis(url):
+        parsed = make_url(url)
+        return parsed.host or "127.0.0.1", parsed.port or 6379
+    return upstream_of(url)
+
+
 @pytest.fixture
-def proxy(schema_db_url: str) -> Iterator[TcpProxy]:
+def proxy(store_url: str) -> Iterator[TcpProxy]:
     """A TCP proxy to the test server.  Request it before ``launch`` so that it outlives
     the instances at teardown (they shut down with their database reachable)."""
-    tcp_proxy = TcpProxy(*upstream_of(schema_db_url))
+    tcp_proxy = TcpProxy(*upstream(store_url))
     tcp_proxy.start()
     try:
         yield tcp_proxy
@@ -326,9 +360,25 @@ def read_journals(journal_dir: Path) -> list[Entry]:
     return entries
 
 
+ROW_COLUMNS = ("id", "func_name", "status", "attempt", "error")
+
+
 async def read_rows(url: str) -> dict[str, dict[str, Any]]:
-    query = "SELECT id, func_name, status, attempt, error FROM taskflow_tasks"
+    if is_redis(url):
+        rows = (await asyncio.to_thread(repository_rows, url)).values()
+        return {row["id"]: {c: row[c] for c in ROW_COLUMNS} for row in rows}
+    query = f"SELECT {', '.join(ROW_COLUMNS)} FROM taskflow_tasks"
     return {row["id"]: row for row in await asyncio.to_thread(sql_rows, url, query)}
+
+
+async def active_count(url: str) -> int:
+    """How many rows are pending or running."""
+    if is_redis(url):
+        active = (TaskStatus.PENDING, TaskStatus.RUNNING)
+        return len(await asyncio.to_thread(repository_rows, url, active))
+    query = "SELECT COUNT(*) AS n FROM taskflow_tasks WHERE status IN ('pending', 'running')"
+    count: int = (await asyncio.to_thread(sql_rows, url, query))[0]["n"]
+    return count
 
 
 async def settle(url: str) -> float:
@@ -337,8 +387,7 @@ async def settle(url: str) -> float:
     Not a failure by itself when time runs out: the rows left are a figure.
     """
     started = time.monotonic()
-    query = "SELECT COUNT(*) AS n FROM taskflow_tasks WHERE status IN ('pending', 'running')"
-    while (await asyncio.to_thread(sql_rows, url, query))[0]["n"]:
+    while await active_count(url):
         if time.monotonic() - started > SETTLE_TIMEOUT:
             break
         await asyncio.sleep(0.2)
@@ -490,11 +539,11 @@ class Drill:
 @pytest.fixture
 def drill(
     backend_name: str,
-    schema_db_url: str,
+    store_url: str,
     journal_dir: Path,
     record_property: Callable[[str, object], None],
 ) -> Drill:
-    return Drill(backend_name, schema_db_url, journal_dir, record_property)
+    return Drill(backend_name, store_url, journal_dir, record_property)
 
 
 def check(figures: Figures, sanity: dict[str, bool]) -> None:

@@ -10,6 +10,11 @@ The app is ``tests/apps/durable_app.py``; every execution writes a durable
 journal line before and after its work, so a task that ran twice (or on two
 instances) is visible even across SIGKILL.  Run with ``-s`` to see the
 one-line summaries.
+
+Every drill runs on each SQL database and on Redis (a key prefix of the test's
+own, its keys deleted afterwards).  What the store holds is read with plain
+SQL on the SQL databases and through the repository interface on Redis
+(``repository_rows``, which ``test_ack_drill.py`` uses too).
 """
 
 from __future__ import annotations
@@ -17,15 +22,24 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import redis
 
+from taskflow.models import TaskStatus
+from taskflow.repository.factory import create_repository
+from taskflow.repository.redis.keys import KeySpace
+from taskflow.repository.values import TaskQuery
+from taskflow.settings import resolve_database_url
+from tests.conftest import SQL_BACKENDS, require_server
 from tests.processes import UvicornInstance as Instance
 from tests.processes import closed_at_exit, sql_rows, start_uvicorn
 
@@ -36,6 +50,96 @@ POLL = 0.2  # TASKFLOW_POLL_INTERVAL: the longest idle wait between claims
 ACTIVE = ("pending", "running")
 
 
+# -- the store: an SQL database or a Redis key prefix ---------------------------------
+
+
+REDIS_BACKEND = pytest.param("redis", id="redis", marks=pytest.mark.redis)
+EVERY_BACKEND = [
+    *(pytest.param(name, id=name, marks=getattr(pytest.mark, name)) for name in SQL_BACKENDS),
+    REDIS_BACKEND,
+]
+
+
+def is_redis(url: str) -> bool:
+    return url.startswith(("redis://", "rediss://"))
+
+
+@contextmanager
+def redis_store() -> Iterator[str]:
+    """A URL to the test Redis on a key prefix of its own; its keys are deleted afterwards.
+
+    Skips the test when Redis is down (fails it under ``CI=true``).
+    """
+    server = require_server("redis")
+    prefix = "drill" + uuid.uuid4().hex[:12]
+    try:
+        yield f"{server}{'&' if '?' in server else '?'}key_prefix={prefix}"
+    finally:
+        client = redis.Redis.from_url(server)
+        try:
+            doomed = list(client.scan_iter(match=f"{{{prefix}}}:*", count=1000))
+            for start in range(0, len(doomed), 500):
+                client.delete(*doomed[start : start + 500])
+        finally:
+            client.close()
+
+
+async def _listed(url: str, statuses: Sequence[TaskStatus] | None) -> dict[str, dict[str, Any]]:
+    repository = create_repository(resolve_database_url(url))
+    await repository.open()
+    try:
+        rows: dict[str, dict[str, Any]] = {}
+        cursor: str | None = None
+        while True:
+            query = TaskQuery(status=statuses, limit=500, cursor=cursor)
+            page = await repository.list_tasks(query)
+            for record in page.items:
+                rows[record.task_id] = {
+                    "id": record.task_id,
+                    "func_name": record.func_name,
+                    "status": TaskStatus(record.status).value,
+                    "attempt": record.retries_used,
+                    "owner": record.owner,
+                    "error": record.error,
+                    "idempotency_key": record.idempotency_key,
+                    "lease_expires_at": record.lease_expires_at,
+                }
+            if page.next_cursor is None:
+                return rows
+            cursor = page.next_cursor
+    finally:
+        await repository.close()
+
+
+def repository_rows(
+    url: str, statuses: Sequence[TaskStatus] | None = None
+) -> dict[str, dict[str, Any]]:
+    """id -> the task's row (the columns the drills read), through the repository interface.
+
+    Every task (of ``statuses``, when given), page after page of ``list_tasks``.
+    Blocking, with an event loop of its own: from async code, call it through
+    ``asyncio.to_thread``.
+    """
+    return asyncio.run(_listed(url, statuses))
+
+
+@pytest.fixture(params=EVERY_BACKEND)
+def backend_name(request: pytest.FixtureRequest) -> str:
+    """One of "sqlite", "postgres", "mysql", "redis"."""
+    name: str = request.param
+    return name
+
+
+@pytest.fixture
+def store_url(backend_name: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """The instances' database URL: ``schema_db_url``, or Redis on a prefix of the test's own."""
+    if backend_name == "redis":
+        with redis_store() as url:
+            yield url
+    else:
+        yield request.getfixturevalue("schema_db_url")
+
+
 # -- processes ---------------------------------------------------------------
 
 
@@ -43,12 +147,12 @@ Launcher = Callable[..., Instance]
 
 
 @pytest.fixture
-def launch(schema_db_url: str, tmp_path: Path, journal_dir: Path) -> Iterator[Launcher]:
+def launch(store_url: str, tmp_path: Path, journal_dir: Path) -> Iterator[Launcher]:
     """Start durable_app instances on the test database; all stopped at teardown."""
 
     def start(name: str, *, wait: bool = True, **env_overrides: str) -> Instance:
         env = {
-            "TASKFLOW_DATABASE_URL": schema_db_url,
+            "TASKFLOW_DATABASE_URL": store_url,
             "TASKFLOW_LEASE_SECONDS": str(LEASE),
             "TASKFLOW_POLL_INTERVAL": str(POLL),
             "TASKFLOW_INSTANCE_NAME": name,
@@ -100,7 +204,24 @@ TASK_COLUMNS = "id, func_name, status, owner, error, idempotency_key, lease_expi
 
 
 def task_rows(url: str) -> dict[str, dict[str, Any]]:
+    if is_redis(url):
+        columns = [c.strip() for c in TASK_COLUMNS.split(",")]
+        rows = repository_rows(url).values()
+        return {r["id"]: {c: r[c] for c in columns} for r in rows}
     return {r["id"]: r for r in sql_rows(url, f"SELECT {TASK_COLUMNS} FROM taskflow_tasks")}
+
+
+def idempotency_rows(url: str) -> list[dict[str, Any]]:
+    """The stored idempotency keys: the SQL table's rows, or Redis' hash of key -> task id."""
+    if not is_redis(url):
+        return sql_rows(url, "SELECT * FROM taskflow_idempotency_keys")
+    target = resolve_database_url(url)
+    client = redis.Redis.from_url(target.url.render_as_string(hide_password=False))
+    try:
+        held = client.hgetall(KeySpace(target.key_prefix).idempotency)
+    finally:
+        client.close()
+    return [{"key": k.decode(), "task_id": v.decode()} for k, v in held.items()]
 
 
 def wait_for(what: str, predicate: Callable[[], bool], timeout: float, step: float = 0.05) -> float:
@@ -137,7 +258,7 @@ REQUEUE_SECONDS = 3.0  # long enough to be mid-run at the kill, short enough to 
 
 def test_sigkill_drill_every_task_accounted_for(
     launch: Launcher,
-    schema_db_url: str,
+    store_url: str,
     journal_dir: Path,
     backend_name: str,
     record_property: Callable[[str, object], None],
@@ -175,7 +296,7 @@ def test_sigkill_drill_every_task_accounted_for(
     wait_for("B to settle every task of A", settled, timeout=budget)
     recovered_in = time.monotonic() - killed_at
     after = {tag: b.task(task_id) for tag, task_id in ids.items()}
-    rows = task_rows(schema_db_url)
+    rows = task_rows(store_url)
     journal = Journal.read(journal_dir)
     duplicated = sorted(t for t, n in journal.ends().items() if n > 1)
     by_b = sorted(t for t in ids if ("B", "end") in journal.events(t))
@@ -233,7 +354,7 @@ async def _fire_short_tasks(a: Instance, b: Instance) -> dict[str, tuple[str, st
 
 def test_two_instances_never_run_a_task_twice(
     launch: Launcher,
-    schema_db_url: str,
+    store_url: str,
     journal_dir: Path,
     backend_name: str,
     record_property: Callable[[str, object], None],
@@ -269,7 +390,7 @@ def test_two_instances_never_run_a_task_twice(
 
     wait_for("every task to settle on B", settled, timeout=LEASE + POLL + 10)
     after = statuses(b, ids)
-    rows = task_rows(schema_db_url)
+    rows = task_rows(store_url)
     journal = Journal.read(journal_dir)
     both = sorted(t for t in ids if len(journal.instances_of(t)) > 1)
     released_to_b = sorted(t for t in chain if journal.instances_of(t) == {"B"})
@@ -320,7 +441,7 @@ async def _same_key_everywhere(a: Instance, b: Instance, key: str) -> list[str]:
 
 def test_idempotency_key_across_processes(
     launch: Launcher,
-    schema_db_url: str,
+    store_url: str,
     journal_dir: Path,
     backend_name: str,
     record_property: Callable[[str, object], None],
@@ -336,8 +457,8 @@ def test_idempotency_key_across_processes(
     wait_for("the keyed task to finish", lambda: b.task(winner)["status"] == "success", 10)
     time.sleep(POLL * 2)  # room for a wrongly created second task to run
     journal = Journal.read(journal_dir)
-    tasks = sql_rows(schema_db_url, "SELECT id, status, idempotency_key FROM taskflow_tasks")
-    keys = sql_rows(schema_db_url, "SELECT * FROM taskflow_idempotency_keys")
+    tasks = list(task_rows(store_url).values())
+    keys = idempotency_rows(store_url)
     report(
         record_property,
         f"idempotency [{backend_name}]: requests={len(answers)} distinct_ids={len(set(answers))}"
@@ -360,7 +481,7 @@ CLEAN_EXIT = {signal.SIGTERM: (0, -signal.SIGTERM), signal.SIGINT: (0, 1, -signa
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_graceful_stop_within_grace(
     launch: Launcher,
-    schema_db_url: str,
+    store_url: str,
     backend_name: str,
     sig: signal.Signals,
     record_property: Callable[[str, object], None],
@@ -381,7 +502,7 @@ def test_graceful_stop_within_grace(
     if not exited:
         a.kill()
     took = time.monotonic() - started
-    rows = task_rows(schema_db_url)
+    rows = task_rows(store_url)
     by_tag = {tag: rows[task_id] for tag, task_id in ids.items()}
     report(
         record_property,
