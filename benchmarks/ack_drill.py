@@ -7,11 +7,11 @@ that fails is a figure that is not 0: the table is the point, the exit status
 is pytest's.
 
     python benchmarks/ack_drill.py                       # PostgreSQL
-    python benchmarks/ack_drill.py --db sqlite --db postgres --db mysql
+    python benchmarks/ack_drill.py --db sqlite --db postgres --db mysql --db redis
     python benchmarks/ack_drill.py --requests 5000 --cuts 5,30 --scenario a
 
 The servers are the tests' own (``TASKFLOW_TEST_POSTGRES_URL``,
-``TASKFLOW_TEST_MYSQL_URL``; see tests/conftest.py).
+``TASKFLOW_TEST_MYSQL_URL``, ``TASKFLOW_TEST_REDIS_URL``; see tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ FIELD = re.compile(r"(\w+)=(\S+)")
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--db", action="append", choices=["sqlite", "postgres", "mysql"])
+    parser.add_argument("--db", action="append", choices=["sqlite", "postgres", "mysql", "redis"])
     parser.add_argument("--scenario", action="append", choices=sorted(SCENARIOS))
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
