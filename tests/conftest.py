@@ -2,7 +2,11 @@
 
 * ``backend_name``: ``"sqlite"``, ``"postgres"``, ``"mysql"`` (pick some with
   ``@pytest.mark.parametrize("backend_name", ["postgres"])`` on a test, or
-  ``pytest -m "not mysql"``).
+  ``pytest -m "not mysql"``; add Redis with
+  ``pytest.mark.parametrize("backend_name", EVERY_BACKEND, indirect=True)``).
+* ``database_url``: what an app starts on (SQLite empty, servers with the
+  schema, Redis on a key prefix of the test's own); ``store_url``: the same
+  with the schema on SQLite too, for several processes starting at once.
 * ``db_url``: a plain URL (``sqlite:///...``, ``postgresql://...``,
   ``mysql://...``) to an empty database; ``schema_db_url``: the same after
   ``metadata.create_all``; ``engine``: an ``AsyncEngine`` on it that must have
@@ -36,10 +40,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from taskflow.db.engine import create_engine_for
 from taskflow.db.tables import metadata
 from taskflow.settings import resolve_database_url
+from tests.stores import redis_prefix_url
 
 _T = TypeVar("_T")
 
 SQL_BACKENDS = ("sqlite", "postgres", "mysql")
+EVERY_BACKEND = [
+    *(pytest.param(name, id=name, marks=getattr(pytest.mark, name)) for name in SQL_BACKENDS),
+    pytest.param("redis", id="redis", marks=pytest.mark.redis),
+]
 CONNECT_TIMEOUT_S = 5
 LOCK_TIMEOUT_S = 10
 
@@ -405,13 +414,31 @@ def journal_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def database_url(backend_name: str, request: pytest.FixtureRequest) -> str:
-    """A database an app can start on: SQLite migrates itself at startup, servers get the models."""
-    if backend_name == "sqlite":
-        url: str = request.getfixturevalue("db_url")
+def database_url(backend_name: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A store an app can start on: SQLite migrates itself at startup, servers get the models.
+
+    On Redis, a key prefix of the test's own, its keys deleted after.
+    """
+    if backend_name == "redis":
+        with redis_prefix_url(require_server("redis")) as url:
+            yield url
+    elif backend_name == "sqlite":
+        yield request.getfixturevalue("db_url")
     else:
-        url = request.getfixturevalue("schema_db_url")
-    return url
+        yield request.getfixturevalue("schema_db_url")
+
+
+@pytest.fixture
+def store_url(backend_name: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """As ``database_url``, with the schema created on SQLite too.
+
+    For the drills, whose several processes start on one database at once.
+    """
+    if backend_name == "redis":
+        with redis_prefix_url(require_server("redis"), stem="drill") as url:
+            yield url
+    else:
+        yield request.getfixturevalue("schema_db_url")
 
 
 @pytest.fixture

@@ -20,6 +20,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+# Finished runs whose durations the metrics describe; other statuses are only counted.
+TIMED = ("success", "failed")
 BUCKETS_PER_DOUBLING = 16
 NO_DURATION = -1
 # Durations below 2**-10 ms (about a microsecond), zero included, share bucket 0.

@@ -37,6 +37,7 @@ from tests.conftest import (
     server_available,
 )
 from tests.processes import free_port
+from tests.stores import delete_redis_prefix
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -180,19 +181,7 @@ def _servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Ser
     for started in servers.values():
         _stop(started.process)
     if "redis" in servers:
-        _delete_redis_keys(redis_url, prefix)
-
-
-def _delete_redis_keys(url: str, prefix: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(url)
-    try:
-        doomed = list(client.scan_iter(match=f"{{{prefix}}}:*"))
-        for start in range(0, len(doomed), 500):
-            client.delete(*doomed[start : start + 500])
-    finally:
-        client.close()
+        delete_redis_prefix(redis_url, prefix)
 
 
 @pytest.fixture(scope="session", params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])

@@ -17,7 +17,7 @@ c. one instance behind the proxy; cut it, keep sending, SIGKILL the instance
 
 On Redis the instances use a key prefix of the drill's own (deleted
 afterwards), and the rows below are read through the repository interface
-(``repository_rows`` of ``test_crash_drill.py``); on SQL, with plain SQL.
+(``repository_rows`` of ``tests/stores.py``); on SQL, with plain SQL.
 
 Then the figures, printed on one ``ACK-DRILL`` line per drill (``-s``), and
 asserted to be 0:
@@ -72,7 +72,7 @@ from sqlalchemy import make_url
 from tcp_proxy import TcpProxy, through_proxy, upstream_of
 
 from taskflow.models import TaskStatus
-from tests.integration.test_crash_drill import EVERY_BACKEND, is_redis, redis_store, repository_rows
+from tests.conftest import EVERY_BACKEND
 from tests.processes import (
     STARTUP_TIMEOUT,
     UvicornInstance,
@@ -80,6 +80,7 @@ from tests.processes import (
     sql_rows,
     start_uvicorn,
 )
+from tests.stores import is_redis, repository_rows
 
 
 def _env_int(name: str, default: int) -> int:
@@ -134,7 +135,10 @@ SERVER_BACKENDS = [
 ]
 _BASE_TIMEOUT = 3 * STARTUP_TIMEOUT + SETTLE_TIMEOUT + 60 + REQUESTS / 20
 
-pytestmark = [pytest.mark.subprocess, pytest.mark.drill]
+pytestmark = [
+    pytest.mark.subprocess,
+    pytest.mark.drill,
+]
 
 
 # -- the load ------------------------------------------------------------------------
@@ -266,23 +270,6 @@ async def sigkill(instance: UvicornInstance, load: Load, journal: Path, mark: in
     await asyncio.to_thread(instance.process.wait, 10)
     assert instance.process.returncode == -signal.SIGKILL, instance.process.returncode
     return Kill(journal, mark)
-
-
-@pytest.fixture(params=EVERY_BACKEND)
-def backend_name(request: pytest.FixtureRequest) -> str:
-    """One of "sqlite", "postgres", "mysql", "redis"."""
-    name: str = request.param
-    return name
-
-
-@pytest.fixture
-def store_url(backend_name: str, request: pytest.FixtureRequest) -> Iterator[str]:
-    """The instances' database URL: ``schema_db_url``, or Redis on a prefix of the drill's own."""
-    if backend_name == "redis":
-        with redis_store() as url:
-            yield url
-    else:
-        yield request.getfixturevalue("schema_db_url")
 
 
 @pytest.fixture
@@ -565,6 +552,7 @@ def enough_answers(load: Load) -> dict[str, bool]:
 
 
 @pytest.mark.timeout(_BASE_TIMEOUT)
+@pytest.mark.parametrize("backend_name", EVERY_BACKEND, indirect=True)
 async def test_sigkill_twice_mid_load(drill: Drill, launch: Launcher, journal_dir: Path) -> None:
     """A is killed a third of the way through the load, B two thirds; C settles everything."""
     load = Load(REQUESTS, duration=3 * SEGMENT)

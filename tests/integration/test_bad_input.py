@@ -10,19 +10,19 @@ still answer afterwards.
 from __future__ import annotations
 
 import base64
-import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import httpx
 import pytest
-import redis
 from fastapi import FastAPI
 
 from taskflow import TaskAdmin, TaskManager
 from taskflow.web import stream as stream_module
-from tests.conftest import SQL_BACKENDS, require_server
+from tests.conftest import EVERY_BACKEND
+
+pytestmark = pytest.mark.parametrize("backend_name", EVERY_BACKEND, indirect=True)
 
 EARLY = "0001-01-01T00:00:00%2B14:00"
 LATE = "9999-12-31T23:59:59-14:00"
@@ -114,41 +114,6 @@ NAMED_CASES = [
     ("POST", "/tasks/bulk-retry", BAD_BODIES[0], "task_ids[0] must not contain NUL"),
     ("POST", "/tasks/bulk-retry", BAD_BODIES[1], "valid string"),
 ]
-
-
-@pytest.fixture(
-    params=[
-        pytest.param(name, id=name, marks=getattr(pytest.mark, name))
-        for name in (*SQL_BACKENDS, "redis")
-    ]
-)
-def backend_name(request: pytest.FixtureRequest) -> str:
-    """The SQL backends of tests/conftest.py, and Redis."""
-    name: str = request.param
-    return name
-
-
-@pytest.fixture
-def database_url(backend_name: str, request: pytest.FixtureRequest) -> Iterator[str]:
-    """As tests/conftest.py's for SQL; on Redis a key prefix of the test's own, deleted after."""
-    if backend_name == "sqlite":
-        yield request.getfixturevalue("db_url")
-        return
-    if backend_name != "redis":
-        yield request.getfixturevalue("schema_db_url")
-        return
-    server_url = require_server("redis")
-    prefix = "t" + uuid.uuid4().hex[:12]
-    try:
-        yield f"{server_url}?key_prefix={prefix}"
-    finally:
-        client = redis.Redis.from_url(server_url)
-        try:
-            doomed = list(client.scan_iter(match=f"{{{prefix}}}:*", count=1000))
-            for start in range(0, len(doomed), 500):
-                client.delete(*doomed[start : start + 500])
-        finally:
-            client.close()
 
 
 @dataclass

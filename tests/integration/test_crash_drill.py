@@ -14,7 +14,7 @@ one-line summaries.
 Every drill runs on each SQL database and on Redis (a key prefix of the test's
 own, its keys deleted afterwards).  What the store holds is read with plain
 SQL on the SQL databases and through the repository interface on Redis
-(``repository_rows``, which ``test_ack_drill.py`` uses too).
+(``repository_rows`` of ``tests/stores.py``).
 """
 
 from __future__ import annotations
@@ -22,10 +22,8 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,110 +32,22 @@ import httpx
 import pytest
 import redis
 
-from taskflow.models import TaskStatus
-from taskflow.repository.factory import create_repository
 from taskflow.repository.redis.keys import KeySpace
-from taskflow.repository.values import TaskQuery
 from taskflow.settings import resolve_database_url
-from tests.conftest import SQL_BACKENDS, require_server
+from tests.conftest import EVERY_BACKEND
 from tests.processes import UvicornInstance as Instance
 from tests.processes import closed_at_exit, sql_rows, start_uvicorn
-
-pytestmark = pytest.mark.subprocess
+from tests.stores import is_redis, repository_rows
 
 LEASE = 3.0  # TASKFLOW_LEASE_SECONDS: heartbeats every 0.75 s
 POLL = 0.2  # TASKFLOW_POLL_INTERVAL: the longest idle wait between claims
 ACTIVE = ("pending", "running")
 
 
-# -- the store: an SQL database or a Redis key prefix ---------------------------------
-
-
-REDIS_BACKEND = pytest.param("redis", id="redis", marks=pytest.mark.redis)
-EVERY_BACKEND = [
-    *(pytest.param(name, id=name, marks=getattr(pytest.mark, name)) for name in SQL_BACKENDS),
-    REDIS_BACKEND,
+pytestmark = [
+    pytest.mark.subprocess,
+    pytest.mark.parametrize("backend_name", EVERY_BACKEND, indirect=True),
 ]
-
-
-def is_redis(url: str) -> bool:
-    return url.startswith(("redis://", "rediss://"))
-
-
-@contextmanager
-def redis_store() -> Iterator[str]:
-    """A URL to the test Redis on a key prefix of its own; its keys are deleted afterwards.
-
-    Skips the test when Redis is down (fails it under ``CI=true``).
-    """
-    server = require_server("redis")
-    prefix = "drill" + uuid.uuid4().hex[:12]
-    try:
-        yield f"{server}{'&' if '?' in server else '?'}key_prefix={prefix}"
-    finally:
-        client = redis.Redis.from_url(server)
-        try:
-            doomed = list(client.scan_iter(match=f"{{{prefix}}}:*", count=1000))
-            for start in range(0, len(doomed), 500):
-                client.delete(*doomed[start : start + 500])
-        finally:
-            client.close()
-
-
-async def _listed(url: str, statuses: Sequence[TaskStatus] | None) -> dict[str, dict[str, Any]]:
-    repository = create_repository(resolve_database_url(url))
-    await repository.open()
-    try:
-        rows: dict[str, dict[str, Any]] = {}
-        cursor: str | None = None
-        while True:
-            query = TaskQuery(status=statuses, limit=500, cursor=cursor)
-            page = await repository.list_tasks(query)
-            for record in page.items:
-                rows[record.task_id] = {
-                    "id": record.task_id,
-                    "func_name": record.func_name,
-                    "status": TaskStatus(record.status).value,
-                    "attempt": record.retries_used,
-                    "owner": record.owner,
-                    "error": record.error,
-                    "idempotency_key": record.idempotency_key,
-                    "lease_expires_at": record.lease_expires_at,
-                }
-            if page.next_cursor is None:
-                return rows
-            cursor = page.next_cursor
-    finally:
-        await repository.close()
-
-
-def repository_rows(
-    url: str, statuses: Sequence[TaskStatus] | None = None
-) -> dict[str, dict[str, Any]]:
-    """id -> the task's row (the columns the drills read), through the repository interface.
-
-    Every task (of ``statuses``, when given), page after page of ``list_tasks``.
-    Blocking, with an event loop of its own: from async code, call it through
-    ``asyncio.to_thread``.
-    """
-    return asyncio.run(_listed(url, statuses))
-
-
-@pytest.fixture(params=EVERY_BACKEND)
-def backend_name(request: pytest.FixtureRequest) -> str:
-    """One of "sqlite", "postgres", "mysql", "redis"."""
-    name: str = request.param
-    return name
-
-
-@pytest.fixture
-def store_url(backend_name: str, request: pytest.FixtureRequest) -> Iterator[str]:
-    """The instances' database URL: ``schema_db_url``, or Redis on a prefix of the test's own."""
-    if backend_name == "redis":
-        with redis_store() as url:
-            yield url
-    else:
-        yield request.getfixturevalue("schema_db_url")
 
 
 # -- processes ---------------------------------------------------------------

@@ -9,13 +9,11 @@ small and fixed so the whole module stays within a minute or two.
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
-import redis
 import schemathesis
 from fastapi import FastAPI
 from hypothesis import HealthCheck, Phase, given, settings
@@ -29,7 +27,9 @@ from schemathesis.checks import (
 )
 
 from taskflow import TaskAdmin, TaskManager
-from tests.conftest import SQL_BACKENDS, require_server
+from tests.conftest import EVERY_BACKEND
+
+pytestmark = pytest.mark.parametrize("backend_name", EVERY_BACKEND, indirect=True)
 
 if TYPE_CHECKING:
     from fastapi.testclient import TestClient
@@ -42,41 +42,6 @@ CHECKS = [
     response_headers_conformance,
     response_schema_conformance,
 ]
-
-
-@pytest.fixture(
-    params=[
-        pytest.param(name, id=name, marks=getattr(pytest.mark, name))
-        for name in (*SQL_BACKENDS, "redis")
-    ]
-)
-def backend_name(request: pytest.FixtureRequest) -> str:
-    """The SQL backends of tests/conftest.py, and Redis."""
-    name: str = request.param
-    return name
-
-
-@pytest.fixture
-def database_url(backend_name: str, request: pytest.FixtureRequest) -> Iterator[str]:
-    """As tests/conftest.py's for SQL; on Redis a key prefix of the test's own, deleted after."""
-    if backend_name == "sqlite":
-        yield request.getfixturevalue("db_url")
-        return
-    if backend_name != "redis":
-        yield request.getfixturevalue("schema_db_url")
-        return
-    server_url = require_server("redis")
-    prefix = "t" + uuid.uuid4().hex[:12]
-    try:
-        yield f"{server_url}?key_prefix={prefix}"
-    finally:
-        client = redis.Redis.from_url(server_url)
-        try:
-            doomed = list(client.scan_iter(match=f"{{{prefix}}}:*", count=1000))
-            for start in range(0, len(doomed), 500):
-                client.delete(*doomed[start : start + 500])
-        finally:
-            client.close()
 
 
 def build_app(database_url: str) -> tuple[FastAPI, TaskManager]:

@@ -32,8 +32,8 @@ from taskflow.db.tables import tasks_table as T
 from taskflow.ids import new_task_id
 from taskflow.models import TaskLogEntry, TaskRecord, TaskStatus, utcnow
 from taskflow.repository.base import WriteBatch
+from taskflow.repository.histogram import percentile
 from taskflow.repository.sql import SqlTaskRepository
-from taskflow.repository.sql.metrics_query import percentile
 from taskflow.repository.sql.stats import (
     P95_RELATIVE_ERROR,
     bucket_bounds,

@@ -14,10 +14,9 @@ from sqlalchemy import Double, case, cast, func, literal_column, null, select, t
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from taskflow.db.tables import ACTIVE_ONLY, task_stats_table, tasks_table
-from taskflow.models import FunctionMetrics, TaskMetrics, TaskStatus
-from taskflow.repository.histogram import percentile as percentile
+from taskflow.models import TaskMetrics
 from taskflow.repository.histogram import percentile_in_bucket
-from taskflow.repository.sql.stats import TIMED
+from taskflow.repository.metrics_fold import TIMED, Tallies, as_float, task_metrics
 
 S = task_stats_table
 T = tasks_table
@@ -128,76 +127,23 @@ def metrics_statement() -> Any:
     return union_all(live, totals, rank_bucket)
 
 
-class _Function:
-    """Per-function accumulation while reading the metrics rows."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.counts: dict[str, int] = {}
-        self.timed_count = 0
-        self.timed_sum = 0.0
-        self.low: float | None = None
-        self.high: float | None = None
-        self.p95: float | None = None
-
-    def totals(self, status: str, row: Sequence[Any]) -> None:
-        self.counts[status] = self.counts.get(status, 0) + int(row[3] or 0)
-        if status not in TIMED:
-            return
-        self.timed_count += int(row[4] or 0)
-        self.timed_sum += float(row[5] or 0.0)
-        low, high = _float(row[6]), _float(row[7])
-        if low is not None:
-            self.low = low if self.low is None else min(self.low, low)
-        if high is not None:
-            self.high = high if self.high is None else max(self.high, high)
-
-    def result(self) -> FunctionMetrics:
-        avg = self.timed_sum / self.timed_count if self.timed_count else None
-        return FunctionMetrics(
-            func_name=self.name,
-            total=sum(self.counts.values()),
-            success=self.counts.get(TaskStatus.SUCCESS.value, 0),
-            failed=self.counts.get(TaskStatus.FAILED.value, 0),
-            running=self.counts.get(TaskStatus.RUNNING.value, 0),
-            avg_duration=_seconds(avg),
-            min_duration=_seconds(self.low),
-            max_duration=_seconds(self.high),
-            p95_duration=_seconds(self.p95),
-        )
-
-
 def metrics_from_rows(rows: Iterable[Sequence[Any]]) -> TaskMetrics:
     """Fold the rows of ``metrics_statement`` into ``TaskMetrics``."""
-    functions: dict[str, _Function] = {}
+    tallies = Tallies()
     for row in rows:
-        kind, func_name, status = int(row[0]), row[1], row[2]
-        fn = functions.get(func_name)
-        if fn is None:
-            fn = functions[func_name] = _Function(func_name)
+        kind, status = int(row[0]), row[2]
+        tally = tallies[row[1]]
         if kind == P95:
             count, upto, total = int(row[4]), int(row[8]), int(row[9])
             rank = -(-95 * total // 100)
-            fn.p95 = percentile_in_bucket(
-                int(row[3]), count, _float(row[6]), _float(row[7]), upto - count, rank
+            tally.p95 = percentile_in_bucket(
+                int(row[3]), count, as_float(row[6]), as_float(row[7]), upto - count, rank
             )
-        else:
-            fn.totals(status, row)
-    counts: dict[str, int] = {}
-    for fn in functions.values():
-        for status, n in fn.counts.items():
-            counts[status] = counts.get(status, 0) + n
-    timed_count = sum(f.timed_count for f in functions.values())
-    timed_sum = sum(f.timed_sum for f in functions.values())
-    return TaskMetrics(
-        counts={status: n for status, n in counts.items() if n > 0},
-        avg_duration_seconds=_seconds(timed_sum / timed_count) if timed_count else None,
-        by_function=[
-            functions[name].result()
-            for name in sorted(functions)
-            if sum(functions[name].counts.values()) > 0
-        ],
-    )
+            continue
+        tally.count(status, int(row[3] or 0))
+        if status in TIMED:
+            tally.timed(int(row[4] or 0), float(row[5] or 0.0), as_float(row[6]), as_float(row[7]))
+    return task_metrics(tallies.values())
 
 
 async def read_metrics(engine: AsyncEngine) -> TaskMetrics:
@@ -205,11 +151,3 @@ async def read_metrics(engine: AsyncEngine) -> TaskMetrics:
     async with engine.connect() as conn:
         rows = (await conn.execute(metrics_statement())).all()
     return metrics_from_rows(rows)
-
-
-def _seconds(ms: float | None) -> float | None:
-    return ms / 1000.0 if ms is not None else None
-
-
-def _float(value: Any) -> float | None:
-    return None if value is None else float(value)

@@ -48,6 +48,7 @@ from taskflow.models import TERMINAL_STATUSES, TaskRecord, TaskStatus
 from taskflow.repository.histogram import BUCKETS_PER_DOUBLING as BUCKETS_PER_DOUBLING
 from taskflow.repository.histogram import NO_DURATION as NO_DURATION
 from taskflow.repository.histogram import P95_RELATIVE_ERROR as P95_RELATIVE_ERROR
+from taskflow.repository.histogram import TIMED as TIMED
 from taskflow.repository.histogram import bucket_bounds as bucket_bounds
 from taskflow.repository.histogram import bucket_of as bucket_of
 
@@ -57,8 +58,6 @@ T = tasks_table
 STRIPES = 8
 TERMINAL = frozenset(status.value for status in TERMINAL_STATUSES)
 ACTIVE = (TaskStatus.PENDING.value, TaskStatus.RUNNING.value)
-# Finished runs whose durations the metrics describe, as before the roll-up.
-TIMED = (TaskStatus.SUCCESS.value, TaskStatus.FAILED.value)
 KEY_COLUMNS = ("func_name", "status", "bucket", "stripe")
 ROW_COLUMNS = (*KEY_COLUMNS, "task_count", "duration_sum", "duration_min", "duration_max")
 

@@ -26,6 +26,7 @@ from taskflow import (
     TaskStatus,
     get_task_context,
 )
+from tests.stores import delete_redis_prefix
 
 CALLS: list[str] = []  # what the task functions below were called with, in order
 STARTED: dict[str, asyncio.Event] = {}  # tag -> set when a `hold` task with that tag started
@@ -33,7 +34,6 @@ STOPPED: list[str] = []  # tags of `hold` tasks that were cancelled while runnin
 FAIL_TIMES: dict[str, int] = {}  # tag -> how many more times `flaky` fails for it
 SLOW_FIRST: list[float] = []  # `slow_once` sleeps this long on its first call only
 TERMINAL = {TaskStatus.SUCCESS, TaskStatus.FAILED, TaskStatus.INTERRUPTED, TaskStatus.CANCELLED}
-
 
 # -- task functions ---------------------------------------------------------------------
 
@@ -138,13 +138,7 @@ class Deployment:
             client.close()
 
     def delete_keys(self) -> None:
-        doomed = self.stored_keys()
-        client = redis.Redis.from_url(self.server_url)
-        try:
-            for start in range(0, len(doomed), 500):
-                client.delete(*doomed[start : start + 500])
-        finally:
-            client.close()
+        delete_redis_prefix(self.server_url, self.prefix)
 
 
 @contextlib.asynccontextmanager
