@@ -23,22 +23,6 @@ EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MICROSECOND = timedelta(microseconds=1)
 _encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
-# The fields a state change rewrites (the SQL MUTABLE_COLUMNS); the rest are fixed at insert.
-MUTABLE_FIELDS = (
-    "status",
-    "executor",
-    "attempt",
-    "run_at",
-    "updated_at",
-    "started_at",
-    "finished_at",
-    "duration_ms",
-    "error",
-    "stacktrace",
-    "result",
-    "owner",
-    "lease_expires_at",
-)
 
 Field = str | bytes | int | float
 
