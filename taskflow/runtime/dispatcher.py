@@ -25,6 +25,15 @@ burn-down of queued jobs as fast as the claims.  Rows of other executors,
 and running rows to recover, are taken by a plain claim and wait locally.
 Each kind of claim backs off on its own while it finds nothing, so a busy
 instance does not repeat an empty claim every time a task finishes.
+
+Such a claim is a round trip and a commit, and the slots that free up while
+it is in flight would sit idle until it returns: with short tasks the
+commit latency, not the database's or our CPU, would set the pace.  So on a
+database server, while the claim loop waits for one claim, a quarter of an
+executor's slots coming free sends another starting claim for them on its own
+connection (at most ``EXTRA_FLIGHTS`` at once).  ``SKIP LOCKED`` (or the
+Redis script's atomicity) keeps the claims from taking the same row.  A
+SQLite file has one connection: there the loop claims alone.
 """
 
 from __future__ import annotations
@@ -49,6 +58,8 @@ ClaimHandler = Callable[[list[TaskRecord]], None]
 StartHandler = Callable[[list[TaskRecord], Slots], None]
 PLAIN = ""  # the key of the plain claim's backoff, beside one per starting executor
 STOP_TIMEOUT_S = 10.0
+EXTRA_FLIGHTS = 3  # starting claims in flight beside the claim loop's own (database servers)
+FLIGHT_SHARE = 4  # one leaves once 1/FLIGHT_SHARE of an executor's slots are free
 
 
 class Dispatcher:
@@ -97,6 +108,12 @@ class Dispatcher:
         # Since when (monotonic) every heartbeat and claim has reached the
         # database; None after a failure.
         self._reachable_since: float | None = None
+        # Starting claims sent beside the loop's (see the module doc), and
+        # whether the loop itself is in a claim round now.
+        self._extra_flights = 0 if repository.is_local else EXTRA_FLIGHTS
+        self._flights: set[asyncio.Task[None]] = set()
+        self._in_round = False
+        self.flights_sent = 0
 
     async def start(self) -> None:
         now = utcnow()
@@ -116,8 +133,18 @@ class Dispatcher:
         self._stopped = True
         self._wakeup.set()
         claims = self._tasks[1] if len(self._tasks) > 1 else None
-        if claims is not None and not claims.done():
-            _done, late = await asyncio.wait({claims}, timeout=STOP_TIMEOUT_S)
+        await self._finish_claims(claims)
+
+    async def _finish_claims(self, claims: asyncio.Task[None] | None) -> None:
+        """Let the claim loop and the flights finish the claims they are in, within a bound.
+
+        Not cancelled at once: cancelling a claim mid-transaction could leave
+        a connection holding row locks.
+        """
+        running = {task for task in (claims, *self._flights) if task is not None}
+        running = {task for task in running if not task.done()}
+        if running:
+            _done, late = await asyncio.wait(running, timeout=STOP_TIMEOUT_S)
             for task in late:
                 task.cancel()
 
@@ -149,11 +176,8 @@ class Dispatcher:
         heartbeat, claims = self._tasks or (None, None)
         if heartbeat is not None:
             heartbeat.cancel()
-        pending = [task for task in self._tasks if not task.done()]
-        if claims is not None and not claims.done():
-            _done, late = await asyncio.wait({claims}, timeout=STOP_TIMEOUT_S)
-            for task in late:
-                task.cancel()
+        pending = [task for task in (*self._tasks, *self._flights) if not task.done()]
+        await self._finish_claims(claims)
         for task in pending:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -175,6 +199,39 @@ class Dispatcher:
         """A slot came free: claims that were finding work may take more."""
         if self._start_slots:
             self._wakeup.set()
+            if self._in_round:
+                self._send_flights()
+
+    def _send_flights(self) -> None:
+        """Starting claims for the slots that came free while the loop is in a claim."""
+        clock = time.monotonic()
+        for executor, slots in self._start_slots.items():
+            if len(self._flights) >= self._extra_flights or self._stopped:
+                return
+            if slots.limit is None or self._idle_until.get(executor, 0.0) > clock:
+                continue
+            if slots.free * FLIGHT_SHARE < slots.limit:
+                continue
+            reserved = slots.take_free(min(self._claim_batch, self._capacity()))
+            if reserved:
+                flight = asyncio.get_running_loop().create_task(
+                    self._flight(executor, slots, reserved), name="taskflow-claim-flight"
+                )
+                self._flights.add(flight)
+                flight.add_done_callback(self._flights.discard)
+                self.flights_sent += 1
+
+    async def _flight(self, executor: str, slots: Slots, reserved: int) -> None:
+        now = utcnow()
+        try:
+            taken = await self._claim_to_start(executor, slots, reserved, now, now + self._lease)
+        except Exception as exc:
+            self._unreachable()
+            logger.warning("taskflow claim failed (%s); retrying", exc)
+            return
+        self._reached()
+        self._found(executor, taken, time.monotonic())
+        self.claimed_total += taken
 
     async def beat(self) -> int:
         """One heartbeat now; returns the number of leases renewed."""
@@ -202,6 +259,13 @@ class Dispatcher:
         return await self._claim_round(due_only=False)
 
     async def _claim_round(self, *, due_only: bool) -> int:
+        self._in_round = True
+        try:
+            return await self._claims_of_round(due_only=due_only)
+        finally:
+            self._in_round = False
+
+    async def _claims_of_round(self, *, due_only: bool) -> int:
         room = min(self._claim_batch, self._capacity())
         if room <= 0:
             return 0

@@ -38,6 +38,11 @@ class Slots:
         self.on_free: Callable[[], None] | None = None
 
     @property
+    def free(self) -> int:
+        """How many slots are free now (0 when unlimited: there is nothing to count)."""
+        return self._free
+
+    @property
     def waiting(self) -> int:
         """How many tasks wait for a slot (cancelled waiters not yet dropped included)."""
         return len(self._waiters)

@@ -10,12 +10,16 @@ when a claimed row cannot run here.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from datetime import datetime, timedelta
+
+import pytest
 
 from taskflow import TaskManager, get_task_context
 from taskflow.ids import new_task_id
 from taskflow.models import TaskRecord, TaskStatus, utcnow
 from taskflow.repository.base import WriteBatch
+from tests.conftest import EVERY_BACKEND
 
 RUNNING_NOW: list[int] = [0]
 MOST_AT_ONCE: list[int] = [0]
@@ -141,3 +145,45 @@ async def test_a_row_claimed_by_its_start_runs_once_and_is_not_claimed_again(
     finally:
         for manager in managers:
             await manager.shutdown()
+
+
+RUNS: Counter[str] = Counter()
+
+
+async def quick_job() -> None:
+    context = get_task_context()
+    assert context is not None
+    RUNS[context.task_id] += 1
+    RUNNING_NOW[0] += 1
+    MOST_AT_ONCE[0] = max(MOST_AT_ONCE[0], RUNNING_NOW[0])
+    try:
+        await asyncio.sleep(0.002)
+    finally:
+        RUNNING_NOW[0] -= 1
+
+
+@pytest.mark.parametrize("backend_name", EVERY_BACKEND, indirect=True)
+async def test_claims_sent_beside_the_loop_keep_to_the_slots_and_run_each_task_once(
+    store_url: str, backend_name: str
+) -> None:
+    """On a server, slots freed during a claim are claimed at once, not after it returns."""
+    RUNNING_NOW[0] = MOST_AT_ONCE[0] = 0
+    RUNS.clear()
+    manager = TaskManager(database_url=store_url, max_concurrent_tasks=8, poll_interval=0.05)
+    manager.task(name="quick_job")(quick_job)
+    await manager.startup()
+    try:
+        rows = [queued("quick_job") for _ in range(400)]
+        for start in range(0, len(rows), 100):
+            await manager.repository.apply(WriteBatch(inserts=rows[start : start + 100]))
+        done = await settle(manager, [r.task_id for r in rows])
+        assert {r.status for r in done} == {TaskStatus.SUCCESS}
+        assert Counter({r.task_id: 1 for r in rows}) == RUNS
+        assert 0 < MOST_AT_ONCE[0] <= 8
+        flights = manager.runtime.dispatcher.flights_sent
+    finally:
+        await manager.shutdown()
+    if backend_name == "sqlite":
+        assert flights == 0  # one connection: the loop claims alone
+    else:
+        assert flights > 0
