@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from alembic import command
@@ -123,7 +125,9 @@ def forget_app_modules() -> Iterator[None]:
     sys.path[:] = path
 
 
-def make_project(root: Path, url: str, *, filters: str, joined: bool = False) -> Config:
+def make_project(
+    root: Path, url: str, *, filters: str, joined: Literal["", "in alembic.ini", "in code"] = ""
+) -> Config:
     """Write an application's Alembic project under ``root``; returns its ``Config``."""
     (root / "alembic" / "versions").mkdir(parents=True)
     (root / "app_models.py").write_text(MODELS)
@@ -135,13 +139,18 @@ def make_project(root: Path, url: str, *, filters: str, joined: bool = False) ->
     # Set-up (b): the app's versions, then taskflow's, as a package resource.
     locations = (
         "version_locations =\n    %(here)s/alembic/versions\n    taskflow._migrations:versions"
-        if joined
+        if joined == "in alembic.ini"
         else ""
     )
     (root / "alembic.ini").write_text(
         INI.format(url=async_url(url).replace("%", "%%"), version_locations=locations)
     )
-    return Config(str(root / "alembic.ini"))
+    config = Config(str(root / "alembic.ini"))
+    if joined == "in code":  # as the guide shows for a Config built in code
+        config.set_main_option("path_separator", "os")
+        own = str(root / "alembic" / "versions")
+        config.set_main_option("version_locations", os.pathsep.join([own, versions_path()]))
+    return config
 
 
 def upgrade_ops(script_path: str) -> set[tuple[str, str]]:
@@ -265,7 +274,7 @@ def test_downgrade_base_leaves_the_empty_version_table_and_the_apps_tables(
 
 
 def test_taskflow_as_a_branch_of_the_apps_history(db_url: str, tmp_path: Path) -> None:
-    config = make_project(tmp_path / "app", db_url, filters="hooks", joined=True)
+    config = make_project(tmp_path / "app", db_url, filters="hooks", joined="in alembic.ini")
     # The resource in alembic.ini and versions_path() are one directory.
     found = ScriptDirectory.from_config(config).get_revision(EXPECTED_REVISION)
     assert found is not None
@@ -275,7 +284,7 @@ def test_taskflow_as_a_branch_of_the_apps_history(db_url: str, tmp_path: Path) -
     assert VERSION_TABLE not in tables(db_url)  # one history, the app's version table
 
     # Without the filter the app's first revision would drop taskflow's tables.
-    unfiltered = make_project(tmp_path / "unfiltered", db_url, filters="none", joined=True)
+    unfiltered = make_project(tmp_path / "unfiltered", db_url, filters="none", joined="in code")
     ops = autogenerate(
         unfiltered,
         head="base",
@@ -305,6 +314,7 @@ def test_taskflow_as_a_branch_of_the_apps_history(db_url: str, tmp_path: Path) -
     # The branch label reaches taskflow's lineage alone.
     command.downgrade(config, f"{BRANCH_LABEL}@base")
     assert tables(db_url) == {APP_TABLE, "alembic_version"}
+    assert run_sql(db_url, "SELECT version_num FROM alembic_version") == [app_revision.revision]
     command.upgrade(config, f"{BRANCH_LABEL}@head")
     assert set(run_sql(db_url, "SELECT version_num FROM alembic_version")) == heads
 
