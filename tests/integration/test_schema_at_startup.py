@@ -56,10 +56,11 @@ async def other_connections(url: str) -> int:
             return int((await conn.execute(text(query))).scalar_one())
 
 
-async def refused_start(url: str) -> str:
+async def refused_start(url: str, manager: TaskManager | None = None) -> str:
     """Start a non-migrating manager that must refuse; returns its message once all is closed."""
     before = await other_connections(url)
-    manager = TaskManager(database_url=url, create_tables=False)
+    if manager is None:
+        manager = TaskManager(database_url=url, create_tables=False)
     with pytest.raises(ConfigurationError) as refused:
         await manager.startup()
     await manager.shutdown()
@@ -94,14 +95,15 @@ async def test_a_database_behind_names_the_upgrade(db_url: str) -> None:
         await migrate.upgrade(engine)
         await migrate.downgrade(engine, "-1")
         previous = await migrate.current(engine)
-    message = await refused_start(db_url)
+    manager = TaskManager(database_url=db_url, create_tables=False)
+    message = await refused_start(db_url, manager)
     assert f"revision {previous}, but this taskflow needs {EXPECTED_REVISION}" in message
     assert "taskflow db upgrade --url " in message
-    # The fix the message names works, and the manager then starts.
+    # The fix the message names works, and the same manager then starts.
     async with open_engine(db_url) as engine:
         await migrate.upgrade(engine)
-    manager = TaskManager(database_url=db_url, create_tables=False)
     await manager.startup()
+    assert manager.started
     await manager.shutdown()
 
 
