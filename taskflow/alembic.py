@@ -75,9 +75,10 @@ def include_object(
 ) -> bool:
     """Alembic's ``include_object`` hook: compare nothing of a ``taskflow_*`` table.
 
-    Covers what ``include_name`` cannot: taskflow's tables in the app's own
-    ``target_metadata`` (imported models), and the app's own filters' order.
-    A foreign key from the app's table *to* a taskflow table stays the app's.
+    Covers what ``include_name`` cannot see: taskflow's tables on the models'
+    side, when the app's ``target_metadata`` holds them (it imported
+    ``taskflow.db.tables``).  A foreign key from the app's table *to* a
+    taskflow table belongs to the app's table and is still compared.
     """
     if type_ == "table":
         return not is_taskflow_table(name)
