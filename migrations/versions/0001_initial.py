@@ -20,7 +20,9 @@ from sqlalchemy.dialects import mysql, postgresql
 
 revision: str = "0001"
 down_revision: str | Sequence[str] | None = None
-branch_labels: str | Sequence[str] | None = None
+# An application that runs these revisions within its own Alembic history
+# names this lineage `taskflow` (`alembic upgrade taskflow@head`).
+branch_labels: str | Sequence[str] | None = ("taskflow",)
 depends_on: str | Sequence[str] | None = None
 
 

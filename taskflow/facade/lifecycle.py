@@ -129,8 +129,13 @@ class LifecycleMethods(ManagerParts):
                 await self.runtime.dispatcher.stop()
         if self.runtime is not None:
             await self.runtime.writer.stop()
+            await self.runtime.close_executors()
         if self.logger is not None:
             await self.logger.close()
+        # shutdown() does nothing for a manager that never started: the
+        # connections opened to check the schema are given back here.
+        with contextlib.suppress(Exception):
+            await self.repository.close()
 
     def readiness(self) -> Readiness:
         """Whether this instance can take tasks now, and if not, why (for a readiness probe).

@@ -77,9 +77,10 @@ class TaskRepository(AdminRecords):
 
         With ``migrate`` (``TaskManager(create_tables=True)``), bring the schema
         up to date: for SQL, run the migrations.  Without it the schema is
-        someone else's job, so only check it and return what is wrong with it
-        (with the fix) for the manager to log, or None.  Called on every start,
-        by several processes at once: must be idempotent and race-free.
+        someone else's job, so only check it: raise ``ConfigurationError``
+        (one line, with the fix) when this taskflow cannot run on it, and
+        return what is worth a warning, or None.  Called on every start, by
+        several processes at once: must be idempotent and race-free.
         """
 
     @abc.abstractmethod

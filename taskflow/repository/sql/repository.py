@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from taskflow.db import dialects
 from taskflow.db.engine import WRITE_OPTION, connect_args_of
-from taskflow.db.revision import revision_problem
+from taskflow.db.revision import check_revision
 from taskflow.db.tables import ACTIVE_ONLY, task_logs_table, task_stats_table, tasks_table
 from taskflow.exceptions import TaskArgumentError
 from taskflow.models import TaskLogEntry, TaskMetrics, TaskRecord, TaskStatus, utcnow
@@ -124,8 +124,9 @@ class SqlTaskRepository(SqlSchedules, SqlRetries, SqlAdminRecords, TaskRepositor
             from taskflow.db.migrate import ensure_schema
 
             await ensure_schema(self.engine)
-            return None
-        return await revision_problem(self.engine)
+        else:
+            await check_revision(self.engine)
+        return None
 
     def is_transient(self, exc: BaseException) -> bool:
         return errors.is_transient(exc)
