@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-EXPECTED_REVISION = "0006"
+EXPECTED_REVISION = "0007"
 VERSION_TABLE = "taskflow_alembic_version"
 
 

@@ -32,7 +32,7 @@ from taskflow.settings import ENV_DATABASE_URL, resolve_database_url
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TASKFLOW_TABLES = {table.name for table in metadata.sorted_tables}
-HEAD = "0006"
+HEAD = "0007"
 
 
 @asynccontextmanager
@@ -232,7 +232,7 @@ def test_offline_sql_script_to_head(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "CREATE TABLE taskflow_tasks" in result.stdout
-    assert "UPDATE taskflow_alembic_version SET version_num='0006'" in result.stdout
+    assert "UPDATE taskflow_alembic_version SET version_num='0007'" in result.stdout
 
 
 async def test_check_reports_drift(db_url: str) -> None:
