@@ -56,11 +56,12 @@ JSONB_COLUMNS = (
 
 
 def _to_rfc3339(column: str) -> str:
-    # "YYYY-MM-DD HH:MM:SS[.ffffff]" -> "YYYY-MM-DDTHH:MM:SS.ffffffZ"; a value
-    # without its fraction (written by hand) gets six zeros, keeping the width.
+    # "YYYY-MM-DD HH:MM:SS[.f...]" -> "YYYY-MM-DDTHH:MM:SS.ffffffZ".  taskflow
+    # always wrote six fraction digits; a value written by hand with fewer (or
+    # none) is padded, keeping the width that makes text order time order.
     return (
-        f"substr({column}, 1, 10) || 'T' || substr({column}, 12, 8) || "
-        f"CASE WHEN length({column}) = 19 THEN '.000000' ELSE substr({column}, 20) END || 'Z'"
+        f"substr({column}, 1, 10) || 'T' || substr({column}, 12, 8) || '.' || "
+        f"substr(substr({column}, 21) || '000000', 1, 6) || 'Z'"
     )
 
 

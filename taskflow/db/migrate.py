@@ -115,7 +115,7 @@ def include_name(name: str | None, type_: str, parent_names: Mapping[str, str | 
 def include_object(
     obj: SchemaItem, name: str | None, type_: str, reflected: bool, compare_to: SchemaItem | None
 ) -> bool:
-    """Compare only ``taskflow_*`` tables and their ``ix_taskflow_*`` / ``uq_taskflow_*`` indexes."""
+    """Compare only ``taskflow_*`` tables, and of their indexes only taskflow's own."""
     if type_ == "table":
         return name is not None and name.startswith(TABLE_PREFIX) and name != VERSION_TABLE
     if type_ == "index" and reflected:

@@ -52,9 +52,7 @@ LongBinary = LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
 # index.  Arguments and results stay ``json``: jsonb reorders object keys and
 # rewrites numbers (1e16 comes back as an integer), and a task's function must
 # get its arguments exactly as they were passed.
-QueryJSON = JSON(none_as_null=True).with_variant(
-    postgresql.JSONB(none_as_null=True), "postgresql"
-)
+QueryJSON = JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
 # SQLite only auto-increments an INTEGER PRIMARY KEY.
 AutoId = BigInteger().with_variant(Integer(), "sqlite")
 

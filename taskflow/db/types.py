@@ -10,7 +10,6 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-
 # SQLite has no timestamp type: the text is the value, and SQL compares it as
 # text.  RFC 3339 in UTC with all six fraction digits and a "Z" has a fixed
 # width, so text order is time order, it is the form the API shows, and
@@ -41,7 +40,8 @@ class UTCDateTime(TypeDecorator[datetime]):
         if dialect.name == "sqlite":
             # No regexp: reads go through datetime.fromisoformat, which takes
             # this form and the one older revisions wrote.
-            return dialect.type_descriptor(sqlite.DATETIME(storage_format=SQLITE_STORAGE_FORMAT))
+            stored = sqlite.DATETIME(storage_format=SQLITE_STORAGE_FORMAT)  # type: ignore[no-untyped-call]
+            return dialect.type_descriptor(stored)
         return dialect.type_descriptor(DateTime())
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:

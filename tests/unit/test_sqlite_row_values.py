@@ -75,7 +75,9 @@ def test_the_repeated_hour_of_a_clock_change_is_two_instants() -> None:
     second = first.replace(fold=1)  # EST, 06:30 UTC
     assert first == second
     assert (
-        statements.convert_datetime(first) == sqlalchemy_text(first) == "2025-11-02T05:30:00.000000Z"
+        statements.convert_datetime(first)
+        == sqlalchemy_text(first)
+        == "2025-11-02T05:30:00.000000Z"
     )
     assert (
         statements.convert_datetime(second)
