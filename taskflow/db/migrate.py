@@ -42,7 +42,13 @@ ADDED_SINCE_ADOPTED = (
     "add_index ix_taskflow_tasks_retried_from ",
     "add_index ix_taskflow_tasks_due ",
     "remove_index ix_taskflow_tasks_claim ",
+    "modify_type taskflow_tasks.tags: database has JSON, models want JSONB",
+    "modify_type taskflow_task_logs.extra: database has JSON, models want JSONB",
+    "modify_type taskflow_audit.detail: database has JSON, models want JSONB",
 )
+# Every index of taskflow's is named so; others on its tables (a GIN index a
+# user adds on tags) are the user's, not a difference from the models.
+OWN_INDEX_PREFIXES = ("ix_taskflow_", "uq_taskflow_")
 _LOCK_NAME = "taskflow_migrations"
 # pg_advisory_xact_lock takes a bigint; derive a stable one from the name.
 _PG_LOCK_KEY = zlib.crc32(_LOCK_NAME.encode())
@@ -109,9 +115,11 @@ def include_name(name: str | None, type_: str, parent_names: Mapping[str, str | 
 def include_object(
     obj: SchemaItem, name: str | None, type_: str, reflected: bool, compare_to: SchemaItem | None
 ) -> bool:
-    """Compare only ``taskflow_*`` tables, whether they come from the models or the database."""
+    """Compare only ``taskflow_*`` tables, and of their indexes only taskflow's own."""
     if type_ == "table":
         return name is not None and name.startswith(TABLE_PREFIX) and name != VERSION_TABLE
+    if type_ == "index" and reflected:
+        return name is not None and name.startswith(OWN_INDEX_PREFIXES)
     return True
 
 

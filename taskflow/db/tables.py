@@ -27,7 +27,7 @@ from sqlalchemy import (
     Text,
     text,
 )
-from sqlalchemy.dialects import mysql
+from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql import operators
@@ -47,6 +47,12 @@ NAMING_CONVENTION = {
 # be longer, so those columns widen there and nowhere else.
 LongText = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
 LongBinary = LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
+# The JSON that reports filter on (tags, log extras, audit details) is jsonb
+# on PostgreSQL, so ``tags @> '{"tenant": "t1"}'`` works and can use a GIN
+# index.  Arguments and results stay ``json``: jsonb reorders object keys and
+# rewrites numbers (1e16 comes back as an integer), and a task's function must
+# get its arguments exactly as they were passed.
+QueryJSON = JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
 # SQLite only auto-increments an INTEGER PRIMARY KEY.
 AutoId = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -111,7 +117,7 @@ class TaskRow(Base):
     duration_ms: Mapped[float | None] = mapped_column(Double)
     error: Mapped[str | None] = mapped_column(LongText)
     stacktrace: Mapped[str | None] = mapped_column(LongText)
-    tags: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    tags: Mapped[dict[str, Any] | None] = mapped_column(QueryJSON)
     args: Mapped[list[Any] | None] = mapped_column(JSON(none_as_null=True))
     kwargs: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     payload: Mapped[bytes | None] = mapped_column(LongBinary)
@@ -181,7 +187,7 @@ class TaskLogRow(Base):
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     level: Mapped[str] = mapped_column(String(16), default="info")
     message: Mapped[str] = mapped_column(LongText)
-    extra: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    extra: Mapped[dict[str, Any] | None] = mapped_column(QueryJSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     __table_args__ = (Index("ix_taskflow_task_logs_task", "task_id", "id"),)
@@ -239,7 +245,7 @@ class AuditRow(Base):
     action: Mapped[str] = mapped_column(String(32))
     task_id: Mapped[str | None] = mapped_column(String(36))
     actor: Mapped[str] = mapped_column(String(255))
-    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    detail: Mapped[dict[str, Any] | None] = mapped_column(QueryJSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     __table_args__ = (Index("ix_taskflow_audit_created", "created_at"),)

@@ -113,7 +113,8 @@ def backdate(database: Path, hours: float = 5.0) -> None:
 def _shift(stamp: str | None, offset: timedelta) -> str | None:
     if stamp is None:
         return None
-    return (datetime.fromisoformat(stamp) - offset).isoformat(sep=" ", timespec="microseconds")
+    # The form taskflow stores on SQLite (UTC, six fraction digits, a "Z").
+    return (datetime.fromisoformat(stamp) - offset).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 # -- the browser -------------------------------------------------------------------

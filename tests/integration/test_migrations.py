@@ -32,7 +32,7 @@ from taskflow.settings import ENV_DATABASE_URL, resolve_database_url
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TASKFLOW_TABLES = {table.name for table in metadata.sorted_tables}
-HEAD = "0006"
+HEAD = "0007"
 
 
 @asynccontextmanager
@@ -197,6 +197,98 @@ async def test_tables_from_an_older_create_all_are_adopted_and_upgraded(
         assert temporary_btrees(db_url.removeprefix("sqlite:///")) == 0
 
 
+OLD_SQLITE_INSERT = (
+    "INSERT INTO taskflow_tasks (id, func_name, status, source, attempt, max_retries, run_at, "
+    "created_at, updated_at, started_at, payload_format, lease_epoch, tags) VALUES ('old', "
+    "'send_email', 'success', 'manual', 0, 0, '2026-12-07 10:04:28.864195', "
+    "'2026-12-07 10:04:28.864195', '2026-12-07 10:04:28.864195', '2026-12-07 10:04:29', "
+    "'json', 0, '{\"tenant\": \"t1\"}')"
+)
+SQLITE_TIMES = "SELECT run_at, started_at, finished_at FROM taskflow_tasks WHERE id = 'old'"
+
+
+async def sql_rows(engine: AsyncEngine, sql: str) -> list[tuple[Any, ...]]:
+    async with engine.connect() as conn:
+        return [tuple(row) for row in await conn.execute(text(sql))]
+
+
+async def test_0007_sqlite_timestamps_become_rfc3339_text(tmp_path: Path) -> None:
+    async with open_engine(f"sqlite:///{tmp_path}/old.db") as engine:
+        await migrate.upgrade(engine, "0006")
+        async with engine.begin() as conn:
+            await conn.execute(text(OLD_SQLITE_INSERT))
+            await conn.execute(
+                text(
+                    "INSERT INTO taskflow_instances (id, hostname, pid, started_at, heartbeat_at) "
+                    "VALUES ('i', 'h', 1, '2026-12-07 10:00:00.000001', '2026-12-07 10:05:00.5')"
+                )
+            )
+        await migrate.upgrade(engine)
+        assert await sql_rows(engine, SQLITE_TIMES) == [
+            ("2026-12-07T10:04:28.864195Z", "2026-12-07T10:04:29.000000Z", None)
+        ]
+        beats = "SELECT started_at, heartbeat_at FROM taskflow_instances"
+        assert await sql_rows(engine, beats) == [
+            ("2026-12-07T10:00:00.000001Z", "2026-12-07T10:05:00.500000Z")
+        ]
+        async with engine.connect() as conn:
+            started = (await conn.execute(select(tasks_table.c.started_at))).scalar_one()
+        assert started == datetime(2026, 12, 7, 10, 4, 29, tzinfo=timezone.utc)
+        # An instant as the API shows it now compares as the same instant.
+        api_instant = "SELECT COUNT(*) FROM taskflow_tasks WHERE run_at >= :at"
+        async with engine.connect() as conn:
+            at = "2026-12-07T10:04:28.864195Z"
+            assert (await conn.execute(text(api_instant), {"at": at})).scalar() == 1
+        assert await migrate.check(engine) == []
+        await migrate.downgrade(engine, "0006")
+        assert await sql_rows(engine, SQLITE_TIMES) == [
+            ("2026-12-07 10:04:28.864195", "2026-12-07 10:04:29.000000", None)
+        ]
+
+
+@pytest.mark.parametrize("backend_name", ["postgres"], indirect=True)
+async def test_0007_postgresql_tags_become_jsonb(db_url: str) -> None:
+    types = (
+        "SELECT table_name || '.' || column_name, data_type FROM information_schema.columns "
+        "WHERE table_name LIKE 'taskflow_%' AND data_type IN ('json', 'jsonb') ORDER BY 1"
+    )
+    tagged = 'SELECT id FROM taskflow_tasks WHERE tags @> \'{"tenant": "t1"}\''
+    as_json = [
+        ("taskflow_audit.detail", "json"),
+        ("taskflow_task_logs.extra", "json"),
+        ("taskflow_tasks.args", "json"),
+        ("taskflow_tasks.kwargs", "json"),
+        ("taskflow_tasks.result", "json"),
+        ("taskflow_tasks.tags", "json"),
+    ]
+    queried = ("taskflow_audit.detail", "taskflow_task_logs.extra", "taskflow_tasks.tags")
+    async with open_engine(db_url) as engine:
+        await migrate.upgrade(engine, "0006")
+        async with engine.begin() as conn:
+            await conn.execute(insert(tasks_table).values(task_row(tags={"tenant": "t1"})))
+        assert await sql_rows(engine, types) == as_json
+        await migrate.upgrade(engine)
+        assert await sql_rows(engine, types) == [
+            (column, "jsonb" if column in queried else kind) for column, kind in as_json
+        ]
+        assert await sql_rows(engine, tagged) == [(task_row()["id"],)]
+        # An index of the user's own on taskflow's table is not a difference.
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "CREATE INDEX app_tasks_tags ON taskflow_tasks USING gin (tags jsonb_path_ops)"
+                )
+            )
+        assert await migrate.check(engine) == []
+        async with engine.begin() as conn:
+            await conn.execute(text("DROP INDEX app_tasks_tags"))
+        await migrate.downgrade(engine, "0006")
+        assert await sql_rows(engine, types) == as_json
+        async with engine.connect() as conn:
+            tags = (await conn.execute(select(tasks_table.c.tags))).scalar_one()
+        assert tags == {"tenant": "t1"}
+
+
 def test_offline_sql_script_to_head(tmp_path: Path) -> None:
     """``alembic upgrade --sql`` writes a script without a database; 0004 has nothing to add."""
     result = run(
@@ -206,7 +298,7 @@ def test_offline_sql_script_to_head(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "CREATE TABLE taskflow_tasks" in result.stdout
-    assert "UPDATE taskflow_alembic_version SET version_num='0006'" in result.stdout
+    assert "UPDATE taskflow_alembic_version SET version_num='0007'" in result.stdout
 
 
 async def test_check_reports_drift(db_url: str) -> None:

@@ -8,18 +8,25 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.dialects import sqlite
 
+from taskflow.db.types import UTCDateTime
 from taskflow.repository.sql.batch import BatchStatements, datetime_converter
 
 ZONES = (timezone.utc, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8)))
 
 
 def sqlalchemy_text(value: datetime) -> str:
-    """What SQLAlchemy's SQLite DATETIME stores for a UTC datetime (the reads parse this)."""
+    """What the models' UTCDateTime stores on SQLite for a datetime (the reads parse this)."""
     dialect = sqlite.dialect()
-    process = sqlite.DATETIME().bind_processor(dialect)
+    process = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
     assert process is not None
-    text: str = process(value.astimezone(timezone.utc).replace(tzinfo=None))
+    text: str = process(value)
     return text
+
+
+def test_timestamp_text_is_rfc3339_utc_of_fixed_width() -> None:
+    moment = datetime(2026, 12, 7, 10, 4, 28, 864_195, tzinfo=ZONES[1])
+    assert sqlalchemy_text(moment) == "2026-12-07T04:34:28.864195Z"
+    assert sqlalchemy_text(moment.replace(microsecond=0)) == "2026-12-07T04:34:28.000000Z"
 
 
 def test_timestamp_text_is_sqlalchemys_for_any_moment() -> None:
@@ -68,10 +75,12 @@ def test_the_repeated_hour_of_a_clock_change_is_two_instants() -> None:
     second = first.replace(fold=1)  # EST, 06:30 UTC
     assert first == second
     assert (
-        statements.convert_datetime(first) == sqlalchemy_text(first) == "2025-11-02 05:30:00.000000"
+        statements.convert_datetime(first)
+        == sqlalchemy_text(first)
+        == "2025-11-02T05:30:00.000000Z"
     )
     assert (
         statements.convert_datetime(second)
         == sqlalchemy_text(second)
-        == "2025-11-02 06:30:00.000000"
+        == "2025-11-02T06:30:00.000000Z"
     )

@@ -75,7 +75,7 @@ def _json(value: Any) -> Any:
     return _encode_json(value)
 
 
-# "YYYY-MM-DD HH:MM:" by minute, and "SS." by second: most of the text of a
+# "YYYY-MM-DDTHH:MM:" by minute, and "SS." by second: most of the text of a
 # timestamp comes from a small table instead of a call to isoformat(), whose
 # C-level printf formatting cost about 6,000 instructions per timestamp.
 _MINUTE_PREFIXES: dict[tuple[int, int, int, int, int], str] = {}
@@ -83,8 +83,8 @@ _SECONDS = tuple(f"{second:02d}." for second in range(60))
 
 
 def _naive_utc_text(value: datetime | None) -> str | None:
-    # The exact text SQLAlchemy's SQLite DATETIME writes and parses back:
-    # "YYYY-MM-DD HH:MM:SS.ffffff" (microseconds always, even when zero).
+    # The exact text UTCDateTime writes on SQLite (db/types.py) and parses
+    # back: "YYYY-MM-DDTHH:MM:SS.ffffffZ" (microseconds always, even when zero).
     if value is None:
         return None
     if value.tzinfo is not timezone.utc:
@@ -95,9 +95,9 @@ def _naive_utc_text(value: datetime | None) -> str | None:
         if len(_MINUTE_PREFIXES) >= 1024:
             _MINUTE_PREFIXES.clear()
         year, month, day, hour, minute_of_hour = minute
-        prefix = f"{year:04d}-{month:02d}-{day:02d} {hour:02d}:{minute_of_hour:02d}:"
+        prefix = f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute_of_hour:02d}:"
         _MINUTE_PREFIXES[minute] = prefix
-    return prefix + _SECONDS[value.second] + str(1_000_000 + value.microsecond)[1:]
+    return prefix + _SECONDS[value.second] + str(1_000_000 + value.microsecond)[1:] + "Z"
 
 
 def _naive_utc(value: datetime | None) -> datetime | None:

@@ -54,7 +54,7 @@ _TASK_KINDS = {
     "error": "text",
     "stacktrace": "text",
     "payload": "bytea",
-    "tags": "json",
+    "tags": "jsonb",
     "args": "json",
     "kwargs": "json",
     "result": "json",
@@ -68,7 +68,8 @@ _TIMESTAMPS = {
     "lease_expires_at",
     "scheduled_for",
 }
-_LOG_KINDS = {"attempt": "int", "message": "text", "extra": "json", "created_at": "timestamptz"}
+_LOG_KINDS = {"attempt": "int", "message": "text", "extra": "jsonb", "created_at": "timestamptz"}
+_JSON_KINDS = ("json", "jsonb")
 _UPDATE_DURATION = MUTABLE_COLUMNS.index("duration_ms")
 
 
@@ -81,11 +82,12 @@ def _kind(column: str, kinds: dict[str, str]) -> str:
 def _unnest_select(columns: Sequence[str], kinds: dict[str, str], first: int, alias: str) -> str:
     # JSON travels as text (json[] parameters would need a codec per value).
     arrays = ", ".join(
-        f"${n}::{'text' if _kind(c, kinds) == 'json' else _kind(c, kinds)}[]"
+        f"${n}::{'text' if _kind(c, kinds) in _JSON_KINDS else _kind(c, kinds)}[]"
         for n, c in enumerate(columns, first)
     )
     picked = ", ".join(
-        f"{alias}.{c}::json" if _kind(c, kinds) == "json" else f"{alias}.{c}" for c in columns
+        f"{alias}.{c}::{_kind(c, kinds)}" if _kind(c, kinds) in _JSON_KINDS else f"{alias}.{c}"
+        for c in columns
     )
     return f"SELECT {picked} FROM unnest({arrays}) AS {alias}({', '.join(columns)})"
 
