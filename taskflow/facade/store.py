@@ -54,7 +54,7 @@ class TaskStoreView:
                 route): ``await task_manager.store.aget(task_id)`` there.
             NotStartedError: the manager is not running.
         """
-        return self._blocking("aget(task_id)", lambda: self.aget(task_id))
+        return self._blocking("get", "aget(task_id)", lambda: self.aget(task_id))
 
     def list(self) -> list[TaskRecord]:
         """The newest 1,000 tasks, newest first, from a sync route or any thread without a loop.
@@ -64,16 +64,18 @@ class TaskStoreView:
                 route): ``await task_manager.store.alist()`` there.
             NotStartedError: the manager is not running.
         """
-        return self._blocking("alist()", self.alist)
+        return self._blocking("list", "alist()", self.alist)
 
-    def _blocking(self, async_form: str, read: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    def _blocking(
+        self, name: str, async_form: str, read: Callable[[], Coroutine[Any, Any, T]]
+    ) -> T:
         try:
             asyncio.get_running_loop()
         except RuntimeError:
             pass  # no loop in this thread: waiting here blocks no one
         else:
             raise BlockingCallError(
-                f"task_manager.store.{async_form.split('(')[0]}() blocks, and this thread runs an "
+                f"task_manager.store.{name}() blocks, and this thread runs an "
                 f"event loop (an async def route?): use await task_manager.store.{async_form}"
             )
         manager = self._manager
