@@ -18,6 +18,7 @@ from mypy import api
 HERE = Path(__file__).parent
 CORRECT = HERE / "user_app.py"
 MISTAKES = HERE / "user_mistakes.py"
+EXAMPLES = sorted((HERE.parent.parent / "examples").glob("*_app.py"))
 EXPECTED = re.compile(r"#\s*expect:\s*([\w\-, ]+)$")
 ERROR = re.compile(r"^(?P<file>[^:]+):(?P<line>\d+): error: .*\[(?P<code>[\w\-]+)\]$")
 
@@ -48,10 +49,12 @@ def mypy_errors(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[tuple
             "--no-pretty",
             str(CORRECT),
             str(MISTAKES),
+            *map(str, EXAMPLES),
         ]
     )
     assert not stderr, stderr
-    errors: dict[str, set[tuple[int, str]]] = {CORRECT.name: set(), MISTAKES.name: set()}
+    checked = [CORRECT, MISTAKES, *EXAMPLES]
+    errors: dict[str, set[tuple[int, str]]] = {path.name: set() for path in checked}
     for line in stdout.splitlines():
         if ": note: " in line:
             continue  # e.g. where the called function is defined
@@ -71,6 +74,13 @@ def test_wrong_arguments_are_type_errors(mypy_errors: dict[str, set[tuple[int, s
     assert mypy_errors[MISTAKES.name] == expected
 
 
+def test_the_examples_pass_strict_mypy(mypy_errors: dict[str, set[tuple[int, str]]]) -> None:
+    assert EXAMPLES
+    assert {path.name: mypy_errors[path.name] for path in EXAMPLES} == {
+        path.name: set() for path in EXAMPLES
+    }
+
+
 def test_no_other_file_has_errors(mypy_errors: dict[str, set[tuple[int, str]]]) -> None:
     """taskflow itself, as a user's mypy reads it, has nothing to report."""
-    assert set(mypy_errors) == {CORRECT.name, MISTAKES.name}
+    assert set(mypy_errors) == {CORRECT.name, MISTAKES.name, *(path.name for path in EXAMPLES)}
