@@ -20,7 +20,7 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SHIPPED = ("*.py", "script.py.mako")
 
 
-class build_py_with_migrations(build_py):  # noqa: N801 - named like the command it extends
+class BuildPyWithMigrations(build_py):
     """``build_py``, then ``migrations/`` copied to ``taskflow/_migrations`` in the build."""
 
     def run(self) -> None:
@@ -37,4 +37,4 @@ class build_py_with_migrations(build_py):  # noqa: N801 - named like the command
                 self.copy_file(str(source), str(destination), preserve_mode=False)
 
 
-setup(cmdclass={"build_py": build_py_with_migrations})
+setup(cmdclass={"build_py": BuildPyWithMigrations})

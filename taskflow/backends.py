@@ -46,7 +46,9 @@ class _ServerBackend(SnapshotBackend):
             raise ConfigurationError(f"{type(self).__name__} takes url or database_url, not both")
         chosen = url if url is not None else database_url
         if chosen is None:
-            raise ConfigurationError(f"{type(self).__name__} needs a URL: {type(self).__name__}(url)")
+            raise ConfigurationError(
+                f"{type(self).__name__} needs a URL: {type(self).__name__}(url)"
+            )
         super().__init__(chosen)
         self.url = self.database_url
 

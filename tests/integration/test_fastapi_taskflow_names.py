@@ -1,4 +1,4 @@
-"""fastapi-taskflow's public names, through a real app: injection, registry, store, backends, metrics.
+"""fastapi-taskflow's public names through a real app: injection, registry, store, backends.
 
 Each test serves an app through its lifespan with an in-process client, the
 way a user's test suite would.  The store view runs on SQLite and PostgreSQL.
@@ -64,8 +64,10 @@ def build(database_url: str) -> tuple[FastAPI, TaskManager, dict[str, Any]]:
         # Every keyword argument goes to the task, even one named like an option.
         return {"task_id": keyed.add_task(send_email, "b@example.com", tags="!")}
 
+    via_dependency = Depends(manager.get_tasks)
+
     @app.post("/depends")
-    def depends(tasks: ManagedBackgroundTasks = Depends(manager.get_tasks)) -> dict[str, Any]:
+    def depends(tasks: ManagedBackgroundTasks = via_dependency) -> dict[str, Any]:
         seen["depends"] = tasks
         # fastapi-taskflow's spelling: options among the task's keyword arguments.
         return {"task_id": tasks.add_task(send_email, "c@example.com", priority=3)}

@@ -5,7 +5,7 @@ Checked by ``test_user_types.py``, never imported by the tests.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI
 
@@ -61,7 +61,7 @@ async def plain(email: str, background_tasks: BackgroundTasks) -> dict[str, str]
 
 @app.post("/depends")
 def depends(
-    email: str, tasks: ManagedBackgroundTasks = Depends(task_manager.get_tasks)
+    email: str, tasks: Annotated[ManagedBackgroundTasks, Depends(task_manager.get_tasks)]
 ) -> dict[str, str]:
     return {"task_id": tasks.add_task(send_email, address=email)}
 
