@@ -280,7 +280,7 @@ class TaskManager(RegistrationMethods, AdminMethods, LifecycleMethods, FastAPIMe
             WriterStoppedError: taskflow shut down first; not created either.
         """
         options = take_options(kwargs)
-        return await self.enqueue_call(func, args, kwargs, options)
+        return await self._enqueue_with(func, args, kwargs, options)
 
     def with_options(
         self,
@@ -296,14 +296,14 @@ class TaskManager(RegistrationMethods, AdminMethods, LifecycleMethods, FastAPIMe
         """
         return EnqueueWithOptions(self, EnqueueOptions(idempotency_key, tags, priority, session))
 
-    async def enqueue_call(
+    async def _enqueue_with(
         self,
         func: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         options: EnqueueOptions,
     ) -> str:
-        """The work of ``enqueue()``, with the task's arguments and options apart."""
+        # The work of enqueue(), with the task's arguments and options apart.
         key, tags, priority = options.idempotency_key, options.tags, options.priority
         if options.session is not None:
             return await self.submission.add_to_transaction(

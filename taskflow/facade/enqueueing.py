@@ -47,4 +47,4 @@ class EnqueueWithOptions:
 
     async def enqueue(self, func: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> str:
         """``TaskManager.enqueue()`` with these options; every keyword argument goes to ``func``."""
-        return await self._manager.enqueue_call(func, args, dict(kwargs), self._options)
+        return await self._manager._enqueue_with(func, args, dict(kwargs), self._options)

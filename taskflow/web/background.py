@@ -79,7 +79,7 @@ class ManagedBackgroundTasks(BackgroundTasks):
         options: dict[str, Any] = {
             name: kwargs.pop(name) for name in ADD_TASK_OPTIONS if name in kwargs
         }
-        return self.submit(func, args, kwargs, AddTaskOptions(**options))
+        return self._submit(func, args, kwargs, AddTaskOptions(**options))
 
     def with_options(
         self,
@@ -98,14 +98,14 @@ class ManagedBackgroundTasks(BackgroundTasks):
         options = AddTaskOptions(idempotency_key, tags, eager, priority)
         return BackgroundTasksWithOptions(self, options)
 
-    def submit(
+    def _submit(
         self,
         func: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         options: AddTaskOptions,
     ) -> str:
-        """The work of ``add_task()``, with the task's arguments and options apart."""
+        # The work of add_task(), with the task's arguments and options apart.
         manager = self.task_manager
         local = manager.submission.submit(
             func,
@@ -151,7 +151,7 @@ class BackgroundTasksWithOptions:
 
         Every keyword argument goes to ``func``, whatever its name.
         """
-        return self._tasks.submit(func, args, dict(kwargs), self._options)
+        return self._tasks._submit(func, args, dict(kwargs), self._options)
 
 
 class _RunAfterResponse(BackgroundTask):
