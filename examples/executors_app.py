@@ -74,7 +74,8 @@ async def notify_user(
     user_id: int, urgent: bool = False, tasks: ManagedBackgroundTasks = tasks_dependency
 ) -> dict[str, str]:
     priority = 10 if urgent else None  # None: the decorator's default (1)
-    return {"task_id": tasks.add_task(notify, user_id, priority=priority)}
+    # Options go through with_options(), so add_task() checks notify's own arguments.
+    return {"task_id": tasks.with_options(priority=priority).add_task(notify, user_id)}
 
 
 @app.post("/previews")

@@ -14,6 +14,7 @@ from taskflow.backends import (
 from taskflow.context import TaskContext, get_task_context, task_log
 from taskflow.exceptions import (
     BackpressureError,
+    BlockingCallError,
     CommitTimeoutError,
     ConfigurationError,
     DatabaseUnavailableError,
@@ -48,13 +49,19 @@ from taskflow.web.admin import TaskAdmin
 from taskflow.web.auth import TaskAuthBackend
 from taskflow.web.background import ManagedBackgroundTasks
 
+# The plain annotation, typed: ``from taskflow import BackgroundTasks`` in place of
+# FastAPI's lets a type checker see that ``add_task()`` returns the task id.
+BackgroundTasks = ManagedBackgroundTasks
+
 try:
     __version__ = version("taskflow-sql")
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "unknown"
 
 __all__ = [
+    "BackgroundTasks",
     "BackpressureError",
+    "BlockingCallError",
     "CommitTimeoutError",
     "ConfigurationError",
     "DatabaseUnavailableError",

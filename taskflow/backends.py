@@ -35,11 +35,29 @@ class SqliteBackend(SnapshotBackend):
         self.db_path = db_path
 
 
-class PostgresBackend(SnapshotBackend):
+class _ServerBackend(SnapshotBackend):
+    """A database server named by its URL: ``Backend(url)`` or ``Backend(url=...)``.
+
+    ``url`` is fastapi-taskflow's parameter name; ``database_url=`` is ours.
+    """
+
+    def __init__(self, url: str | None = None, *, database_url: str | None = None) -> None:
+        if url is not None and database_url is not None:
+            raise ConfigurationError(f"{type(self).__name__} takes url or database_url, not both")
+        chosen = url if url is not None else database_url
+        if chosen is None:
+            raise ConfigurationError(
+                f"{type(self).__name__} needs a URL: {type(self).__name__}(url)"
+            )
+        super().__init__(chosen)
+        self.url = self.database_url
+
+
+class PostgresBackend(_ServerBackend):
     """A PostgreSQL database, through asyncpg (``pip install "taskflow-sql[postgres]"``)."""
 
 
-class MySQLBackend(SnapshotBackend):
+class MySQLBackend(_ServerBackend):
     """A MySQL or MariaDB database, through aiomysql (``pip install "taskflow-sql[mysql]"``)."""
 
 

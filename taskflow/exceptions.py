@@ -35,6 +35,10 @@ class BackpressureError(TaskflowError, RuntimeError):
     """The write buffer is full because the database is unreachable; retry later (HTTP 503)."""
 
 
+class BlockingCallError(TaskflowError, RuntimeError):
+    """A blocking call was made on an event loop's thread, where only ``await`` is safe."""
+
+
 class NotStartedError(TaskflowError, RuntimeError):
     """The manager was used before ``startup()``; wire it with ``init_app()`` or a lifespan."""
 

@@ -10,11 +10,12 @@ path, which delegates without extra layers because it runs for every request.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ParamSpec
 
 from taskflow.backends import SnapshotBackend, choose_database_url
 from taskflow.exceptions import ConfigurationError
 from taskflow.facade.admin import AdminMethods
+from taskflow.facade.enqueueing import EnqueueOptions, EnqueueWithOptions, take_options
 from taskflow.facade.fastapi_glue import FastAPIMethods
 from taskflow.facade.lifecycle import LifecycleMethods
 from taskflow.facade.registration import RegistrationMethods
@@ -42,6 +43,8 @@ from taskflow.runtime.runner import LocalTask
 from taskflow.runtime.submission import Submission
 from taskflow.security import build_cipher
 from taskflow.settings import DatabaseTarget, resolve_database_url
+
+P = ParamSpec("P")
 
 
 class TaskManager(RegistrationMethods, AdminMethods, LifecycleMethods, FastAPIMethods):
@@ -256,18 +259,13 @@ class TaskManager(RegistrationMethods, AdminMethods, LifecycleMethods, FastAPIMe
         """What FastAPI runs after the response: hand the task over and return."""
         await self.local_tasks.hand_off(local, after)
 
-    async def enqueue(
-        self,
-        func: Callable[..., Any],
-        /,
-        *args: Any,
-        idempotency_key: str | None = None,
-        tags: dict[str, Any] | None = None,
-        priority: int | None = None,
-        session: Any = None,
-        **kwargs: Any,
-    ) -> str:
+    async def enqueue(self, func: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> str:
         """Create a task and return its id once its row is committed; it runs in the background.
+
+        Type checkers check the arguments against ``func``'s signature.  The
+        options ``idempotency_key=``, ``tags=``, ``priority=`` and ``session=``
+        are taken from the keyword arguments at run time; typed code passes
+        them through ``with_options()``.
 
         With ``idempotency_key``, returns the id of the live task holding the
         key if there is one, and creates nothing.  With ``session`` (an
@@ -281,16 +279,42 @@ class TaskManager(RegistrationMethods, AdminMethods, LifecycleMethods, FastAPIMe
                 not created.  A route gets 503 with ``Retry-After``.
             WriterStoppedError: taskflow shut down first; not created either.
         """
-        if session is not None:
+        options = take_options(kwargs)
+        return await self._enqueue_with(func, args, kwargs, options)
+
+    def with_options(
+        self,
+        *,
+        idempotency_key: str | None = None,
+        tags: dict[str, Any] | None = None,
+        priority: int | None = None,
+        session: Any = None,
+    ) -> EnqueueWithOptions:
+        """``enqueue()`` with options, kept apart from the task's own arguments.
+
+        ``await task_manager.with_options(idempotency_key=k).enqueue(send_email, address=a)``
+        """
+        return EnqueueWithOptions(self, EnqueueOptions(idempotency_key, tags, priority, session))
+
+    async def _enqueue_with(
+        self,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        options: EnqueueOptions,
+    ) -> str:
+        # The work of enqueue(), with the task's arguments and options apart.
+        key, tags, priority = options.idempotency_key, options.tags, options.priority
+        if options.session is not None:
             return await self.submission.add_to_transaction(
-                session, func, args, kwargs, idempotency_key, tags, priority, self.wake
+                options.session, func, args, kwargs, key, tags, priority, self.wake
             )
         return await self.submission.enqueue(
-            func, args, kwargs, idempotency_key, tags, priority, self.acknowledge_timeout
+            func, args, kwargs, key, tags, priority, self.acknowledge_timeout
         )
 
     def add_to_session(
-        self, session: Any, func: Callable[..., Any], /, *args: Any, **kwargs: Any
+        self, session: Any, func: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs
     ) -> str:
         """Add a task to a synchronous SQLAlchemy ``Session``'s transaction; returns its id.
 

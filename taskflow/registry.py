@@ -229,6 +229,22 @@ class TaskRegistry:
     def get(self, name: str) -> RegisteredTask | None:
         return self._by_name.get(name)
 
+    # -- fastapi-taskflow's lookups ---------------------------------------------
+
+    def get_config(self, func: Callable[..., Any]) -> TaskConfig | None:
+        """The settings ``func`` was registered with, or None when it was not decorated."""
+        entry = self._by_func.get(id(func))
+        return entry.config if entry is not None and entry.func is func else None
+
+    def get_by_name(self, name: str) -> tuple[Callable[..., Any], TaskConfig] | None:
+        """``(func, config)`` of the function registered as ``name``, or None."""
+        entry = self._by_name.get(name)
+        return None if entry is None else (entry.func, entry.config)
+
+    def is_registered(self, func: Callable[..., Any]) -> bool:
+        """Whether ``func`` was decorated with ``@task_manager.task()`` or ``.schedule()``."""
+        return self.get_config(func) is not None
+
     def resolve(self, name: str) -> RegisteredTask:
         """The function stored under ``name``: registered, or importable by its path."""
         entry = self._by_name.get(name) or self._seen.get(name)

@@ -11,16 +11,20 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from taskflow import audit
 from taskflow.exceptions import TaskNotFoundError
 from taskflow.facade.parts import ManagerParts
+from taskflow.facade.store import TaskStoreView
 from taskflow.models import AuditEntry, TaskMetrics, TaskRecord, utcnow
 from taskflow.replay import Replayer, RetryReport
 from taskflow.repository.base import InstanceStatus, TaskPage, TaskQuery
 from taskflow.runtime.cancellation import cancel_task
 from taskflow.runtime.retention import RetentionService
+
+if TYPE_CHECKING:
+    from taskflow.manager import TaskManager
 
 logger = logging.getLogger("taskflow")
 
@@ -32,6 +36,15 @@ class AdminMethods(ManagerParts):
     """Reads, cancel, retries, the audit log, live instances and history retention."""
 
     # -- reading -------------------------------------------------------------
+
+    @property
+    def store(self) -> TaskStoreView:
+        """fastapi-taskflow's ``store``: ``get(task_id)`` and ``list()``, read from the database.
+
+        Sync routes call ``store.get(task_id)``; async code awaits
+        ``store.aget(task_id)`` (see ``TaskStoreView``).
+        """
+        return TaskStoreView(cast("TaskManager", self))
 
     async def get_task(self, task_id: str) -> TaskRecord | None:
         """A task by id, from the database (so it sees every instance's tasks)."""

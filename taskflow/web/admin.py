@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI, params
 
 from taskflow.exceptions import ConfigurationError
 from taskflow.web.access import AdminAccess, OpenAccess
@@ -22,6 +24,8 @@ from taskflow.web.stream import create_stream_router
 if TYPE_CHECKING:
     from taskflow.manager import TaskManager
 
+logger = logging.getLogger("taskflow")
+
 DEFAULT_TOKEN_EXPIRY = 8 * 60 * 60
 
 
@@ -33,7 +37,9 @@ class TaskAdmin:
         retention_days: overrides the manager's ``retention_days``.
         auth: who may use the admin: ``(user, password)``, ``(user, password, "viewer")``,
             a list of those, a ``TaskAuthBackend``, or a FastAPI dependency of the app's
-            own (``Depends(current_user)``, returning a user name).  None: no login.
+            own (``Depends(current_user)``, returning a user name).  None: no login, and
+            a warning at each start; ``False``: no login on purpose (a private network,
+            or ``dependencies=`` doing the guarding), without the warning.
         token_expiry: seconds a login lasts (8 hours by default).
         secret_key: at least 32 characters; keys the digests of session tokens.  Not
             needed for several instances: sessions live in the database.
@@ -41,6 +47,10 @@ class TaskAdmin:
             is how it sees other instances' changes (this instance's show at once).
         title: the dashboard's title.
         display_func_args: show tasks' arguments (as ``repr``) in the dashboard.
+        include_in_schema: list the admin routes in the app's OpenAPI schema (``/docs``).
+        dependencies: FastAPI dependencies run before every admin route (the
+            dashboard, its login and the JSON API), as for ``app.include_router``:
+            e.g. ``[Depends(require_staff)]`` to guard them with the app's own checks.
     """
 
     def __init__(
@@ -57,11 +67,13 @@ class TaskAdmin:
         poll_interval: float = 2.0,
         title: str = "taskflow",
         retention_days: float | None = None,
+        include_in_schema: bool = True,
+        dependencies: Sequence[params.Depends] | None = None,
     ) -> None:
         if not path.startswith("/") or path.endswith("/"):
             raise ConfigurationError(f"path must start with '/' and not end with one, got {path!r}")
         _check_settings(token_expiry, secret_key)
-        config = resolve_auth(auth)
+        config = resolve_auth(None if auth is False else auth)
         self.app = app
         self.task_manager = task_manager
         self.path = path
@@ -81,10 +93,34 @@ class TaskAdmin:
             create_schedule_router(task_manager, path=path, access=self.access)
         )
         self._routes.include_router(create_router(task_manager, path=path, access=self.access))
-        app.include_router(self._routes)
+        self.include_in_schema = include_in_schema
+        self.dependencies = list(dependencies or [])
+        app.include_router(
+            self._routes, include_in_schema=include_in_schema, dependencies=self.dependencies
+        )
+        if auth is None and not self.dependencies:
+            task_manager.add_lifecycle_hooks(self._warn_open, _nothing)
         if auto_install:
             task_manager.install(app)
         task_manager.init_app(app)
+
+    @property
+    def router(self) -> APIRouter:
+        """The ``APIRouter`` holding every admin route (already included in the app)."""
+        return self._routes
+
+    def _warn_open(self) -> None:
+        """At each start: the admin answers anyone, including its state-changing routes."""
+        logger.warning(
+            "taskflow: TaskAdmin at %s has no auth, so anyone who can reach this app can read "
+            "every task and call DELETE %s/history and POST %s/retry-failed. Pass "
+            "auth=(user, password) (or a TaskAuthBackend, or Depends(current_user)) or "
+            "dependencies=[Depends(...)]; auth=False keeps it open on purpose, without "
+            "this warning.",
+            self.path,
+            self.path,
+            self.path,
+        )
 
     def _include_auth(self, config: AuthConfig | None) -> AdminAccess:
         """Build the one access policy every admin route uses, and mount ``{path}/auth``."""
@@ -130,6 +166,10 @@ class TaskAdmin:
                 display_func_args=self.display_func_args,
             )
         )
+
+
+def _nothing() -> None:
+    pass
 
 
 def _check_settings(token_expiry: int, secret_key: str | None) -> None:

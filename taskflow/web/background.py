@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ParamSpec
 
-from starlette.background import BackgroundTask, BackgroundTasks
+from fastapi import BackgroundTasks
+from starlette.background import BackgroundTask
 
 from taskflow.runtime.acknowledgement import current_receipt
 from taskflow.runtime.priority import dispatch_path
@@ -15,9 +17,24 @@ if TYPE_CHECKING:
     from taskflow.manager import TaskManager
     from taskflow.runtime.runner import LocalTask
 
+P = ParamSpec("P")
+
+# fastapi-taskflow's options, given among the task's own keyword arguments.
+ADD_TASK_OPTIONS = ("idempotency_key", "tags", "eager", "priority")
+
+
+@dataclass(frozen=True)
+class AddTaskOptions:
+    """How one ``add_task()`` call is stored and dispatched (see ``with_options``)."""
+
+    idempotency_key: str | None = None
+    tags: dict[str, Any] | None = None
+    eager: bool | None = None
+    priority: int | None = None
+
 
 class ManagedBackgroundTasks(BackgroundTasks):
-    """A ``BackgroundTasks`` whose ``add_task`` persists the task and returns its id.
+    """A ``fastapi.BackgroundTasks`` whose ``add_task`` persists the task and returns its id.
 
     When built from the request's own ``BackgroundTasks`` it shares its task
     list, so plain and managed tasks of one request run in the order added,
@@ -35,45 +52,79 @@ class ManagedBackgroundTasks(BackgroundTasks):
             self.tasks = background_tasks.tasks
         self._previous: LocalTask | None = None
 
+    # Starlette's add_task returns None; returning the id instead is the point
+    # of this class, and no caller of the base method reads its result.
     def add_task(  # type: ignore[override]
-        self,
-        func: Callable[..., Any],
-        *args: Any,
-        idempotency_key: str | None = None,
-        tags: dict[str, Any] | None = None,
-        eager: bool | None = None,
-        priority: int | None = None,
-        **kwargs: Any,
+        self, func: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs
     ) -> str:
         """Persist a call of ``func`` and schedule it; returns the task id.
 
+        The arguments are checked against ``func``'s signature by type
+        checkers.  fastapi-taskflow's options (``idempotency_key=``, ``tags=``,
+        ``eager=``, ``priority=``) are still taken from the keyword arguments
+        at run time; typed code passes them through ``with_options()``.
+
         The request's response is sent only once the task's row is committed
         (``acknowledge="committed"``).  It runs after the response, in the
-        order added, unless it has a
-        ``priority`` (it then waits in the priority queue at once, and
-        ``eager`` is ignored) or ``eager=True`` (it starts at once, while the
-        handler is still running; not for process tasks, which warn and run
-        after the response).
+        order added, unless it has a ``priority`` (it then waits in the
+        priority queue at once, and ``eager`` is ignored) or ``eager=True``
+        (it starts at once, while the handler is still running; not for
+        process tasks, which warn and run after the response).
 
         Raises:
             TaskArgumentError: the arguments cannot be stored.
             BackpressureError: the database has been unreachable long enough
                 to fill the write buffer.
         """
+        options: dict[str, Any] = {
+            name: kwargs.pop(name) for name in ADD_TASK_OPTIONS if name in kwargs
+        }
+        return self._submit(func, args, kwargs, AddTaskOptions(**options))
+
+    def with_options(
+        self,
+        *,
+        idempotency_key: str | None = None,
+        tags: dict[str, Any] | None = None,
+        eager: bool | None = None,
+        priority: int | None = None,
+    ) -> BackgroundTasksWithOptions:
+        """``add_task()`` with options, kept apart from the task's own arguments.
+
+        ``background_tasks.with_options(priority=5).add_task(send_email, address=a)``:
+        the type checker then checks ``send_email``'s arguments, and a task
+        function may itself take a parameter named ``tags`` or ``priority``.
+        """
+        options = AddTaskOptions(idempotency_key, tags, eager, priority)
+        return BackgroundTasksWithOptions(self, options)
+
+    def _submit(
+        self,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        options: AddTaskOptions,
+    ) -> str:
+        # The work of add_task(), with the task's arguments and options apart.
         manager = self.task_manager
         local = manager.submission.submit(
-            func, args, kwargs, idempotency_key=idempotency_key, tags=tags, priority=priority
+            func,
+            args,
+            kwargs,
+            idempotency_key=options.idempotency_key,
+            tags=options.tags,
+            priority=options.priority,
         )
         if isinstance(local, str):
             return local  # the idempotency key belongs to a live task: nothing enqueued
-        run_eagerly = local.target.config.eager if eager is None else eager
+        run_eagerly = local.target.config.eager if options.eager is None else options.eager
         path = dispatch_path(local.record.priority, run_eagerly, local.target.executor)
         if run_eagerly and path == "after_response" and local.record.priority is None:
             warnings.warn(
                 f"eager=True is not supported with executor='process' ({local.record.func_name}):"
                 " the task runs after the response instead",
                 RuntimeWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
         receipt = current_receipt.get()
         if receipt is not None and receipt.takes(manager):
@@ -86,6 +137,21 @@ class ManagedBackgroundTasks(BackgroundTasks):
             self.tasks.append(_RunAfterResponse(manager, local, self._previous, self.tasks))
             self._previous = local
         return local.record.task_id
+
+
+class BackgroundTasksWithOptions:
+    """What ``ManagedBackgroundTasks.with_options()`` returns: its ``add_task``, with options."""
+
+    def __init__(self, tasks: ManagedBackgroundTasks, options: AddTaskOptions) -> None:
+        self._tasks = tasks
+        self._options = options
+
+    def add_task(self, func: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> str:
+        """Persist a call of ``func`` with these options; returns the task id.
+
+        Every keyword argument goes to ``func``, whatever its name.
+        """
+        return self._tasks._submit(func, args, dict(kwargs), self._options)
 
 
 class _RunAfterResponse(BackgroundTask):

@@ -140,8 +140,15 @@ def create_router(
 
     @router.get("/metrics", response_model=MetricsOut)
     async def metrics() -> dict[str, Any]:
-        """Counts by status, success rate over terminal tasks, per-function durations."""
-        return (await task_manager.metrics()).to_dict()
+        """Counts by status, success rate over terminal tasks, per-function durations.
+
+        ``success_rate`` is 0.0 while no task has finished, as in fastapi-taskflow
+        (the dashboard, which reads the same figures, shows a dash instead).
+        """
+        data = (await task_manager.metrics()).to_dict()
+        if data["success_rate"] is None:
+            data["success_rate"] = 0.0
+        return data
 
     router.include_router(create_system_router(task_manager))
     router.include_router(create_retry_router(task_manager, access))

@@ -73,7 +73,8 @@ class FunctionMetricsOut(BaseModel):
 
 
 class MetricsOut(BaseModel):
-    """Aggregates over all tasks; ``success_rate`` counts terminal tasks only."""
+    """Aggregates over all tasks; ``success_rate`` counts terminal tasks only
+    (0.0 while none has finished)."""
 
     total: int
     pending: int
@@ -82,7 +83,7 @@ class MetricsOut(BaseModel):
     failed: int
     interrupted: int
     cancelled: int
-    success_rate: float | None
+    success_rate: float
     avg_duration_seconds: float | None
     by_function: list[FunctionMetricsOut]
 
