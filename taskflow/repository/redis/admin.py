@@ -19,7 +19,7 @@ import json
 from datetime import datetime
 from typing import Any, cast
 
-from redis.asyncio import Redis
+from taskflow.repository.redis.connection import RedisClient
 
 from taskflow.models import AuditEntry
 from taskflow.repository.admin import AdminRecords
@@ -133,7 +133,7 @@ class RedisAdminRecords(AdminRecords):
     """The ``AdminRecords`` methods of ``RedisTaskRepository`` but ``list_live_instances``."""
 
     # Set by RedisTaskRepository.__init__.
-    client: Redis
+    client: RedisClient
     keys: KeySpace
 
     # -- audit log -------------------------------------------------------------------

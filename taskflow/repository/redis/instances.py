@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from redis.asyncio import Redis
+from taskflow.repository.redis.connection import RedisClient
 
 from taskflow.models import TaskStatus
 from taskflow.repository.redis.codec import as_mapping, from_us, to_us
@@ -91,7 +91,7 @@ class RedisInstances:
     """The instance methods of ``RedisTaskRepository``, ``list_live_instances`` included."""
 
     # Set by RedisTaskRepository.__init__.
-    client: Redis
+    client: RedisClient
     keys: KeySpace
 
     async def register_instance(self, instance: InstanceInfo) -> None:

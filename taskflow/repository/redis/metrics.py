@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from redis.asyncio import Redis
+from taskflow.repository.redis.connection import RedisClient
 
 from taskflow.models import FunctionMetrics, TaskMetrics, TaskStatus
 from taskflow.repository.histogram import percentile
@@ -146,7 +146,7 @@ def metrics_from_reply(reply: list[Any]) -> TaskMetrics:
 class RedisMetrics:
     """``metrics()`` of ``RedisTaskRepository``."""
 
-    client: Redis
+    client: RedisClient
     keys: KeySpace
 
     async def metrics(self) -> TaskMetrics:

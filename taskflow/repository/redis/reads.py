@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
+from taskflow.repository.redis.connection import RedisClient
 
 from taskflow.models import TaskRecord, TaskStatus
 from taskflow.repository.cursor import decode_cursor, encode_cursor
@@ -136,7 +136,7 @@ class Window:
 
 
 async def plan(
-    client: Redis,
+    client: RedisClient,
     keys: KeySpace,
     window: Window,
     *,
@@ -169,7 +169,7 @@ async def plan(
 
 
 async def newest(
-    client: Redis,
+    client: RedisClient,
     keys: KeySpace,
     walks: Sequence[Walk],
     window: Window,
@@ -185,7 +185,7 @@ async def newest(
 
 
 async def _walk(
-    client: Redis,
+    client: RedisClient,
     keys: KeySpace,
     walk: Walk,
     window: Window,
@@ -224,7 +224,7 @@ async def _walk(
 class RedisReads(RedisMetrics):
     """``list_tasks()`` (and, inherited, ``metrics()``) of ``RedisTaskRepository``."""
 
-    client: Redis
+    client: RedisClient
     keys: KeySpace
 
     async def list_tasks(self, query: TaskQuery) -> TaskPage:

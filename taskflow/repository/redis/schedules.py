@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from redis.asyncio import Redis
+from taskflow.repository.redis.connection import RedisClient
 
 from taskflow.models import TaskRecord
 from taskflow.repository.redis import codec
@@ -192,7 +192,7 @@ def _flat(flat: list[bytes]) -> dict[bytes, bytes]:
 class RedisSchedules:
     """The schedule methods of ``RedisTaskRepository`` (``TaskRepository``'s schedules)."""
 
-    client: Redis
+    client: RedisClient
     keys: KeySpace
 
     async def _schedule_script(self, script: LuaScript, *args: Any) -> Any:

@@ -6,6 +6,13 @@ once and a live dashboard re-read at once.  A lost message costs only that
 delay, so fire-and-forget pub/sub is enough.  Change notices carry the
 sender's instance id, so an instance ignores its own, and are sent at most
 every ``CHANGE_NOTICE_GAP`` seconds per instance.
+
+On a Redis Cluster the channels are shard channels (``SPUBLISH`` and
+``SSUBSCRIBE``): they carry the deployment's hash tag, so a message stays on
+the shard that owns the deployment's slot instead of being broadcast to
+every node.  The subscription is a connection of its own to that primary;
+when the slot moves (a failover, a resharding) the node ends it, and it is
+made again to the slot's new owner.
 """
 
 from __future__ import annotations
@@ -18,7 +25,10 @@ from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
+from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import RedisCluster
 
+from taskflow.repository.redis.connection import RedisClient, node_client, slot_owner
 from taskflow.repository.redis.keys import KeySpace
 
 logger = logging.getLogger("taskflow.repository")
@@ -26,37 +36,73 @@ logger = logging.getLogger("taskflow.repository")
 CHANGE_NOTICE_GAP = 0.25
 # After the subscription's connection broke: wait this long before subscribing again.
 RESUBSCRIBE_DELAY = 1.0
+_BROKEN = (
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    redis_errors.RedisClusterException,
+    OSError,
+)
 
 
 class _Subscription:
     """One channel read in a task of its own, calling back on each message."""
 
     def __init__(
-        self, client: aioredis.Redis, channel: str, on_message: Callable[[bytes], None]
+        self, client: RedisClient, channel: str, on_message: Callable[[bytes], None]
     ) -> None:
         self._client = client
         self._channel = channel
         self._on_message = on_message
-        self._pubsub = client.pubsub(ignore_subscribe_messages=True)
+        self._pubsub: PubSub | None = None
+        self._node: aioredis.Redis | None = None  # on a cluster: the slot owner's connection
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         # Subscribed before returning: a notice sent right after is not missed.
-        await self._pubsub.subscribe(self._channel)
+        await self._connect()
         self._task = asyncio.create_task(self._read(), name=f"taskflow-redis-{self._channel}")
+
+    async def _connect(self) -> PubSub:
+        if isinstance(self._client, RedisCluster):
+            self._node = node_client(await slot_owner(self._client, self._channel))
+            # Subscribe messages are kept: a node's sunsubscribe says the slot moved.
+            self._pubsub = self._node.pubsub(ignore_subscribe_messages=False)
+            await self._pubsub.ssubscribe(self._channel)
+        else:
+            self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            await self._pubsub.subscribe(self._channel)
+        return self._pubsub
+
+    async def _disconnect(self) -> None:
+        pubsub, node, self._pubsub, self._node = self._pubsub, self._node, None, None
+        with contextlib.suppress(redis_errors.RedisError, OSError):
+            if pubsub is not None:
+                await pubsub.aclose()
+            if node is not None:
+                await node.aclose()
 
     async def _read(self) -> None:
         while True:
             try:
-                message = await self._pubsub.get_message(timeout=30.0)
-            except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
-                # redis-py subscribes again when it reconnects, at the next read.
+                pubsub = self._pubsub or await self._connect()
+                message = await pubsub.get_message(timeout=30.0)
+            except _BROKEN as exc:
+                # One server: redis-py subscribes again when it reconnects, at the next
+                # read.  A cluster: connect again to whichever node owns the slot then.
                 logger.debug("Redis subscription to %s broke: %s", self._channel, exc)
+                if isinstance(self._client, RedisCluster):
+                    await self._disconnect()
                 await asyncio.sleep(RESUBSCRIBE_DELAY)
                 continue
-            if message is not None and message.get("type") == "message":
+            if message is None:
+                continue
+            kind = message.get("type")
+            if kind in ("message", "smessage"):
                 data = message.get("data")
                 self._on_message(data if isinstance(data, bytes) else b"")
+            elif kind == "sunsubscribe":  # the slot left this node: follow it
+                logger.debug("Redis shard channel %s moved; subscribing again", self._channel)
+                await self._disconnect()
 
     async def stop(self) -> None:
         task, self._task = self._task, None
@@ -64,14 +110,13 @@ class _Subscription:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        with contextlib.suppress(redis_errors.RedisError, OSError):
-            await self._pubsub.aclose()
+        await self._disconnect()
 
 
 class RedisWakeups:
     """``listen``, ``announce_work``, ``listen_changes`` and the change notices of writes."""
 
-    client: aioredis.Redis
+    client: RedisClient
     keys: KeySpace
 
     def _init_wakeups(self) -> None:
@@ -105,7 +150,13 @@ class RedisWakeups:
         return stop
 
     async def announce_work(self) -> None:
-        await self.client.publish(self.keys.wake_channel, b"work")
+        await self._publish(self.keys.wake_channel, b"work")
+
+    async def _publish(self, channel: str, message: bytes) -> None:
+        if isinstance(self.client, RedisCluster):
+            await self.client.spublish(channel, message)  # routed to the slot's owner
+        else:
+            await self.client.publish(channel, message)
 
     async def listen_changes(
         self, instance_id: str, on_change: Callable[[], None]
@@ -135,6 +186,6 @@ class RedisWakeups:
             return
         self._last_change_notice = now
         try:
-            await self.client.publish(self.keys.changes_channel, sender.encode("utf-8"))
+            await self._publish(self.keys.changes_channel, sender.encode("utf-8"))
         except redis_errors.RedisError as exc:  # the write landed; the notice is optional
             logger.debug("change notice not sent: %s", exc)
