@@ -39,12 +39,37 @@ class LocalCluster:
         """The URL taskflow is given: any one node, with the cluster scheme."""
         return f"redis+cluster://127.0.0.1:{self.ports[0]}/0"
 
-    def node_of(self, key: str) -> int:
-        """The port of the primary that serves ``key``'s slot."""
+    def slot_of(self, key: str) -> int:
+        """``CLUSTER KEYSLOT key``."""
         with redis.Redis(port=self.ports[0]) as client:
-            slot = int(client.cluster("KEYSLOT", key))
-        share = SLOTS // len(self.ports)
-        return self.ports[min(slot // share, len(self.ports) - 1)]
+            return int(client.cluster("KEYSLOT", key))
+
+    def node_of(self, key: str) -> int:
+        """The port of the primary that serves ``key``'s slot now."""
+        return self.node_of_slot(self.slot_of(key))
+
+    def move_slot(self, slot: int, to_port: int) -> None:
+        """Reshard: move ``slot`` and its keys to the primary on ``to_port``, as redis-cli does."""
+        from_port = self.node_of_slot(slot)
+        if from_port == to_port:
+            return
+        with redis.Redis(port=from_port) as source, redis.Redis(port=to_port) as target:
+            source_id, target_id = source.cluster("MYID"), target.cluster("MYID")
+            target.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", source_id)
+            source.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", target_id)
+            while keys := source.execute_command("CLUSTER GETKEYSINSLOT", slot, 100):
+                source.execute_command("MIGRATE", "127.0.0.1", to_port, "", 0, 5000, "KEYS", *keys)
+            for port in self.ports:
+                with redis.Redis(port=port) as node:
+                    node.execute_command("CLUSTER SETSLOT", slot, "NODE", target_id)
+
+    def node_of_slot(self, slot: int) -> int:
+        """The port of the primary that serves ``slot`` now."""
+        with redis.Redis(port=self.ports[0]) as client:
+            for start, end, (_, port, *_) in client.cluster("SLOTS"):
+                if start <= slot <= end:
+                    return int(port)
+        raise LookupError(f"no node serves slot {slot}")
 
     def stop(self) -> None:
         """Kill every node and wait for it, then delete the directory."""

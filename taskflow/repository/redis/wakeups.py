@@ -11,8 +11,8 @@ On a Redis Cluster the channels are shard channels (``SPUBLISH`` and
 ``SSUBSCRIBE``): they carry the deployment's hash tag, so a message stays on
 the shard that owns the deployment's slot instead of being broadcast to
 every node.  The subscription is a connection of its own to that primary;
-when the slot moves (a failover, a resharding) the node ends it, and it is
-made again to the slot's new owner.
+when the slot moves (a failover, a resharding) the node ends it or answers
+``MOVED``, and it is made again to the slot's new owner.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ logger = logging.getLogger("taskflow.repository")
 CHANGE_NOTICE_GAP = 0.25
 # After the subscription's connection broke: wait this long before subscribing again.
 RESUBSCRIBE_DELAY = 1.0
+# A subscription that must be made again, after a pause.
 _BROKEN = (
     redis_errors.ConnectionError,
     redis_errors.TimeoutError,
@@ -64,6 +65,9 @@ class _Subscription:
 
     async def _connect(self) -> PubSub:
         if isinstance(self._client, RedisCluster):
+            # A keyed command first: the cluster client follows a MOVED for the
+            # slot and notes its new owner, which slot_owner then answers.
+            await self._client.exists(self._channel)
             self._node = node_client(await slot_owner(self._client, self._channel))
             # Subscribe messages are kept: a node's sunsubscribe says the slot moved.
             self._pubsub = self._node.pubsub(ignore_subscribe_messages=False)
@@ -86,6 +90,10 @@ class _Subscription:
             try:
                 pubsub = self._pubsub or await self._connect()
                 message = await pubsub.get_message(timeout=30.0)
+            except redis_errors.MovedError:  # the slot has left the node: follow it at once
+                logger.debug("Redis shard channel %s moved; subscribing again", self._channel)
+                await self._disconnect()
+                continue
             except _BROKEN as exc:
                 # One server: redis-py subscribes again when it reconnects, at the next
                 # read.  A cluster: connect again to whichever node owns the slot then.
