@@ -87,7 +87,7 @@ def redis_server_binary() -> str | None:
 
 
 def start_cluster(binary: str, directory: Path, primaries: int = 3) -> LocalCluster:
-    """Start ``primaries`` nodes, share the slots evenly among them, wait for ``cluster_state:ok``."""
+    """Start ``primaries`` nodes, share the slots evenly, wait for ``cluster_state:ok``."""
     cluster = LocalCluster(ports=_free_ports(primaries), directory=directory)
     try:
         for port in cluster.ports:

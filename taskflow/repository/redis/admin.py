@@ -19,11 +19,10 @@ import json
 from datetime import datetime
 from typing import Any, cast
 
-from taskflow.repository.redis.connection import RedisClient
-
 from taskflow.models import AuditEntry
 from taskflow.repository.admin import AdminRecords
 from taskflow.repository.redis.codec import from_us, to_us
+from taskflow.repository.redis.connection import RedisClient
 from taskflow.repository.redis.keys import KeySpace
 from taskflow.repository.redis.lua_script import LuaScript
 from taskflow.repository.values import AdminSession, LoginAttempts

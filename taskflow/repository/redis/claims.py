@@ -18,9 +18,9 @@ from typing import Any
 
 from redis.commands.core import AsyncScript
 
-from taskflow.repository.redis.connection import RedisClient
 from taskflow.models import TaskRecord
 from taskflow.repository.redis import codec, lua
+from taskflow.repository.redis.connection import RedisClient
 from taskflow.repository.redis.keys import KeySpace
 from taskflow.repository.values import InstanceInfo
 

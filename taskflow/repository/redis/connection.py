@@ -27,7 +27,7 @@ CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 
 
 def cluster_url(url: str) -> str | None:
-    """``url`` with ``redis://`` or ``rediss://`` for redis-py, when it names a cluster; else None."""
+    """``url`` with the scheme redis-py reads, when it names a cluster; else None."""
     parts = urlsplit(url)
     plain = CLUSTER_SCHEMES.get(parts.scheme.lower())
     if plain is None:

@@ -17,10 +17,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from taskflow.repository.redis.connection import RedisClient
-
 from taskflow.models import TaskStatus
 from taskflow.repository.redis.codec import as_mapping, from_us, to_us
+from taskflow.repository.redis.connection import RedisClient
 from taskflow.repository.redis.keys import KeySpace
 from taskflow.repository.redis.lua_script import LuaScript
 from taskflow.repository.values import InstanceInfo, InstanceStatus

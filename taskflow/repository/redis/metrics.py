@@ -14,10 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from taskflow.repository.redis.connection import RedisClient
-
 from taskflow.models import FunctionMetrics, TaskMetrics, TaskStatus
 from taskflow.repository.histogram import percentile
+from taskflow.repository.redis.connection import RedisClient
 from taskflow.repository.redis.keys import KeySpace
 from taskflow.repository.redis.lua_script import LuaScript
 

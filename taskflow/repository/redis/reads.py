@@ -25,11 +25,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from taskflow.repository.redis.connection import RedisClient
-
 from taskflow.models import TaskRecord, TaskStatus
 from taskflow.repository.cursor import decode_cursor, encode_cursor
 from taskflow.repository.redis import codec
+from taskflow.repository.redis.connection import RedisClient
 from taskflow.repository.redis.keys import KeySpace
 from taskflow.repository.redis.lua_script import LuaScript
 from taskflow.repository.redis.metrics import RedisMetrics

@@ -212,4 +212,3 @@ def _config_value(answer: dict[Any, Any], name: str) -> str | None:
         if (key.decode() if isinstance(key, bytes) else key) == name:
             return value.decode() if isinstance(value, bytes) else str(value)
     return None
-

@@ -24,10 +24,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from taskflow.repository.redis.connection import RedisClient
-
 from taskflow.models import TERMINAL_STATUSES
 from taskflow.repository.redis import codec
+from taskflow.repository.redis.connection import RedisClient
 from taskflow.repository.redis.keys import KeySpace
 from taskflow.repository.redis.lua import LIBRARY
 from taskflow.repository.redis.lua_script import LuaScript

@@ -19,10 +19,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from taskflow.repository.redis.connection import RedisClient
-
 from taskflow.models import TaskStatus
 from taskflow.repository.redis import codec
+from taskflow.repository.redis.connection import RedisClient
 from taskflow.repository.redis.keys import KeySpace
 from taskflow.repository.redis.lua import LIBRARY
 from taskflow.repository.redis.lua_script import LuaScript

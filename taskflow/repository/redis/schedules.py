@@ -25,10 +25,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from taskflow.repository.redis.connection import RedisClient
-
 from taskflow.models import TaskRecord
 from taskflow.repository.redis import codec
+from taskflow.repository.redis.connection import RedisClient
 from taskflow.repository.redis.keys import KeySpace
 from taskflow.repository.redis.lua import LIBRARY
 from taskflow.repository.redis.lua_script import LuaScript

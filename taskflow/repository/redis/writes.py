@@ -14,9 +14,9 @@ from typing import Any
 
 from redis.commands.core import AsyncScript
 
-from taskflow.repository.redis.connection import RedisClient
 from taskflow.models import TaskRecord, TaskStatus, utcnow
 from taskflow.repository.redis import codec, lua
+from taskflow.repository.redis.connection import RedisClient
 from taskflow.repository.redis.keys import KeySpace
 from taskflow.repository.values import BatchOutcome, WriteBatch
 

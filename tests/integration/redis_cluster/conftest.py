@@ -76,7 +76,9 @@ def away_ports(redis_cluster: LocalCluster) -> list[int]:
 
 
 @pytest.fixture
-def deployments(redis_cluster: LocalCluster, away_ports: list[int]) -> Iterator[list[ClusterDeployment]]:
+def deployments(
+    redis_cluster: LocalCluster, away_ports: list[int]
+) -> Iterator[list[ClusterDeployment]]:
     """Two deployments, on the second and the third primary; their keys are deleted after."""
     built = [ClusterDeployment(redis_cluster, port) for port in away_ports]
     try:

@@ -136,4 +136,3 @@ async def test_redis_backend_with_cluster_true(deployment: ClusterDeployment) ->
         "ran": "loop",
     }
     assert deployment.stored_keys()
-
