@@ -15,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.exceptions import RedisClusterException
+from redis.exceptions import RedisClusterException, SlotNotCoveredError
 
 from taskflow.exceptions import ConfigurationError
 
@@ -91,7 +91,7 @@ async def slot_owner(client: RedisCluster, key: str) -> ClusterNode:
     await client.initialize()  # no I/O once the topology is known
     node = client.get_node_from_key(key)
     if node is None:  # the slot is not served: the cluster is failing over
-        raise RedisClusterException(f"no primary serves the slot of {key!r} yet")
+        raise SlotNotCoveredError(f"no primary serves the slot of {key!r} yet")
     return node
 
 

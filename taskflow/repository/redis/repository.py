@@ -41,6 +41,7 @@ _TRANSIENT = (
     redis_errors.BusyLoadingError,
     redis_errors.TryAgainError,
     redis_errors.ClusterDownError,
+    redis_errors.SlotNotCoveredError,  # a cluster failing over: no primary serves the slot yet
     redis_errors.MasterDownError,
     redis_errors.ReadOnlyError,
 )
@@ -78,7 +79,11 @@ class RedisTaskRepository(
         self._init_wakeups()
 
     async def open(self) -> None:
-        await self.client.ping()
+        if isinstance(self.client, RedisCluster):
+            # A keyed read: it reaches the primary of the deployment's slot, not any node.
+            await self.client.exists(self.keys.format_version)
+        else:
+            await self.client.ping()
 
     async def close(self) -> None:
         await self._stop_wakeups()
