@@ -64,16 +64,10 @@ def client_for(url: str, max_connections: int | None) -> RedisClient:
 def _cluster_client(url: str) -> RedisCluster:
     try:
         client = RedisCluster.from_url(url, decode_responses=False)
-        node = client.get_default_node() or client.startup_nodes[0]
+        node = next(iter(client.nodes_manager.startup_nodes.values()))
         node.connection_class(**node.connection_kwargs)  # checks the options, connects nothing
-        # redis-py versions whose cluster client runs no MULTI/EXEC refuse it here,
-        # without I/O; the backend reads a task and its log lines in one transaction.
-        client.pipeline(transaction=True)
-    except RedisClusterException as exc:
-        raise ConfigurationError(
-            f"this redis-py cannot serve taskflow on Redis Cluster ({exc}): "
-            'upgrade it with pip install -U "taskflow-sql[redis]" "redis>=8"'
-        ) from None
+    except RedisClusterException as exc:  # e.g. a database other than 0 in the query
+        raise ConfigurationError(f"the Redis Cluster URL cannot be used: {exc}") from None
     except (TypeError, ValueError) as exc:
         raise _unknown_option(exc) from None
     return client

@@ -24,6 +24,16 @@ from taskflow.repository.redis.keys import KeySpace
 from taskflow.repository.redis.lua_script import LuaScript
 from taskflow.repository.values import InstanceInfo, InstanceStatus
 
+# KEYS: the instance's hash, the heartbeat index; ARGV: heartbeat_at, instance
+# id, then the hash's field/value pairs.  Replacing the whole hash clears
+# ``stopped_at`` (a live record again) and a version the new one lacks, as
+# SQL's upsert does.
+_REGISTER = LuaScript("""
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2])
+""")
+
 # KEYS: the instance's hash, the heartbeat index; ARGV: now, instance id.
 # An unknown id is left alone, as SQL's UPDATE matches no row.
 _DEREGISTER = LuaScript("""
@@ -102,14 +112,15 @@ class RedisInstances:
         }
         if instance.version is not None:
             fields["version"] = instance.version
-        key = instance_key(self.keys, instance.instance_id)
-        # Replacing the whole hash in one transaction clears ``stopped_at``
-        # (a live record again) and a version the new one lacks, as SQL's upsert.
-        async with self.client.pipeline(transaction=True) as pipe:
-            pipe.delete(key)
-            pipe.hset(key, items=[part for pair in fields.items() for part in pair])
-            pipe.zadd(heartbeat_index(self.keys), {instance.instance_id: fields["heartbeat_at"]})
-            await pipe.execute()
+        await _REGISTER(
+            self.client,
+            keys=[instance_key(self.keys, instance.instance_id), heartbeat_index(self.keys)],
+            args=[
+                fields["heartbeat_at"],
+                instance.instance_id,
+                *(part for pair in fields.items() for part in pair),
+            ],
+        )
 
     async def deregister_instance(self, instance_id: str, *, now: datetime) -> None:
         await _DEREGISTER(

@@ -39,6 +39,14 @@ WALK_BUDGET = 2000
 # Fields a page leaves out, as SQL's LIST_COLUMNS does: the biggest, shown only by get_task.
 _NOT_LISTED = (b"payload", b"stacktrace")
 
+# KEYS: task hashes.  One script, so a page is one snapshot: a MULTI/EXEC
+# pipeline would be too, but not every redis-py's cluster client runs one.
+HASHES = LuaScript("""
+local rows = {}
+for i, key in ipairs(KEYS) do rows[i] = redis.call('HGETALL', key) end
+return rows
+""")
+
 # KEYS[1]: the index walked.  ARGV: task key prefix, position score and id
 # ("" for the top), lowest score (inclusive), end score (exclusive, "" for
 # none), rows needed, budget, "|status|...|" ("" for any), "=func" and
@@ -258,10 +266,8 @@ class RedisReads(RedisMetrics):
         """The tasks of a page in that order, without payload and stack trace."""
         if not task_ids:
             return []
-        async with self.client.pipeline(transaction=True) as pipe:
-            for task_id in task_ids:
-                pipe.hgetall(self.keys.task(task_id.decode("utf-8")))
-            rows = await pipe.execute()
+        keys = [self.keys.task(task_id.decode("utf-8")) for task_id in task_ids]
+        rows = [codec.as_mapping(flat) for flat in await HASHES(self.client, keys=keys, args=[])]
         records = []
         for row in rows:
             if not row:

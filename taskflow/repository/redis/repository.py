@@ -24,6 +24,7 @@ from taskflow.repository.redis.claims import RedisClaims
 from taskflow.repository.redis.connection import RedisClient, client_for, slot_owner
 from taskflow.repository.redis.instances import RedisInstances
 from taskflow.repository.redis.keys import KeySpace, check_prefix
+from taskflow.repository.redis.lua_script import LuaScript
 from taskflow.repository.redis.reads import RedisReads
 from taskflow.repository.redis.retention import RedisRetention
 from taskflow.repository.redis.retries import RedisRetries
@@ -33,6 +34,12 @@ from taskflow.repository.redis.writes import RedisWrites
 
 #: The data format of the keys this version writes (``KeySpace.format_version``).
 FORMAT_VERSION = 1
+
+# KEYS: the task's hash, its log list.  One script, so the two are one snapshot
+# on a cluster too, where not every redis-py's client runs MULTI/EXEC.
+_TASK_WITH_LOGS = LuaScript("""
+return {redis.call('HGETALL', KEYS[1]), redis.call('LRANGE', KEYS[2], 0, -1)}
+""")
 
 # Errors that say the server is away, busy or failing over, not that the data is wrong.
 _TRANSIENT = (
@@ -138,13 +145,11 @@ class RedisTaskRepository(
     # -- single-task reads: the hash and its log list ------------------------------
 
     async def get_task(self, task_id: str, *, with_logs: bool = True) -> TaskRecord | None:
-        async with self.client.pipeline(transaction=True) as pipe:
-            pipe.hgetall(self.keys.task(task_id))
-            pipe.lrange(self.keys.logs(task_id), 0, -1)
-            row, raw_logs = await pipe.execute()
-        if not row:
+        keys = [self.keys.task(task_id), self.keys.logs(task_id)]
+        flat, raw_logs = await _TASK_WITH_LOGS(self.client, keys=keys, args=[])
+        if not flat:
             return None
-        record = codec.record_from_hash(row)
+        record = codec.record_from_hash(codec.as_mapping(flat))
         if with_logs:
             entries = [codec.log_from_json(task_id, raw) for raw in raw_logs]
             record.logs = codec.render_logs(entries, record.retries_used)

@@ -12,7 +12,9 @@ On a Redis Cluster the channels are shard channels (``SPUBLISH`` and
 the shard that owns the deployment's slot instead of being broadcast to
 every node.  The subscription is a connection of its own to that primary;
 when the slot moves (a failover, a resharding) the node ends it or answers
-``MOVED``, and it is made again to the slot's new owner.
+``MOVED``, and it is made again to the slot's new owner.  redis-py's asyncio client reads shard
+channels from redis-py 8 on; with an older one, instances on a cluster send
+the messages but find new work and changes by polling alone.
 """
 
 from __future__ import annotations
@@ -131,6 +133,19 @@ class RedisWakeups:
         self._subscriptions: list[_Subscription] = []
         self._change_sender: str | None = None
         self._last_change_notice = 0.0
+        self._polling_said = False
+
+    def _can_subscribe(self) -> bool:
+        """False on a cluster when redis-py's asyncio client has no SSUBSCRIBE (before 8.0)."""
+        if not isinstance(self.client, RedisCluster) or hasattr(PubSub, "ssubscribe"):
+            return True
+        if not self._polling_said:
+            self._polling_said = True
+            logger.info(
+                "this redis-py cannot read Redis Cluster shard channels (redis-py 8 can): "
+                "instances find new work and changes by polling"
+            )
+        return False
 
     async def _subscribe(self, channel: str, on_message: Callable[[bytes], None]) -> _Subscription:
         subscription = _Subscription(self.client, channel, on_message)
@@ -150,6 +165,8 @@ class RedisWakeups:
             await self._unsubscribe(subscription)
 
     async def listen(self, on_wake: Callable[[], None]) -> Callable[[], Awaitable[None]] | None:
+        if not self._can_subscribe():
+            return None
         subscription = await self._subscribe(self.keys.wake_channel, lambda _: on_wake())
 
         async def stop() -> None:
@@ -162,7 +179,9 @@ class RedisWakeups:
 
     async def _publish(self, channel: str, message: bytes) -> None:
         if isinstance(self.client, RedisCluster):
-            await self.client.spublish(channel, message)  # routed to the slot's owner
+            # Routed by the channel's slot; the command, since redis-py's cluster
+            # client has no spublish() before 8.0.
+            await self.client.execute_command("SPUBLISH", channel, message)
         else:
             await self.client.publish(channel, message)
 
@@ -175,7 +194,9 @@ class RedisWakeups:
             if sender != own:
                 on_change()
 
-        self._change_sender = instance_id
+        self._change_sender = instance_id  # others may listen even when this one cannot
+        if not self._can_subscribe():
+            return None
         subscription = await self._subscribe(self.keys.changes_channel, received)
 
         async def stop() -> None:

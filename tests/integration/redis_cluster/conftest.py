@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis
+from redis.asyncio.client import PubSub
 from redis.cluster import RedisCluster
 
 from tests.integration.redis.redis_app import (
@@ -25,6 +26,12 @@ from tests.integration.redis.redis_app import (
     Deployment,
 )
 from tests.redis_cluster import LocalCluster
+
+#: On tests of wake-ups: redis-py's asyncio client reads shard channels from 8.0 on.
+needs_shard_channels = pytest.mark.skipif(
+    not hasattr(PubSub, "ssubscribe"),
+    reason="this redis-py cannot read shard channels (redis-py 8 can): instances poll instead",
+)
 
 
 def prefix_on(cluster: LocalCluster, port: int) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
+from redis.asyncio.client import PubSub
 
 from taskflow import RedisBackend, TaskAdmin, TaskQuery, TaskStatus
 from taskflow.repository.redis import RedisTaskRepository
@@ -27,7 +28,7 @@ from tests.integration.redis.redis_app import (
     flaky,
     remember,
 )
-from tests.integration.redis_cluster.conftest import ClusterDeployment
+from tests.integration.redis_cluster.conftest import ClusterDeployment, needs_shard_channels
 from tests.polling import wait_for_status
 from tests.redis_cluster import LocalCluster
 
@@ -106,6 +107,7 @@ async def test_retried_and_scheduled_tasks_are_claimed_by_two_instances(
     assert {s.name: s.paused for s in await managers[1].list_schedules()} == {"beat": True}
 
 
+@needs_shard_channels
 async def test_another_instances_writes_arrive_on_the_shard_channel(
     deployment: ClusterDeployment,
 ) -> None:
@@ -136,3 +138,17 @@ async def test_redis_backend_with_cluster_true(deployment: ClusterDeployment) ->
         "ran": "loop",
     }
     assert deployment.stored_keys()
+
+
+async def test_without_shard_channels_in_redis_py_instances_poll(
+    deployment: ClusterDeployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """redis-py before 8 has no asyncio SSUBSCRIBE: no wake-ups, and tasks still run."""
+    monkeypatch.delattr(PubSub, "ssubscribe", raising=False)
+    first, second = await deployment.started(), await deployment.started()
+    assert await first.repository.listen(lambda: None) is None
+    assert await first.repository.listen_changes("me", lambda: None) is None
+    FAIL_TIMES["polled"] = 1
+    task_id = await second.enqueue(flaky, "polled")  # its retry is claimed by either instance
+    record = await wait_for_status(first, task_id, {TaskStatus.SUCCESS}, timeout=15)
+    assert record.retries_used == 1

@@ -13,7 +13,7 @@ import pytest
 
 from taskflow import TaskStatus
 from tests.integration.redis.redis_app import remember
-from tests.integration.redis_cluster.conftest import ClusterDeployment
+from tests.integration.redis_cluster.conftest import ClusterDeployment, needs_shard_channels
 from tests.polling import wait_for_status
 
 pytestmark = pytest.mark.redis
@@ -40,6 +40,7 @@ async def _notice_arrives(deployment: ClusterDeployment, tag: str) -> list[str]:
     raise AssertionError(f"no change notice for {tag} in 10 tries")
 
 
+@needs_shard_channels
 async def test_instances_follow_their_slot_to_another_primary(
     deployment: ClusterDeployment,
 ) -> None:
