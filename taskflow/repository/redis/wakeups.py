@@ -38,6 +38,8 @@ logger = logging.getLogger("taskflow.repository")
 CHANGE_NOTICE_GAP = 0.25
 # After the subscription's connection broke: wait this long before subscribing again.
 RESUBSCRIBE_DELAY = 1.0
+# A cluster node's answer to SSUBSCRIBE: waited for this long at most.
+SUBSCRIBE_TIMEOUT = 5.0
 # A subscription that must be made again, after a pause.
 _BROKEN = (
     redis_errors.ConnectionError,
@@ -74,6 +76,9 @@ class _Subscription:
             # Subscribe messages are kept: a node's sunsubscribe says the slot moved.
             self._pubsub = self._node.pubsub(ignore_subscribe_messages=False)
             await self._pubsub.ssubscribe(self._channel)
+            # The confirmation, or the node's refusal (no SSUBSCRIBE before Redis 7.0,
+            # an ACL user without the channel) raised here rather than in the reader.
+            await self._pubsub.get_message(timeout=SUBSCRIBE_TIMEOUT)
         else:
             self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
             await self._pubsub.subscribe(self._channel)
@@ -104,6 +109,10 @@ class _Subscription:
                     await self._disconnect()
                 await asyncio.sleep(RESUBSCRIBE_DELAY)
                 continue
+            except redis_errors.ResponseError as exc:  # refused when subscribing again
+                logger.warning("Redis refused the subscription to %s: %s", self._channel, exc)
+                await self._disconnect()
+                return  # polling alone finds new work and changes from now on
             if message is None:
                 continue
             kind = message.get("type")
@@ -133,23 +142,38 @@ class RedisWakeups:
         self._subscriptions: list[_Subscription] = []
         self._change_sender: str | None = None
         self._last_change_notice = 0.0
-        self._polling_said = False
+        self._polling_reason: str | None = None
 
     def _can_subscribe(self) -> bool:
         """False on a cluster when redis-py's asyncio client has no SSUBSCRIBE (before 8.0)."""
+        if self._polling_reason is not None:
+            return False
         if not isinstance(self.client, RedisCluster) or hasattr(PubSub, "ssubscribe"):
             return True
-        if not self._polling_said:
-            self._polling_said = True
-            logger.info(
-                "this redis-py cannot read Redis Cluster shard channels (redis-py 8 can): "
-                "instances find new work and changes by polling"
-            )
+        self._poll_instead("this redis-py cannot read shard channels (redis-py 8 can)")
         return False
 
-    async def _subscribe(self, channel: str, on_message: Callable[[bytes], None]) -> _Subscription:
+    def _poll_instead(self, reason: str) -> None:
+        self._polling_reason = reason
+        logger.warning(
+            "Redis Cluster wake-ups are off, %s: instances find new work and changes by polling",
+            reason,
+        )
+
+    async def _subscribe(
+        self, channel: str, on_message: Callable[[bytes], None]
+    ) -> _Subscription | None:
+        """A running subscription; None on a cluster that refuses ``SSUBSCRIBE``."""
         subscription = _Subscription(self.client, channel, on_message)
-        await subscription.start()
+        try:
+            await subscription.start()
+        except redis_errors.ResponseError as exc:
+            await subscription.stop()
+            if not isinstance(self.client, RedisCluster):
+                raise
+            # Redis before 7.0 has no shard channels; an ACL user may lack channel rights.
+            self._poll_instead(f"the cluster refuses SSUBSCRIBE ({exc})")
+            return None
         self._subscriptions.append(subscription)
         return subscription
 
@@ -168,6 +192,8 @@ class RedisWakeups:
         if not self._can_subscribe():
             return None
         subscription = await self._subscribe(self.keys.wake_channel, lambda _: on_wake())
+        if subscription is None:
+            return None
 
         async def stop() -> None:
             await self._unsubscribe(subscription)
@@ -198,6 +224,8 @@ class RedisWakeups:
         if not self._can_subscribe():
             return None
         subscription = await self._subscribe(self.keys.changes_channel, received)
+        if subscription is None:
+            return None
 
         async def stop() -> None:
             self._change_sender = None

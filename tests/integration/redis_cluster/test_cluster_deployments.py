@@ -11,9 +11,11 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis
 from fastapi import FastAPI
 from redis.asyncio.client import PubSub
 
@@ -150,5 +152,44 @@ async def test_without_shard_channels_in_redis_py_instances_poll(
     assert await first.repository.listen_changes("me", lambda: None) is None
     FAIL_TIMES["polled"] = 1
     task_id = await second.enqueue(flaky, "polled")  # its retry is claimed by either instance
+    record = await wait_for_status(first, task_id, {TaskStatus.SUCCESS}, timeout=15)
+    assert record.retries_used == 1
+
+
+@pytest.fixture
+def user_without_channels(redis_cluster: LocalCluster) -> Iterator[str]:
+    """An ACL user on every node with every command and key, but no pub/sub channel."""
+    for port in redis_cluster.ports:
+        with redis.Redis(port=port) as node:
+            node.acl_setuser(
+                "tf-no-channels",
+                enabled=True,
+                passwords=["+secret"],
+                keys=["*"],
+                commands=["+@all"],
+                reset_channels=True,
+            )
+    try:
+        yield "tf-no-channels:secret"
+    finally:
+        for port in redis_cluster.ports:
+            with redis.Redis(port=port) as node:
+                node.acl_deluser("tf-no-channels")
+
+
+async def test_a_cluster_refusing_shard_channels_leaves_instances_polling(
+    deployment: ClusterDeployment, user_without_channels: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No rights on channels (or a Redis before 7.0, without SSUBSCRIBE): tasks still run."""
+    node = deployment.cluster.ports[0]
+    url = (
+        f"redis+cluster://{user_without_channels}@127.0.0.1:{node}/0?key_prefix={deployment.prefix}"
+    )
+    first = await deployment.started(url=url)
+    second = await deployment.started(url=url)
+    assert "wake-ups are off" in caplog.text
+    assert await first.repository.listen(lambda: None) is None
+    FAIL_TIMES["refused"] = 1
+    task_id = await second.enqueue(flaky, "refused")
     record = await wait_for_status(first, task_id, {TaskStatus.SUCCESS}, timeout=15)
     assert record.retries_used == 1
