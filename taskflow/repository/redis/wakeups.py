@@ -12,9 +12,10 @@ On a Redis Cluster the channels are shard channels (``SPUBLISH`` and
 the shard that owns the deployment's slot instead of being broadcast to
 every node.  The subscription is a connection of its own to that primary;
 when the slot moves (a failover, a resharding) the node ends it or answers
-``MOVED``, and it is made again to the slot's new owner.  redis-py's asyncio client reads shard
-channels from redis-py 8 on; with an older one, instances on a cluster send
-the messages but find new work and changes by polling alone.
+``MOVED``, and it is made again to the slot's new owner.  Where shard
+channels cannot be read (redis-py before 8 has no asyncio ``SSUBSCRIBE``;
+Redis before 7.0 or an ACL user may refuse it), instances still send the
+messages but find new work and changes by polling alone.
 """
 
 from __future__ import annotations
@@ -64,7 +65,11 @@ class _Subscription:
 
     async def start(self) -> None:
         # Subscribed before returning: a notice sent right after is not missed.
-        await self._connect()
+        try:
+            await self._connect()
+        except BaseException:
+            await self._disconnect()
+            raise
         self._task = asyncio.create_task(self._read(), name=f"taskflow-redis-{self._channel}")
 
     async def _connect(self) -> PubSub:
@@ -168,7 +173,6 @@ class RedisWakeups:
         try:
             await subscription.start()
         except redis_errors.ResponseError as exc:
-            await subscription.stop()
             if not isinstance(self.client, RedisCluster):
                 raise
             # Redis before 7.0 has no shard channels; an ACL user may lack channel rights.
