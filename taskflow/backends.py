@@ -67,6 +67,8 @@ class RedisBackend(SnapshotBackend):
     ``prefix`` (or ``key_prefix``) starts every key, so several apps share one
     Redis; fastapi-taskflow's ``ttl`` is accepted and not used: finished
     tasks are deleted by ``retention_days``, which also keeps the statistics right.
+    ``cluster=True`` says ``url`` is a node of a Redis Cluster, the same as
+    writing it ``redis+cluster://`` (or ``rediss+cluster://``).
     """
 
     def __init__(
@@ -76,14 +78,29 @@ class RedisBackend(SnapshotBackend):
         ttl: int | None = None,
         *,
         key_prefix: str | None = None,
+        cluster: bool = False,
     ) -> None:
+        if cluster:
+            url = _as_cluster_url(url)
         super().__init__(url)
         self.url = url
+        self.cluster = url.partition("://")[0].endswith("+cluster")
         self.prefix = key_prefix if key_prefix is not None else prefix
         self.ttl = ttl
         # What the manager resolves: the URL with the prefix as its ``key_prefix`` option.
         separator = "&" if "?" in url else "?"
         self.database_url = f"{url}{separator}{urlencode({'key_prefix': self.prefix})}"
+
+
+def _as_cluster_url(url: str) -> str:
+    scheme, separator, rest = url.partition("://")
+    if scheme in ("redis+cluster", "rediss+cluster"):
+        return url
+    if not separator or scheme not in ("redis", "rediss"):
+        raise ConfigurationError(
+            f"RedisBackend(cluster=True) needs a redis:// or rediss:// URL, got {url!r}"
+        )
+    return f"{scheme}+cluster://{rest}"
 
 
 def choose_database_url(

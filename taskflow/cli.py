@@ -127,7 +127,7 @@ def _describe_format(repository: RedisTaskRepository, stored: bytes | str | None
 async def _warn_if_not_persisted(repository: RedisTaskRepository) -> None:
     from taskflow.repository.redis.repository import persistence_warning
 
-    warning = await persistence_warning(repository.client)
+    warning = await persistence_warning(repository.client, repository.keys)
     if warning is not None:
         print(f"taskflow: warning: {warning}", file=sys.stderr)
 

@@ -36,6 +36,8 @@ _SYNC_TWINS: dict[str, tuple[str, ...]] = {
 _BACKEND_ALIASES = {"postgres": "postgresql", "mariadb": "mysql", "sqlite": "sqlite"}
 # URL schemes redis-py reads: TCP, TLS and a Unix socket.
 REDIS_SCHEMES = ("redis", "rediss", "unix")
+# A Redis Cluster, over TCP or TLS: redis-py's cluster client (repository/redis/connection.py).
+REDIS_CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 DEFAULT_KEY_PREFIX = "taskflow"
 
 
@@ -122,16 +124,22 @@ def resolve_database_url(raw: str | None) -> DatabaseTarget:
 
 def _redis_target(url: URL) -> DatabaseTarget:
     """A Redis URL as redis-py reads it, without taskflow's own ``key_prefix`` option."""
-    if url.drivername not in REDIS_SCHEMES:  # "redis+something"
+    if url.drivername not in (*REDIS_SCHEMES, *REDIS_CLUSTER_SCHEMES):  # "redis+something"
         raise ConfigurationError(
             f"taskflow talks to Redis through redis-py: use a plain redis://, rediss:// or "
-            f"unix:// URL, not {url.drivername}://"
+            f"unix:// URL, or redis+cluster:// for a Redis Cluster, not {url.drivername}://"
         )
     _require_module("redis", "redis", url.render_as_string(hide_password=True))
     query = dict(url.query)
     prefix = query.pop("key_prefix", DEFAULT_KEY_PREFIX)
     if not isinstance(prefix, str):
         raise ConfigurationError("key_prefix appears more than once in the Redis URL")
+    database = url.database or query.get("db") or "0"
+    if url.drivername in REDIS_CLUSTER_SCHEMES and database != "0":
+        raise ConfigurationError(
+            f"a Redis Cluster has database 0 only, the URL names database {database!r}: "
+            "drop it, and give each deployment a key_prefix of its own instead"
+        )
     return DatabaseTarget(url=url.set(query=query), backend="redis", key_prefix=prefix)
 
 

@@ -40,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from taskflow.db.engine import create_engine_for
 from taskflow.db.tables import metadata
 from taskflow.settings import resolve_database_url
+from tests.redis_cluster import LocalCluster, redis_server_binary, start_cluster
 from tests.stores import redis_prefix_url
 
 _T = TypeVar("_T")
@@ -454,3 +455,22 @@ async def engine(schema_db_url: str) -> AsyncIterator[AsyncEngine]:
         )
     finally:
         await async_engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A Redis Cluster of three primaries for the session, started from ``redis-server``.
+
+    Skips without ``redis-server`` on the PATH; under ``CI=true`` fails instead.
+    """
+    binary = redis_server_binary()
+    if binary is None:
+        message = "redis-server is not installed: the Redis Cluster tests start their own cluster"
+        if in_ci():
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    cluster = start_cluster(binary, tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

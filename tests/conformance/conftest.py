@@ -3,6 +3,8 @@
 Every repository is built by ``open_repository()``; a new implementation
 (Redis) adds its name to ``BACKENDS`` and one branch there, and the whole
 suite then runs on it.  The tests see only the ``TaskRepository`` interface.
+``redis-cluster`` is the Redis backend on a three-primary Redis Cluster the
+session starts (``tests/redis_cluster.py``); it carries the ``redis`` mark.
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ from taskflow.repository.redis import RedisTaskRepository
 from taskflow.repository.sql import SqlTaskRepository
 from taskflow.settings import resolve_database_url
 from tests.conftest import require_server
+from tests.redis_cluster import LocalCluster
 
 SQL_BACKENDS = ("sqlite", "postgres", "mysql")
-BACKENDS = (*SQL_BACKENDS, "redis")
+BACKENDS = (*SQL_BACKENDS, "redis", "redis-cluster")
+_MARKS = {"redis-cluster": pytest.mark.redis}
 # The key prefix of each running test (node id -> prefix): its later repositories share it.
 _REDIS_PREFIXES: dict[str, str] = {}
 
@@ -34,7 +38,10 @@ Finish = Callable[[], Awaitable[None]]
 
 
 @pytest.fixture(
-    params=[pytest.param(name, id=name, marks=getattr(pytest.mark, name)) for name in BACKENDS]
+    params=[
+        pytest.param(name, id=name, marks=_MARKS.get(name) or getattr(pytest.mark, name))
+        for name in BACKENDS
+    ]
 )
 def backend_name(request: pytest.FixtureRequest) -> str:
     """Every backend of the suite (overrides the SQL-only one of ``tests/conftest.py``)."""
@@ -68,19 +75,22 @@ async def open_repository(
 
         return repository, finish
     if name == "redis":
-        return await _redis_repository(request, empty=empty)
+        return await _redis_repository(require_server("redis"), request, empty=empty)
+    if name == "redis-cluster":
+        cluster: LocalCluster = request.getfixturevalue("redis_cluster")
+        return await _redis_repository(cluster.url, request, empty=empty)
     raise ValueError(f"no conformance backend named {name!r}")
 
 
 async def _redis_repository(
-    request: pytest.FixtureRequest, *, empty: bool
+    url: str, request: pytest.FixtureRequest, *, empty: bool
 ) -> tuple[TaskRepository, Finish]:
-    """A Redis repository under the test's own key prefix, deleted when the test ends.
+    """A Redis repository on ``url`` under the test's own key prefix, deleted when the test ends.
 
     Every test gets a prefix of its own, so tests never see each other's keys
     and nothing needs emptying first; every repository of one test shares it.
+    On a cluster the prefixes spread the tests over the three primaries.
     """
-    url = require_server("redis")  # skips (fails under CI=true) when Redis is down
     prefix = _REDIS_PREFIXES.get(request.node.nodeid)
     if empty or prefix is None:
         prefix = _REDIS_PREFIXES[request.node.nodeid] = f"tft-{uuid.uuid4().hex}"

@@ -340,6 +340,8 @@ def test_mysql_tls_files_go_into_the_context(tmp_path: Any) -> None:
         ("redis://127.0.0.1:6379/0", "taskflow", "redis://127.0.0.1:6379/0"),
         ("rediss://:tiger@host:6380/2?key_prefix=app1", "app1", "rediss://:***@host:6380/2"),
         ("unix:///run/redis.sock?db=3&key_prefix=a.b", "a.b", "unix:///run/redis.sock?db=3"),
+        ("redis+cluster://node1:7000/0?key_prefix=shop", "shop", "redis+cluster://node1:7000/0"),
+        ("rediss+cluster://:pw@node1:7000", "taskflow", "rediss+cluster://:***@node1:7000"),
     ],
 )
 def test_redis_urls_keep_their_options_and_give_up_the_key_prefix(
@@ -354,6 +356,38 @@ def test_redis_urls_keep_their_options_and_give_up_the_key_prefix(
 def test_a_redis_url_with_a_driver_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="plain redis://"):
         resolve_database_url("redis+hiredis://127.0.0.1/0")
+
+
+@pytest.mark.parametrize(
+    "url", ["redis+cluster://127.0.0.1:7000/2", "rediss+cluster://127.0.0.1:7000?db=1"]
+)
+def test_a_cluster_url_naming_another_database_is_refused(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="database 0 only"):
+        TaskManager(database_url=url)
+
+
+def test_a_cluster_url_builds_the_cluster_client_without_connecting() -> None:
+    from redis.asyncio.cluster import RedisCluster
+
+    from taskflow.repository.redis import RedisTaskRepository
+
+    manager = TaskManager(database_url="redis+cluster://127.0.0.1:1/0?key_prefix=shop")
+    assert isinstance(manager.repository, RedisTaskRepository)
+    assert isinstance(manager.repository.client, RedisCluster)
+    with pytest.raises(ConfigurationError, match="no_such_option"):
+        TaskManager(database_url="redis+cluster://127.0.0.1:1/0?no_such_option=1")
+    with pytest.raises(ConfigurationError, match="plain redis://"):
+        TaskManager(database_url="unix+cluster:///run/redis.sock")
+
+
+def test_redis_backend_with_cluster_true_names_a_cluster_url() -> None:
+    backend = RedisBackend("rediss://node1:7000/0", prefix="shop", cluster=True)
+    assert backend.cluster
+    assert backend.database_url == "rediss+cluster://node1:7000/0?key_prefix=shop"
+    assert not RedisBackend("redis://node1:7000/0").cluster
+    assert RedisBackend("redis+cluster://node1:7000/0").cluster
+    with pytest.raises(ConfigurationError, match="cluster=True"):
+        RedisBackend("unix:///run/redis.sock", cluster=True)
 
 
 def test_redis_backend_object_names_its_prefix() -> None:

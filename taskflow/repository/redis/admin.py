@@ -19,11 +19,10 @@ import json
 from datetime import datetime
 from typing import Any, cast
 
-from redis.asyncio import Redis
-
 from taskflow.models import AuditEntry
 from taskflow.repository.admin import AdminRecords
 from taskflow.repository.redis.codec import from_us, to_us
+from taskflow.repository.redis.connection import RedisClient
 from taskflow.repository.redis.keys import KeySpace
 from taskflow.repository.redis.lua_script import LuaScript
 from taskflow.repository.values import AdminSession, LoginAttempts
@@ -133,7 +132,7 @@ class RedisAdminRecords(AdminRecords):
     """The ``AdminRecords`` methods of ``RedisTaskRepository`` but ``list_live_instances``."""
 
     # Set by RedisTaskRepository.__init__.
-    client: Redis
+    client: RedisClient
     keys: KeySpace
 
     # -- audit log -------------------------------------------------------------------

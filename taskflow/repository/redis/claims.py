@@ -16,11 +16,11 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
 from taskflow.models import TaskRecord
 from taskflow.repository.redis import codec, lua
+from taskflow.repository.redis.connection import RedisClient
 from taskflow.repository.redis.keys import KeySpace
 from taskflow.repository.values import InstanceInfo
 
@@ -150,7 +150,7 @@ return renewed
 class RedisClaims:
     """``claim``, ``heartbeat`` and ``lost_tasks``."""
 
-    client: aioredis.Redis
+    client: RedisClient
     keys: KeySpace
 
     def _init_claims(self) -> None:

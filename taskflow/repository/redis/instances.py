@@ -17,13 +17,22 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from redis.asyncio import Redis
-
 from taskflow.models import TaskStatus
 from taskflow.repository.redis.codec import as_mapping, from_us, to_us
+from taskflow.repository.redis.connection import RedisClient
 from taskflow.repository.redis.keys import KeySpace
 from taskflow.repository.redis.lua_script import LuaScript
 from taskflow.repository.values import InstanceInfo, InstanceStatus
+
+# KEYS: the instance's hash, the heartbeat index; ARGV: heartbeat_at, instance
+# id, then the hash's field/value pairs.  Replacing the whole hash clears
+# ``stopped_at`` (a live record again) and a version the new one lacks, as
+# SQL's upsert does.
+_REGISTER = LuaScript("""
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2])
+""")
 
 # KEYS: the instance's hash, the heartbeat index; ARGV: now, instance id.
 # An unknown id is left alone, as SQL's UPDATE matches no row.
@@ -91,7 +100,7 @@ class RedisInstances:
     """The instance methods of ``RedisTaskRepository``, ``list_live_instances`` included."""
 
     # Set by RedisTaskRepository.__init__.
-    client: Redis
+    client: RedisClient
     keys: KeySpace
 
     async def register_instance(self, instance: InstanceInfo) -> None:
@@ -103,14 +112,15 @@ class RedisInstances:
         }
         if instance.version is not None:
             fields["version"] = instance.version
-        key = instance_key(self.keys, instance.instance_id)
-        # Replacing the whole hash in one transaction clears ``stopped_at``
-        # (a live record again) and a version the new one lacks, as SQL's upsert.
-        async with self.client.pipeline(transaction=True) as pipe:
-            pipe.delete(key)
-            pipe.hset(key, items=[part for pair in fields.items() for part in pair])
-            pipe.zadd(heartbeat_index(self.keys), {instance.instance_id: fields["heartbeat_at"]})
-            await pipe.execute()
+        await _REGISTER(
+            self.client,
+            keys=[instance_key(self.keys, instance.instance_id), heartbeat_index(self.keys)],
+            args=[
+                fields["heartbeat_at"],
+                instance.instance_id,
+                *(part for pair in fields.items() for part in pair),
+            ],
+        )
 
     async def deregister_instance(self, instance_id: str, *, now: datetime) -> None:
         await _DEREGISTER(

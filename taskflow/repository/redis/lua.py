@@ -42,9 +42,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
+from taskflow.repository.redis.connection import RedisClient
 from taskflow.repository.redis.keys import KeySpace
 
 LIBRARY = r"""
@@ -249,11 +249,11 @@ end
 """
 
 
-def script(client: aioredis.Redis, body: str) -> AsyncScript:
+def script(client: RedisClient, body: str) -> AsyncScript:
     """A script registered on ``client``: ``LIBRARY`` followed by ``body``."""
     return client.register_script(LIBRARY + body)
 
 
-async def run(client: aioredis.Redis, keys: KeySpace, script: AsyncScript, args: list[Any]) -> Any:
+async def run(client: RedisClient, keys: KeySpace, script: AsyncScript, args: list[Any]) -> Any:
     """Run a library script: routed by the format key, the ``{prefix}`` base as ARGV[1]."""
     return await script(keys=[keys.format_version], args=[keys.key(), *args], client=client)

@@ -14,8 +14,9 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
+
+from taskflow.repository.redis.connection import RedisClient
 
 
 class LuaScript:
@@ -27,7 +28,9 @@ class LuaScript:
         self.source = source
         self.sha = hashlib.sha1(source.encode("utf-8")).hexdigest()
 
-    async def __call__(self, client: Redis, *, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    async def __call__(
+        self, client: RedisClient, *, keys: Sequence[str], args: Sequence[Any]
+    ) -> Any:
         try:
             return await client.evalsha(self.sha, len(keys), *keys, *args)
         except NoScriptError:

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from redis.asyncio import Redis
-
 from taskflow.models import TaskMetrics
 from taskflow.repository.metrics_fold import TIMED, Tallies, as_float, task_metrics
+from taskflow.repository.redis.connection import RedisClient
 from taskflow.repository.redis.keys import KeySpace
 from taskflow.repository.redis.lua_script import LuaScript
 
@@ -75,7 +74,7 @@ def metrics_from_reply(reply: list[Any]) -> TaskMetrics:
 class RedisMetrics:
     """``metrics()`` of ``RedisTaskRepository``."""
 
-    client: Redis
+    client: RedisClient
     keys: KeySpace
 
     async def metrics(self) -> TaskMetrics:

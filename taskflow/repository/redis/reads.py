@@ -25,11 +25,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
 from taskflow.models import TaskRecord, TaskStatus
 from taskflow.repository.cursor import decode_cursor, encode_cursor
 from taskflow.repository.redis import codec
+from taskflow.repository.redis.connection import RedisClient
 from taskflow.repository.redis.keys import KeySpace
 from taskflow.repository.redis.lua_script import LuaScript
 from taskflow.repository.redis.metrics import RedisMetrics
@@ -39,6 +38,14 @@ from taskflow.repository.values import TaskPage, TaskQuery
 WALK_BUDGET = 2000
 # Fields a page leaves out, as SQL's LIST_COLUMNS does: the biggest, shown only by get_task.
 _NOT_LISTED = (b"payload", b"stacktrace")
+
+# KEYS: task hashes.  One script, so a page is one snapshot: a MULTI/EXEC
+# pipeline would be too, but not every redis-py's cluster client runs one.
+HASHES = LuaScript("""
+local rows = {}
+for i, key in ipairs(KEYS) do rows[i] = redis.call('HGETALL', key) end
+return rows
+""")
 
 # KEYS[1]: the index walked.  ARGV: task key prefix, position score and id
 # ("" for the top), lowest score (inclusive), end score (exclusive, "" for
@@ -136,7 +143,7 @@ class Window:
 
 
 async def plan(
-    client: Redis,
+    client: RedisClient,
     keys: KeySpace,
     window: Window,
     *,
@@ -169,7 +176,7 @@ async def plan(
 
 
 async def newest(
-    client: Redis,
+    client: RedisClient,
     keys: KeySpace,
     walks: Sequence[Walk],
     window: Window,
@@ -185,7 +192,7 @@ async def newest(
 
 
 async def _walk(
-    client: Redis,
+    client: RedisClient,
     keys: KeySpace,
     walk: Walk,
     window: Window,
@@ -224,7 +231,7 @@ async def _walk(
 class RedisReads(RedisMetrics):
     """``list_tasks()`` (and, inherited, ``metrics()``) of ``RedisTaskRepository``."""
 
-    client: Redis
+    client: RedisClient
     keys: KeySpace
 
     async def list_tasks(self, query: TaskQuery) -> TaskPage:
@@ -259,10 +266,8 @@ class RedisReads(RedisMetrics):
         """The tasks of a page in that order, without payload and stack trace."""
         if not task_ids:
             return []
-        async with self.client.pipeline(transaction=True) as pipe:
-            for task_id in task_ids:
-                pipe.hgetall(self.keys.task(task_id.decode("utf-8")))
-            rows = await pipe.execute()
+        keys = [self.keys.task(task_id.decode("utf-8")) for task_id in task_ids]
+        rows = [codec.as_mapping(flat) for flat in await HASHES(self.client, keys=keys, args=[])]
         records = []
         for row in rows:
             if not row:

@@ -12,17 +12,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
+from redis.asyncio.cluster import RedisCluster
 
-from taskflow.exceptions import ConfigurationError, TaskArgumentError
+from taskflow.exceptions import TaskArgumentError
 from taskflow.models import TaskLogEntry, TaskRecord
 from taskflow.repository.base import TaskRepository
 from taskflow.repository.redis import codec
 from taskflow.repository.redis.admin import RedisAdminRecords
 from taskflow.repository.redis.claims import RedisClaims
+from taskflow.repository.redis.connection import RedisClient, client_for, slot_owner
 from taskflow.repository.redis.instances import RedisInstances
 from taskflow.repository.redis.keys import KeySpace, check_prefix
+from taskflow.repository.redis.lua_script import LuaScript
 from taskflow.repository.redis.reads import RedisReads
 from taskflow.repository.redis.retention import RedisRetention
 from taskflow.repository.redis.retries import RedisRetries
@@ -33,6 +35,12 @@ from taskflow.repository.redis.writes import RedisWrites
 #: The data format of the keys this version writes (``KeySpace.format_version``).
 FORMAT_VERSION = 1
 
+# KEYS: the task's hash, its log list.  One script, so the two are one snapshot
+# on a cluster too, where not every redis-py's client runs MULTI/EXEC.
+_TASK_WITH_LOGS = LuaScript("""
+return {redis.call('HGETALL', KEYS[1]), redis.call('LRANGE', KEYS[2], 0, -1)}
+""")
+
 # Errors that say the server is away, busy or failing over, not that the data is wrong.
 _TRANSIENT = (
     redis_errors.ConnectionError,
@@ -40,6 +48,7 @@ _TRANSIENT = (
     redis_errors.BusyLoadingError,
     redis_errors.TryAgainError,
     redis_errors.ClusterDownError,
+    redis_errors.SlotNotCoveredError,  # a cluster failing over: no primary serves the slot yet
     redis_errors.MasterDownError,
     redis_errors.ReadOnlyError,
 )
@@ -61,6 +70,8 @@ class RedisTaskRepository(
 
     Several deployments share a server by using different prefixes; every
     key of one deployment hashes to one slot, so Lua scripts may touch them all.
+    ``url`` is what redis-py reads, or ``redis+cluster://`` / ``rediss+cluster://``
+    for a Redis Cluster (``connection.py``).
     """
 
     def __init__(
@@ -69,13 +80,17 @@ class RedisTaskRepository(
         self.url = url
         self.keys = KeySpace(check_prefix(key_prefix))
         # Binary-safe: payloads are bytes, so nothing is decoded behind our back.
-        self.client: aioredis.Redis = _client_for(url, max_connections)
+        self.client: RedisClient = client_for(url, max_connections)
         self._init_writes()
         self._init_claims()
         self._init_wakeups()
 
     async def open(self) -> None:
-        await self.client.ping()
+        if isinstance(self.client, RedisCluster):
+            # A keyed read: it reaches the primary of the deployment's slot, not any node.
+            await self.client.exists(self.keys.format_version)
+        else:
+            await self.client.ping()
 
     async def close(self) -> None:
         await self._stop_wakeups()
@@ -88,7 +103,10 @@ class RedisTaskRepository(
             await self.client.set(key, str(FORMAT_VERSION), nx=True)
         stored = await self.client.get(key)
         # The format problem first: it is the one that needs fixing before anything works.
-        problems = [format_problem(self.keys, stored), await persistence_warning(self.client)]
+        problems = [
+            format_problem(self.keys, stored),
+            await persistence_warning(self.client, self.keys),
+        ]
         return ". Also: ".join(problem for problem in problems if problem) or None
 
     def is_transient(self, exc: BaseException) -> bool:
@@ -127,13 +145,11 @@ class RedisTaskRepository(
     # -- single-task reads: the hash and its log list ------------------------------
 
     async def get_task(self, task_id: str, *, with_logs: bool = True) -> TaskRecord | None:
-        async with self.client.pipeline(transaction=True) as pipe:
-            pipe.hgetall(self.keys.task(task_id))
-            pipe.lrange(self.keys.logs(task_id), 0, -1)
-            row, raw_logs = await pipe.execute()
-        if not row:
+        keys = [self.keys.task(task_id), self.keys.logs(task_id)]
+        flat, raw_logs = await _TASK_WITH_LOGS(self.client, keys=keys, args=[])
+        if not flat:
             return None
-        record = codec.record_from_hash(row)
+        record = codec.record_from_hash(codec.as_mapping(flat))
         if with_logs:
             entries = [codec.log_from_json(task_id, raw) for raw in raw_logs]
             record.logs = codec.render_logs(entries, record.retries_used)
@@ -168,8 +184,10 @@ def format_problem(keys: KeySpace, stored: bytes | str | None) -> str | None:
     return None
 
 
-async def persistence_warning(client: aioredis.Redis) -> str | None:
+async def persistence_warning(client: RedisClient, keys: KeySpace) -> str | None:
     """A warning when the server keeps nothing on disk, or None.
+
+    On a cluster the server asked is the primary that owns the deployment's slot.
 
     Only when ``CONFIG GET`` answers ``appendonly no`` and an empty ``save``:
     then a restart of Redis loses every task.  Managed services that refuse
@@ -177,8 +195,15 @@ async def persistence_warning(client: aioredis.Redis) -> str | None:
     configured elsewhere, and guessing would be wrong as often as right.
     """
     try:
-        appendonly = _config_value(await client.config_get("appendonly"), "appendonly")
-        save = _config_value(await client.config_get("save"), "save")
+        if isinstance(client, RedisCluster):
+            node = await slot_owner(client, keys.format_version)
+            answer = await client.config_get("appendonly", target_nodes=node)
+            answer.update(await client.config_get("save", target_nodes=node))
+        else:
+            answer = await client.config_get("appendonly")
+            answer.update(await client.config_get("save"))
+        appendonly = _config_value(answer, "appendonly")
+        save = _config_value(answer, "save")
     except redis_errors.ResponseError:
         return None
     if appendonly != "no" or save != "":
@@ -197,25 +222,3 @@ def _config_value(answer: dict[Any, Any], name: str) -> str | None:
         if (key.decode() if isinstance(key, bytes) else key) == name:
             return value.decode() if isinstance(value, bytes) else str(value)
     return None
-
-
-def _client_for(url: str, max_connections: int | None) -> aioredis.Redis:
-    """A client for ``url``; with ``max_connections``, callers wait for a free connection.
-
-    Options redis-py does not know are refused here, at construction, rather
-    than at the first connection.
-    """
-    try:
-        if max_connections is None:
-            pool = aioredis.ConnectionPool.from_url(url, decode_responses=False)
-        else:
-            pool = aioredis.BlockingConnectionPool.from_url(
-                url, decode_responses=False, max_connections=max_connections
-            )
-        pool.connection_class(**pool.connection_kwargs)  # checks the options, connects nothing
-    except (TypeError, ValueError) as exc:
-        raise ConfigurationError(
-            f"the Redis URL has an option redis-py does not take ({exc}): remove it, "
-            "or see redis-py's from_url() for the options it reads"
-        ) from None
-    return aioredis.Redis.from_pool(pool)  # closes the pool with the client

@@ -24,10 +24,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from redis.asyncio import Redis
-
 from taskflow.models import TERMINAL_STATUSES
 from taskflow.repository.redis import codec
+from taskflow.repository.redis.connection import RedisClient
 from taskflow.repository.redis.keys import KeySpace
 from taskflow.repository.redis.lua import LIBRARY
 from taskflow.repository.redis.lua_script import LuaScript
@@ -79,7 +78,7 @@ return {deleted, skipped, 0}
 class RedisRetention:
     """``delete_finished_before()`` of ``RedisTaskRepository``."""
 
-    client: Redis
+    client: RedisClient
     keys: KeySpace
 
     async def delete_finished_before(self, cutoff: datetime, *, batch: int = 1000) -> int:

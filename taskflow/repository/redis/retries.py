@@ -19,10 +19,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from redis.asyncio import Redis
-
 from taskflow.models import TaskStatus
 from taskflow.repository.redis import codec
+from taskflow.repository.redis.connection import RedisClient
 from taskflow.repository.redis.keys import KeySpace
 from taskflow.repository.redis.lua import LIBRARY
 from taskflow.repository.redis.lua_script import LuaScript
@@ -98,7 +97,7 @@ def _source(values: Sequence[bytes | None]) -> RetrySource | None:
 class RedisRetries:
     """The retry methods of ``RedisTaskRepository`` (``TaskRepository``'s retries)."""
 
-    client: Redis
+    client: RedisClient
     keys: KeySpace
 
     async def _hmget_all(self, task_ids: Sequence[str | bytes], fields: Sequence[str]) -> list[Any]:

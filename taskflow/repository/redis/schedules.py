@@ -25,10 +25,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from redis.asyncio import Redis
-
 from taskflow.models import TaskRecord
 from taskflow.repository.redis import codec
+from taskflow.repository.redis.connection import RedisClient
 from taskflow.repository.redis.keys import KeySpace
 from taskflow.repository.redis.lua import LIBRARY
 from taskflow.repository.redis.lua_script import LuaScript
@@ -192,7 +191,7 @@ def _flat(flat: list[bytes]) -> dict[bytes, bytes]:
 class RedisSchedules:
     """The schedule methods of ``RedisTaskRepository`` (``TaskRepository``'s schedules)."""
 
-    client: Redis
+    client: RedisClient
     keys: KeySpace
 
     async def _schedule_script(self, script: LuaScript, *args: Any) -> Any:

@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
 from taskflow.models import TaskRecord, TaskStatus, utcnow
 from taskflow.repository.redis import codec, lua
+from taskflow.repository.redis.connection import RedisClient
 from taskflow.repository.redis.keys import KeySpace
 from taskflow.repository.values import BatchOutcome, WriteBatch
 
@@ -135,7 +135,7 @@ def insert_args(records: Iterable[TaskRecord]) -> list[Any]:
 class RedisWrites:
     """``apply``, ``transition``, ``insert_with_key`` and the scripted insert/delete."""
 
-    client: aioredis.Redis
+    client: RedisClient
     keys: KeySpace
 
     def _init_writes(self) -> None:
