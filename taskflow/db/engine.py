@@ -79,10 +79,20 @@ def create_engine_for(target: DatabaseTarget, **options: Any) -> AsyncEngine:
         return engine
     # A server that stops answering must surface as an error, not a hang.
     connect_args = {**target.connect_args, **options.pop("connect_args", {})}
-    if target.backend == "postgresql":
+    if target.url.get_driver_name() == "asyncpg":
         connect_args.setdefault("timeout", CONNECT_TIMEOUT_S)
-    else:
+    else:  # aiomysql, and libpq under psycopg
         connect_args.setdefault("connect_timeout", CONNECT_TIMEOUT_S)
+    if target.url.get_driver_name() == "psycopg":
+        # Positional %s parameters, as asyncpg's $n: the group commit's
+        # pre-compiled statements take rows as tuples (repository/sql/batch.py).
+        options.setdefault("paramstyle", "format")
+        # The rowcount of an INSERT says who won a race (ON CONFLICT DO
+        # NOTHING); SQLAlchemy keeps psycopg's only when asked to.
+        options["execution_options"] = {
+            "preserve_rowcount": True,
+            **options.get("execution_options", {}),
+        }
     options["connect_args"] = connect_args
     options.setdefault("pool_pre_ping", True)
     options.setdefault("pool_size", 10)

@@ -22,9 +22,9 @@ from taskflow.repository.factory import create_repository
 from taskflow.repository.redis import RedisTaskRepository
 from taskflow.repository.sql import SqlTaskRepository
 from taskflow.settings import resolve_database_url
-from tests.conftest import require_server
+from tests.conftest import require_server, server_of
 
-SQL_BACKENDS = ("sqlite", "postgres", "mysql")
+SQL_BACKENDS = ("sqlite", "postgres", "postgres-psycopg", "mysql")
 BACKENDS = (*SQL_BACKENDS, "redis")
 # The key prefix of each running test (node id -> prefix): its later repositories share it.
 _REDIS_PREFIXES: dict[str, str] = {}
@@ -34,7 +34,10 @@ Finish = Callable[[], Awaitable[None]]
 
 
 @pytest.fixture(
-    params=[pytest.param(name, id=name, marks=getattr(pytest.mark, name)) for name in BACKENDS]
+    params=[
+        pytest.param(name, id=name, marks=getattr(pytest.mark, server_of(name)))
+        for name in BACKENDS
+    ]
 )
 def backend_name(request: pytest.FixtureRequest) -> str:
     """Every backend of the suite (overrides the SQL-only one of ``tests/conftest.py``)."""

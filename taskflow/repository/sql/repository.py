@@ -93,6 +93,7 @@ class SqlTaskRepository(SqlSchedules, SqlRetries, SqlAdminRecords, TaskRepositor
         self._batch_engine = self.write_engine
         if dialects.is_postgresql(engine.dialect):
             self._one_statement_sql = pg_batch.batch_statement(
+                engine.dialect,
                 tasks_table.name, task_logs_table.name, task_stats_table.name, ACTIVE_ONLY
             )
             self._batch_engine = self.write_engine.execution_options(isolation_level="AUTOCOMMIT")
