@@ -57,6 +57,10 @@ def postgres_options(query: Mapping[str, Any], driver: str) -> tuple[Kept, Optio
         ConfigurationError: an option ``driver`` does not know, a bad value,
             an unknown ``sslmode`` or a TLS file that cannot be read.
     """
+    if "ssl" in query:  # asyncpg's own spelling of sslmode
+        if "sslmode" in query:
+            raise ConfigurationError("database URL options ssl and sslmode: give sslmode alone")
+        query = {("sslmode" if key == "ssl" else key): value for key, value in query.items()}
     tls = {key: single(key, query[key]) for key in TLS_OPTIONS if key in query}
     check_tls(tls)
     rest = {key: value for key, value in query.items() if key not in TLS_OPTIONS}

@@ -158,19 +158,23 @@ def insert_ignoring_duplicates(dialect: Dialect, table: Any) -> Any:
 
     On PostgreSQL a duplicate-key error aborts the whole transaction, so the
     conflict must never be raised: ``ON CONFLICT DO NOTHING`` there and on
-    SQLite, ``INSERT IGNORE`` on MySQL/MariaDB.  The rowcount says who won.
+    SQLite, ``INSERT IGNORE`` on MySQL/MariaDB.  The rowcount says who won;
+    SQLAlchemy keeps an INSERT's rowcount from psycopg only when asked to
+    (``preserve_rowcount``), also on an engine of the caller's own.
     """
     if is_postgresql(dialect):
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        return pg_insert(table).on_conflict_do_nothing()
-    if is_sqlite(dialect):
+        statement: Any = pg_insert(table).on_conflict_do_nothing()
+    elif is_sqlite(dialect):
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        return sqlite_insert(table).on_conflict_do_nothing()
-    from sqlalchemy import insert
+        statement = sqlite_insert(table).on_conflict_do_nothing()
+    else:
+        from sqlalchemy import insert
 
-    return insert(table).prefix_with("IGNORE")
+        statement = insert(table).prefix_with("IGNORE")
+    return statement.execution_options(preserve_rowcount=True)
 
 
 def skip_same_id_clause(dialect: Dialect) -> str:

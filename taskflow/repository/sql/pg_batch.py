@@ -97,9 +97,7 @@ def _unnest_select(
     return f"SELECT {picked} FROM unnest({arrays}) AS {alias}({', '.join(columns)})"
 
 
-def batch_statement(
-    dialect: Dialect, tasks: str, logs: str, stats: str, active_only: str
-) -> str:
+def batch_statement(dialect: Dialect, tasks: str, logs: str, stats: str, active_only: str) -> str:
     """The one statement of a group commit; parameters as ``batch_parameters`` returns them.
 
     Every parameter appears once, in order, as psycopg's ``%s`` requires.
