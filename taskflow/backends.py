@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
+from taskflow.deprecations import warn_unneeded
 from taskflow.exceptions import ConfigurationError
 from taskflow.settings import sqlite_file_url
 
@@ -47,8 +48,9 @@ class RedisBackend(SnapshotBackend):
     """Redis as the store (``pip install "taskflow-sql[redis]"``).
 
     ``prefix`` (or ``key_prefix``) starts every key, so several apps share one
-    Redis; fastapi-taskflow's ``ttl`` is accepted and not used: finished
-    tasks are deleted by ``retention_days``, which also keeps the statistics right.
+    Redis; fastapi-taskflow's ``ttl`` is accepted, warns and is not used:
+    finished tasks are deleted by ``retention_days``, which also keeps the
+    statistics right.
     """
 
     def __init__(
@@ -59,6 +61,7 @@ class RedisBackend(SnapshotBackend):
         *,
         key_prefix: str | None = None,
     ) -> None:
+        warn_unneeded({"ttl": ttl}, stacklevel=2)
         super().__init__(url)
         self.url = url
         self.prefix = key_prefix if key_prefix is not None else prefix
