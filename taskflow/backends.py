@@ -37,11 +37,19 @@ class SqliteBackend(SnapshotBackend):
 
 
 class PostgresBackend(SnapshotBackend):
-    """A PostgreSQL database, through asyncpg (``pip install "taskflow-sql[postgres]"``)."""
+    """A PostgreSQL database, through asyncpg (``pip install "taskflow-sql[postgres]"``).
+
+    A ``postgresql+psycopg://`` URL goes through psycopg 3 instead
+    (``pip install "taskflow-sql[psycopg]"``).
+    """
 
 
 class MySQLBackend(SnapshotBackend):
-    """A MySQL or MariaDB database, through aiomysql (``pip install "taskflow-sql[mysql]"``)."""
+    """A MySQL or MariaDB database, through aiomysql (``pip install "taskflow-sql[mysql]"``).
+
+    A ``mysql+asyncmy://`` URL goes through asyncmy instead
+    (``pip install "taskflow-sql[asyncmy]"``).
+    """
 
 
 class RedisBackend(SnapshotBackend):

@@ -35,7 +35,7 @@ _CHOSEN_DRIVERS: dict[str, dict[str, tuple[str, str, str]]] = {
         "psycopg": ("psycopg", "psycopg", "psycopg"),
         "psycopg_async": ("psycopg", "psycopg", "psycopg"),
     },
-    "mysql": {},
+    "mysql": {"asyncmy": ("asyncmy", "asyncmy", "asyncmy")},
 }
 # Sync drivers users commonly name; their URLs are switched to the default async driver.
 _SYNC_TWINS: dict[str, tuple[str, ...]] = {

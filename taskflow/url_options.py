@@ -20,7 +20,8 @@ from taskflow.postgres_options import flag, postgres_options, single, typed_valu
 
 Options = dict[str, Any]
 
-# Options SQLAlchemy's MySQL dialect or aiomysql understand, as URL text.
+# Options SQLAlchemy's MySQL dialect and both drivers (aiomysql, asyncmy: PyMySQL's
+# descendants) understand, as URL text.
 _MYSQL_KNOWN = {
     "charset",
     "connect_timeout",
@@ -52,7 +53,8 @@ def split_options(
 ) -> tuple[Kept, Options]:
     """Split a URL's options into those left in the URL and typed ``connect_args``.
 
-    ``driver``: PostgreSQL's (asyncpg or psycopg), whose options differ.
+    ``driver``: the one the URL resolved to, named in errors; PostgreSQL's
+    options differ between asyncpg and psycopg.
 
     Raises:
         ConfigurationError: an option the driver does not know, or a bad value.
@@ -63,14 +65,14 @@ def split_options(
         return postgres_options(query, driver)
     options = {key: single(key, value) for key, value in query.items()}
     if backend == "mysql":
-        return _mysql(options)
+        return _mysql(options, driver or "aiomysql")
     return dict(options), {}
 
 
 _MYSQL_TLS_FILES = ("ssl_ca", "ssl_capath", "ssl_cert", "ssl_key", "ssl_check_hostname")
 
 
-def _mysql(options: dict[str, str]) -> tuple[Kept, Options]:
+def _mysql(options: dict[str, str], driver: str) -> tuple[Kept, Options]:
     kept: Kept = {}
     typed: Options = {}
     mode = options.pop("ssl-mode", None)
@@ -78,7 +80,7 @@ def _mysql(options: dict[str, str]) -> tuple[Kept, Options]:
         # The ssl_* options then go into the TLS context, not to SQLAlchemy,
         # whose own ssl dict the context would replace.
         tls = {key: options.pop(key) for key in _MYSQL_TLS_FILES if key in options}
-        context = _mysql_ssl(mode, tls)
+        context = _mysql_ssl(mode, tls, driver)
         if context is not None:
             typed["ssl"] = context
     for key, value in options.items():
@@ -86,20 +88,20 @@ def _mysql(options: dict[str, str]) -> tuple[Kept, Options]:
             typed[key] = typed_value(key, value, int)  # else the engine's default wins
         elif "-" in key:
             raise ConfigurationError(
-                f"database URL option {key!r} is not understood by aiomysql, taskflow's MySQL "
+                f"database URL option {key!r} is not understood by {driver}, taskflow's MySQL "
                 f"driver (options are written with underscores: {key.replace('-', '_')!r}?)"
             )
         elif key in _MYSQL_KNOWN:
             kept[key] = value
         else:
             raise ConfigurationError(
-                f"database URL option {key!r} is not understood by aiomysql, taskflow's MySQL "
+                f"database URL option {key!r} is not understood by {driver}, taskflow's MySQL "
                 f"driver: use one of ssl-mode, {', '.join(sorted(_MYSQL_KNOWN))}"
             )
     return kept, typed
 
 
-def _mysql_ssl(mode: str, tls: dict[str, str]) -> ssl.SSLContext | None:
+def _mysql_ssl(mode: str, tls: dict[str, str], driver: str) -> ssl.SSLContext | None:
     """The TLS context for a MySQL client ``ssl-mode`` and the ``ssl_*`` options; None: no TLS."""
     wanted = mode.upper()
     if wanted == "DISABLED":
@@ -107,7 +109,7 @@ def _mysql_ssl(mode: str, tls: dict[str, str]) -> ssl.SSLContext | None:
     if wanted not in _MYSQL_SSL_MODES:
         raise ConfigurationError(
             f"database URL option ssl-mode={mode!r}: use one of {', '.join(_MYSQL_SSL_MODES)} "
-            "(PREFERRED is not offered: aiomysql cannot fall back to a plain connection)"
+            f"(PREFERRED is not offered: {driver} cannot fall back to a plain connection)"
         )
     try:
         context = ssl.create_default_context(cafile=tls.get("ssl_ca"), capath=tls.get("ssl_capath"))

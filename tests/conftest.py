@@ -8,10 +8,11 @@
   ``metadata.create_all``; ``engine``: an ``AsyncEngine`` on it that must have
   every connection back in its pool when the test ends.
 
-``"postgres-psycopg"`` (``DRIVER_VARIANTS``) is PostgreSQL through psycopg 3
-instead of asyncpg: the same server and database, another driver.  A
-``TASKFLOW_TEST_POSTGRES_URL`` naming a driver (``postgresql+psycopg://``)
-keeps it for every PostgreSQL test.
+``"postgres-psycopg"`` and ``"mysql-asyncmy"`` (``DRIVER_VARIANTS``) are
+PostgreSQL through psycopg 3 instead of asyncpg, MySQL/MariaDB through
+asyncmy instead of aiomysql: the same server and database, another driver.
+A ``TASKFLOW_TEST_POSTGRES_URL`` / ``TASKFLOW_TEST_MYSQL_URL`` naming a
+driver (``postgresql+psycopg://``) keeps it for every test of that server.
 
 Servers come from ``TASKFLOW_TEST_POSTGRES_URL`` / ``TASKFLOW_TEST_MYSQL_URL``
 (defaults: the local servers, database ``taskflow_test``, created when
@@ -328,7 +329,10 @@ def _redis_answers(url: str) -> bool:
 
 
 # Backend names that reach a server through another driver: name -> (server, driver).
-DRIVER_VARIANTS = {"postgres-psycopg": ("postgres", "postgresql+psycopg")}
+DRIVER_VARIANTS = {
+    "postgres-psycopg": ("postgres", "postgresql+psycopg"),
+    "mysql-asyncmy": ("mysql", "mysql+asyncmy"),
+}
 
 
 def server_of(backend: str) -> str:

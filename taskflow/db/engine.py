@@ -102,8 +102,27 @@ def create_engine_for(target: DatabaseTarget, **options: Any) -> AsyncEngine:
         # READ COMMITTED avoids the gap locks that make batched updates deadlock.
         options.setdefault("isolation_level", "READ COMMITTED")
     engine = create_async_engine(target.url, **options)
+    if target.backend == "mysql" and connect_args.get("ssl") is not None:
+        event.listen(engine.sync_engine, "connect", _require_tls)
     _connect_args[engine.sync_engine] = dict(connect_args)
     return engine
+
+
+TLS_NOT_SET_UP = "TLS was not set up on this connection"
+
+
+def _require_tls(dbapi_connection: Any, _record: Any) -> None:
+    # aiomysql upgrades to TLS only when the server offers it, and otherwise
+    # goes on in plain text, ssl-mode=REQUIRED or not: ask the server.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+    row = cursor.fetchone()
+    cursor.close()
+    if not row or not row[1]:
+        dbapi_connection.close()
+        # A connection error, as a server without TLS looks to the other drivers:
+        # the repository turns it into a ConfigurationError at startup.
+        raise ConnectionError(f"{TLS_NOT_SET_UP}: the server offers no TLS")
 
 
 # What each engine's connections are opened with, for connections made outside

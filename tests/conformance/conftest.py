@@ -24,7 +24,7 @@ from taskflow.repository.sql import SqlTaskRepository
 from taskflow.settings import resolve_database_url
 from tests.conftest import require_server, server_of
 
-SQL_BACKENDS = ("sqlite", "postgres", "postgres-psycopg", "mysql")
+SQL_BACKENDS = ("sqlite", "postgres", "postgres-psycopg", "mysql", "mysql-asyncmy")
 BACKENDS = (*SQL_BACKENDS, "redis")
 # The key prefix of each running test (node id -> prefix): its later repositories share it.
 _REDIS_PREFIXES: dict[str, str] = {}

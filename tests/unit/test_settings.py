@@ -100,8 +100,8 @@ def test_explicit_async_drivers_are_kept(raw: str) -> None:
 @pytest.mark.parametrize(
     "raw",
     [
-        "mysql+asyncmy://u@h/db",
-        "mariadb+asyncmy://u@h/db",
+        "mysql+mysqlconnector_async://u@h/db",
+        "postgresql+pgasync://u@h/db",
     ],
 )
 def test_other_async_drivers_are_refused_clearly(raw: str, every_driver_installed: None) -> None:
@@ -129,9 +129,16 @@ def test_psycopg_is_a_driver_of_its_own(raw: str) -> None:
     assert target.backend == "postgresql"
 
 
+@pytest.mark.parametrize("raw", ["mysql+asyncmy://u@h/db", "mariadb+asyncmy://u@h/db"])
+def test_asyncmy_is_a_driver_of_its_own(raw: str) -> None:
+    target = resolve_database_url(raw)
+    assert target.url.drivername == raw.partition(":")[0]
+    assert target.backend == "mysql"
+
+
 def test_refused_drivers_name_the_supported_ones(every_driver_installed: None) -> None:
-    with pytest.raises(ConfigurationError, match=r"through aiomysql, not asyncmy"):
-        resolve_database_url("mysql+asyncmy://u@h/db")
+    with pytest.raises(ConfigurationError, match=r"through aiomysql or asyncmy, not mysqldb_x"):
+        resolve_database_url("mysql+mysqldb_x://u@h/db")
     with pytest.raises(ConfigurationError, match=r"through asyncpg or psycopg, not pgasync"):
         resolve_database_url("postgresql+pgasync://u@h/db")
 
