@@ -29,6 +29,7 @@ _ASYNC_DRIVERS: dict[str, tuple[str, str, str]] = {
 }
 # Other async drivers taskflow supports: name in the URL -> (driver, import name, extra).
 # psycopg 3 is one driver for SQLAlchemy's sync and async dialects alike.
+# The defaults stay asyncpg and aiomysql, so existing URLs keep their driver.
 _CHOSEN_DRIVERS: dict[str, dict[str, tuple[str, str, str]]] = {
     "sqlite": {},
     "postgresql": {
@@ -105,8 +106,9 @@ def resolve_database_url(raw: str | None) -> DatabaseTarget:
     SQLite database.  Plain driver-less URLs get taskflow's async driver
     (aiosqlite, asyncpg, aiomysql), and so do URLs naming the usual sync
     drivers, so an app's existing URL works as is.  ``postgresql+psycopg://``
-    keeps psycopg 3, which is async as well.  Any other driver is refused:
-    the write path feeds rows shaped for these drivers.
+    keeps psycopg 3 (async as well) and ``mysql+asyncmy://`` asyncmy: the
+    conformance suite runs on both.  Any other driver is refused: the write
+    path feeds rows shaped for these drivers.
     """
     if raw is None:
         raw = os.environ.get(ENV_DATABASE_URL) or MEMORY_URL
