@@ -190,3 +190,31 @@ def test_psycopg_refuses_what_libpq_does_not_know() -> None:
 def test_asyncpg_names_psycopg_for_libpq_options_it_lacks() -> None:
     with pytest.raises(ConfigurationError, match=r"postgresql\+psycopg://"):
         TaskManager(database_url=f"{BASE}?keepalives=1")
+
+
+# -- the LISTEN connection, opened outside the pool, gets the same options --------------
+
+
+def test_listen_connection_options_per_driver() -> None:
+    from taskflow.repository.sql.wakeups import PostgresListener
+
+    several = "?host=a:5432&host=b:5433"
+    psycopg = resolve_database_url(f"postgresql+psycopg://u:pw@/app{several}&sslmode=require")
+    listener = PostgresListener(psycopg.url, lambda: None, connect_args=psycopg.connect_args)
+    assert listener._connect == {
+        "user": "u",
+        "password": "pw",
+        "dbname": "app",
+        "host": "a,b",  # libpq's lists
+        "port": "5432,5433",
+        "sslmode": "require",
+    }
+    asyncpg = resolve_database_url(f"postgresql://u:pw@/app{several}&sslmode=require")
+    listener = PostgresListener(asyncpg.url, lambda: None, connect_args=asyncpg.connect_args)
+    assert listener._connect == {
+        "user": "u",
+        "password": "pw",
+        "database": "app",
+        "host": ["a:5432", "b:5433"],
+        "ssl": "require",
+    }

@@ -57,9 +57,11 @@ class PostgresListener:
         self._connect: dict[str, Any] = url.translate_connect_args(
             username="user", database=database
         )
-        self._connect.update(
-            (key, _several(value, joined=self._psycopg)) for key, value in url.query.items()
-        )
+        for key, value in url.query.items():
+            if isinstance(value, tuple) and self._psycopg:  # several "host:port"
+                self._connect.update(_libpq_hosts(value))
+            else:
+                self._connect[key] = list(value) if isinstance(value, tuple) else value
         self._connect.update(connect_args or {})
         self._on_wake = on_wake
         self._channel = channel
@@ -116,9 +118,10 @@ class PostgresListener:
                 logger.debug("closing the LISTEN connection failed: %s", exc)
 
 
-def _several(value: Any, *, joined: bool) -> Any:
-    # SQLAlchemy's form of several hosts is a tuple: a list for asyncpg, a
-    # comma-separated string for libpq.
-    if not isinstance(value, tuple):
-        return value
-    return ",".join(value) if joined else list(value)
+def _libpq_hosts(hosts: tuple[str, ...]) -> dict[str, str]:
+    """SQLAlchemy's several ``host:port`` as libpq's comma-separated host and port lists."""
+    pairs = [host.rpartition(":")[::2] if ":" in host else (host, "") for host in hosts]
+    return {
+        "host": ",".join(name for name, _port in pairs),
+        "port": ",".join(port for _name, port in pairs),
+    }
