@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+# First: refuses a directory OpenStack's TaskFlow has written into (install_check.py).
+from taskflow import install_check as _install_check  # noqa: F401
 from taskflow.backends import (
     MySQLBackend,
     PostgresBackend,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
+from taskflow.deprecations import warn_unneeded
 from taskflow.exceptions import ConfigurationError
 from taskflow.settings import sqlite_file_url
 
@@ -54,21 +55,29 @@ class _ServerBackend(SnapshotBackend):
 
 
 class PostgresBackend(_ServerBackend):
-    """A PostgreSQL database, through asyncpg (``pip install "taskflow-sql[postgres]"``)."""
+    """A PostgreSQL database, through asyncpg (``pip install "taskflow-sql[postgres]"``).
+
+    A ``postgresql+psycopg://`` URL goes through psycopg 3 instead
+    (``pip install "taskflow-sql[psycopg]"``).
+    """
 
 
 class MySQLBackend(_ServerBackend):
-    """A MySQL or MariaDB database, through aiomysql (``pip install "taskflow-sql[mysql]"``)."""
+    """A MySQL or MariaDB database, through aiomysql (``pip install "taskflow-sql[mysql]"``).
+
+    A ``mysql+asyncmy://`` URL goes through asyncmy instead
+    (``pip install "taskflow-sql[asyncmy]"``).
+    """
 
 
 class RedisBackend(SnapshotBackend):
     """Redis as the store (``pip install "taskflow-sql[redis]"``).
 
     ``prefix`` (or ``key_prefix``) starts every key, so several apps share one
-    Redis; fastapi-taskflow's ``ttl`` is accepted and not used: finished
-    tasks are deleted by ``retention_days``, which also keeps the statistics right.
-    ``cluster=True`` says ``url`` is a node of a Redis Cluster, the same as
-    writing it ``redis+cluster://`` (or ``rediss+cluster://``).
+    Redis; fastapi-taskflow's ``ttl`` is accepted, warns and is not used:
+    finished tasks are deleted by ``retention_days``, which also keeps the
+    statistics right.  ``cluster=True`` says ``url`` is a node of a Redis
+    Cluster, the same as writing it ``redis+cluster://`` (or ``rediss+cluster://``).
     """
 
     def __init__(
@@ -80,6 +89,7 @@ class RedisBackend(SnapshotBackend):
         key_prefix: str | None = None,
         cluster: bool = False,
     ) -> None:
+        warn_unneeded({"ttl": ttl}, stacklevel=2)
         if cluster:
             url = _as_cluster_url(url)
         super().__init__(url)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any, ParamSpec
 
 from taskflow.backends import SnapshotBackend, choose_database_url
+from taskflow.deprecations import warn_unneeded
 from taskflow.exceptions import ConfigurationError
 from taskflow.facade.admin import AdminMethods
 from taskflow.facade.enqueueing import EnqueueOptions, EnqueueWithOptions, take_options
@@ -56,6 +57,9 @@ class TaskManager(RegistrationMethods, AdminMethods, LifecycleMethods, FastAPIMe
             ``TASKFLOW_DATABASE_URL``, else an in-memory SQLite database.
         snapshot_db / snapshot_backend: fastapi-taskflow's ways to name the
             database (a SQLite path, or a backend object / URL).
+        snapshot_interval / requeue_pending / merged_list_ttl: fastapi-taskflow
+            options that have no effect here; each one given warns
+            (``DeprecationWarning``) with the reason.
         create_tables: run the migrations (Redis: write the data-format version) at
             startup; default True for SQLite and Redis.
         write_buffer_size: writes held while the database is unreachable before
@@ -97,9 +101,9 @@ class TaskManager(RegistrationMethods, AdminMethods, LifecycleMethods, FastAPIMe
         database_url: str | None = None,
         snapshot_db: str | None = None,
         snapshot_backend: SnapshotBackend | str | None = None,
-        snapshot_interval: float = 60.0,
-        requeue_pending: bool = False,
-        merged_list_ttl: float = 5.0,
+        snapshot_interval: float | None = None,
+        requeue_pending: bool | None = None,
+        merged_list_ttl: float | None = None,
         loggers: list[Any] | None = None,
         log_file: str | None = None,
         log_file_max_bytes: int = 10 * 1024 * 1024,
@@ -124,6 +128,14 @@ class TaskManager(RegistrationMethods, AdminMethods, LifecycleMethods, FastAPIMe
         freeze_gc_at_startup: bool = False,
         tracer_provider: Any = None,
     ) -> None:
+        warn_unneeded(
+            {
+                "snapshot_interval": snapshot_interval,
+                "requeue_pending": requeue_pending,
+                "merged_list_ttl": merged_list_ttl,
+            },
+            stacklevel=2,
+        )
         url = choose_database_url(database_url, snapshot_backend, snapshot_db)
         self.target: DatabaseTarget = resolve_database_url(url)
         check_positive("write_buffer_size", write_buffer_size)
@@ -139,9 +151,10 @@ class TaskManager(RegistrationMethods, AdminMethods, LifecycleMethods, FastAPIMe
             max_process_workers=max_process_workers,
         )
         check_not_negative("process_shutdown_timeout", process_shutdown_timeout)
-        self.snapshot_interval = snapshot_interval
-        self.requeue_pending = requeue_pending
-        self.merged_list_ttl = merged_list_ttl
+        # fastapi-taskflow's attributes, kept readable; nothing reads them here.
+        self.snapshot_interval = 60.0 if snapshot_interval is None else snapshot_interval
+        self.requeue_pending = bool(requeue_pending)
+        self.merged_list_ttl = 5.0 if merged_list_ttl is None else merged_list_ttl
         self.loggers = list(loggers or [])
         self.log_file = log_file
         self.log_file_options = {

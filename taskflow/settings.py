@@ -27,10 +27,21 @@ _ASYNC_DRIVERS: dict[str, tuple[str, str, str]] = {
     "postgresql": ("asyncpg", "asyncpg", "postgres"),
     "mysql": ("aiomysql", "aiomysql", "mysql"),
 }
-# Sync drivers users commonly name; their URLs are switched to the async driver.
+# Other async drivers taskflow supports: name in the URL -> (driver, import name, extra).
+# psycopg 3 is one driver for SQLAlchemy's sync and async dialects alike.
+# The defaults stay asyncpg and aiomysql, so existing URLs keep their driver.
+_CHOSEN_DRIVERS: dict[str, dict[str, tuple[str, str, str]]] = {
+    "sqlite": {},
+    "postgresql": {
+        "psycopg": ("psycopg", "psycopg", "psycopg"),
+        "psycopg_async": ("psycopg", "psycopg", "psycopg"),
+    },
+    "mysql": {"asyncmy": ("asyncmy", "asyncmy", "asyncmy")},
+}
+# Sync drivers users commonly name; their URLs are switched to the default async driver.
 _SYNC_TWINS: dict[str, tuple[str, ...]] = {
     "sqlite": ("pysqlite",),
-    "postgresql": ("psycopg2", "psycopg", "pg8000"),
+    "postgresql": ("psycopg2", "pg8000"),
     "mysql": ("pymysql", "mysqldb", "mysqlconnector"),
 }
 _BACKEND_ALIASES = {"postgres": "postgresql", "mariadb": "mysql", "sqlite": "sqlite"}
@@ -96,8 +107,10 @@ def resolve_database_url(raw: str | None) -> DatabaseTarget:
     ``None`` means ``TASKFLOW_DATABASE_URL`` when set, otherwise an in-memory
     SQLite database.  Plain driver-less URLs get taskflow's async driver
     (aiosqlite, asyncpg, aiomysql), and so do URLs naming the usual sync
-    drivers, so an app's existing URL works as is.  Any other driver is
-    refused: the write path feeds rows shaped for these three drivers.
+    drivers, so an app's existing URL works as is.  ``postgresql+psycopg://``
+    keeps psycopg 3 (async as well) and ``mysql+asyncmy://`` asyncmy: the
+    conformance suite runs on both.  Any other driver is refused: the write
+    path feeds rows shaped for these drivers.
     """
     if raw is None:
         raw = os.environ.get(ENV_DATABASE_URL) or MEMORY_URL
@@ -107,19 +120,31 @@ def resolve_database_url(raw: str | None) -> DatabaseTarget:
     if url.get_backend_name() in REDIS_SCHEMES:
         return _redis_target(url)
     backend = _backend_of(url, raw)
-    driver, module, extra = _ASYNC_DRIVERS[backend]
-    given = url.drivername.partition("+")[2]
-    if given and given not in (driver, *_SYNC_TWINS[backend]):
-        raise ConfigurationError(
-            f"taskflow talks to {backend} through {driver}, not {given}: use a plain "
-            f"{url.get_backend_name()}:// URL (or {url.get_backend_name()}+{driver}://)"
-        )
+    driver, module, extra = _driver_for(backend, url)
     _require_module(module, extra, url.render_as_string(hide_password=True))
     # keep "mariadb" when the user wrote it: SQLAlchemy then applies MariaDB's rules
     dialect_name = "mariadb" if url.get_backend_name() == "mariadb" else backend
-    kept, connect_args = split_options(backend, url.query)
+    kept, connect_args = split_options(backend, url.query, driver=driver)
     url = url.set(drivername=f"{dialect_name}+{driver}", query=kept)
     return DatabaseTarget(url=url, backend=backend, connect_args=connect_args)
+
+
+def _driver_for(backend: str, url: URL) -> tuple[str, str, str]:
+    """The (driver, import name, extra) a URL asks for: its own when supported, else the default."""
+    given = url.drivername.partition("+")[2]
+    chosen = _CHOSEN_DRIVERS[backend]
+    if given in chosen:
+        return chosen[given]
+    default = _ASYNC_DRIVERS[backend]
+    if given and given not in (default[0], *_SYNC_TWINS[backend]):
+        scheme = url.get_backend_name()
+        drivers = sorted({default[0], *(driver for driver, _m, _e in chosen.values())})
+        urls = " or ".join(f"{scheme}+{driver}://" for driver in drivers)
+        raise ConfigurationError(
+            f"taskflow talks to {backend} through {' or '.join(drivers)}, not {given}: "
+            f"use a plain {scheme}:// URL (or {urls})"
+        )
+    return default
 
 
 def _redis_target(url: URL) -> DatabaseTarget:

@@ -6,40 +6,22 @@ to asyncpg and aiomysql as they are, as strings, so such a URL used to fail
 only when the first connection was opened, with an unexpected-keyword error.
 Here each option is renamed, typed and checked once, when the manager is
 built; one the driver does not know is a ``ConfigurationError`` that names it.
+PostgreSQL's options, TLS included, are in ``postgres_options.py``.
 """
 
 from __future__ import annotations
 
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from taskflow.exceptions import ConfigurationError
+from taskflow.postgres_options import flag, postgres_options, single, typed_value
 
 Options = dict[str, Any]
 
-_PG_SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
-_PG_RENAMED = {"sslmode": "ssl", "connect_timeout": "timeout"}
-_PG_TYPED: dict[str, Callable[[str], Any]] = {
-    "timeout": float,
-    "command_timeout": float,
-    "max_cached_statement_lifetime": float,
-    "statement_cache_size": int,
-    "max_cacheable_statement_size": int,
-    "prepared_statement_cache_size": int,
-}
-_PG_TEXT = {
-    "ssl",
-    "target_session_attrs",
-    "passfile",
-    "service",
-    "servicefile",
-    "krbsrvname",
-    "gsslib",
-    "host",  # SQLAlchemy's form for several hosts
-}
-
-# Options SQLAlchemy's MySQL dialect or aiomysql understand, as URL text.
+# Options SQLAlchemy's MySQL dialect and both drivers (aiomysql, asyncmy: PyMySQL's
+# descendants) understand, as URL text.
 _MYSQL_KNOWN = {
     "charset",
     "connect_timeout",
@@ -66,8 +48,13 @@ _MYSQL_SSL_MODES = ("DISABLED", "REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY")
 Kept = dict[str, Any]  # str, or a tuple of str for PostgreSQL's several hosts
 
 
-def split_options(backend: str, query: Mapping[str, Any]) -> tuple[Kept, Options]:
+def split_options(
+    backend: str, query: Mapping[str, Any], *, driver: str = ""
+) -> tuple[Kept, Options]:
     """Split a URL's options into those left in the URL and typed ``connect_args``.
+
+    ``driver``: the one the URL resolved to, named in errors; PostgreSQL's
+    options differ between asyncpg and psycopg.
 
     Raises:
         ConfigurationError: an option the driver does not know, or a bad value.
@@ -75,53 +62,17 @@ def split_options(backend: str, query: Mapping[str, Any]) -> tuple[Kept, Options
     if not query:
         return {}, {}
     if backend == "postgresql":
-        return _postgres(query)
-    options = {key: _single(key, value) for key, value in query.items()}
+        return postgres_options(query, driver)
+    options = {key: single(key, value) for key, value in query.items()}
     if backend == "mysql":
-        return _mysql(options)
+        return _mysql(options, driver or "aiomysql")
     return dict(options), {}
-
-
-def _single(key: str, value: Any) -> str:
-    if isinstance(value, tuple):
-        raise ConfigurationError(f"database URL option {key!r} is given more than once")
-    return str(value)
-
-
-def _postgres(query: Mapping[str, Any]) -> tuple[Kept, Options]:
-    kept: Kept = {}
-    typed: Options = {}
-    for key, given in query.items():
-        if key == "host":  # one, or several (SQLAlchemy's form): kept as given
-            kept[key] = given
-            continue
-        value = _single(key, given)
-        name = _PG_RENAMED.get(key, key)
-        if name == "ssl" and value not in _PG_SSLMODES:
-            raise ConfigurationError(
-                f"database URL option {key}={value!r}: use one of {', '.join(_PG_SSLMODES)}"
-            )
-        if name == "application_name":
-            typed.setdefault("server_settings", {})["application_name"] = value
-        elif name in _PG_TYPED:
-            typed[name] = _typed(key, value, _PG_TYPED[name])
-        elif name == "direct_tls":
-            typed[name] = _flag(key, value)
-        elif name in _PG_TEXT:
-            kept[name] = value
-        else:
-            known = sorted({*_PG_RENAMED, *_PG_TYPED, *_PG_TEXT, "direct_tls", "application_name"})
-            raise ConfigurationError(
-                f"database URL option {key!r} is not understood by asyncpg, taskflow's "
-                f"PostgreSQL driver: use one of {', '.join(known)}"
-            )
-    return kept, typed
 
 
 _MYSQL_TLS_FILES = ("ssl_ca", "ssl_capath", "ssl_cert", "ssl_key", "ssl_check_hostname")
 
 
-def _mysql(options: dict[str, str]) -> tuple[Kept, Options]:
+def _mysql(options: dict[str, str], driver: str) -> tuple[Kept, Options]:
     kept: Kept = {}
     typed: Options = {}
     mode = options.pop("ssl-mode", None)
@@ -129,28 +80,28 @@ def _mysql(options: dict[str, str]) -> tuple[Kept, Options]:
         # The ssl_* options then go into the TLS context, not to SQLAlchemy,
         # whose own ssl dict the context would replace.
         tls = {key: options.pop(key) for key in _MYSQL_TLS_FILES if key in options}
-        context = _mysql_ssl(mode, tls)
+        context = _mysql_ssl(mode, tls, driver)
         if context is not None:
             typed["ssl"] = context
     for key, value in options.items():
         if key == "connect_timeout":
-            typed[key] = _typed(key, value, int)  # else the engine's default wins
+            typed[key] = typed_value(key, value, int)  # else the engine's default wins
         elif "-" in key:
             raise ConfigurationError(
-                f"database URL option {key!r} is not understood by aiomysql, taskflow's MySQL "
+                f"database URL option {key!r} is not understood by {driver}, taskflow's MySQL "
                 f"driver (options are written with underscores: {key.replace('-', '_')!r}?)"
             )
         elif key in _MYSQL_KNOWN:
             kept[key] = value
         else:
             raise ConfigurationError(
-                f"database URL option {key!r} is not understood by aiomysql, taskflow's MySQL "
+                f"database URL option {key!r} is not understood by {driver}, taskflow's MySQL "
                 f"driver: use one of ssl-mode, {', '.join(sorted(_MYSQL_KNOWN))}"
             )
     return kept, typed
 
 
-def _mysql_ssl(mode: str, tls: dict[str, str]) -> ssl.SSLContext | None:
+def _mysql_ssl(mode: str, tls: dict[str, str], driver: str) -> ssl.SSLContext | None:
     """The TLS context for a MySQL client ``ssl-mode`` and the ``ssl_*`` options; None: no TLS."""
     wanted = mode.upper()
     if wanted == "DISABLED":
@@ -158,7 +109,7 @@ def _mysql_ssl(mode: str, tls: dict[str, str]) -> ssl.SSLContext | None:
     if wanted not in _MYSQL_SSL_MODES:
         raise ConfigurationError(
             f"database URL option ssl-mode={mode!r}: use one of {', '.join(_MYSQL_SSL_MODES)} "
-            "(PREFERRED is not offered: aiomysql cannot fall back to a plain connection)"
+            f"(PREFERRED is not offered: {driver} cannot fall back to a plain connection)"
         )
     try:
         context = ssl.create_default_context(cafile=tls.get("ssl_ca"), capath=tls.get("ssl_capath"))
@@ -171,21 +122,5 @@ def _mysql_ssl(mode: str, tls: dict[str, str]) -> ssl.SSLContext | None:
     if wanted == "REQUIRED":
         context.verify_mode = ssl.CERT_NONE  # encrypted, server not verified, as MySQL's client
     if "ssl_check_hostname" in tls:
-        context.check_hostname = _flag("ssl_check_hostname", tls["ssl_check_hostname"])
+        context.check_hostname = flag("ssl_check_hostname", tls["ssl_check_hostname"])
     return context
-
-
-def _typed(key: str, value: str, kind: Callable[[str], Any]) -> Any:
-    try:
-        return kind(value)
-    except ValueError:
-        raise ConfigurationError(f"database URL option {key}={value!r} must be a number") from None
-
-
-def _flag(key: str, value: str) -> bool:
-    lowered = value.lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ConfigurationError(f"database URL option {key}={value!r} must be true or false")

@@ -12,6 +12,12 @@
   ``metadata.create_all``; ``engine``: an ``AsyncEngine`` on it that must have
   every connection back in its pool when the test ends.
 
+``"postgres-psycopg"`` and ``"mysql-asyncmy"`` (``DRIVER_VARIANTS``) are
+PostgreSQL through psycopg 3 instead of asyncpg, MySQL/MariaDB through
+asyncmy instead of aiomysql: the same server and database, another driver.
+A ``TASKFLOW_TEST_POSTGRES_URL`` / ``TASKFLOW_TEST_MYSQL_URL`` naming a
+driver (``postgresql+psycopg://``) keeps it for every test of that server.
+
 Servers come from ``TASKFLOW_TEST_POSTGRES_URL`` / ``TASKFLOW_TEST_MYSQL_URL``
 (defaults: the local servers, database ``taskflow_test``, created when
 missing; a second pytest run at the same time gets ``taskflow_test_<pid>``).
@@ -136,7 +142,7 @@ class DatabaseServer:
         return resolve_database_url(self.configured_url).url._replace(database=database)
 
     def _connect_args(self) -> dict[str, Any]:
-        if self.backend == "postgres":
+        if self._async_url(None).get_driver_name() == "asyncpg":
             return {"timeout": CONNECT_TIMEOUT_S}
         return {"connect_timeout": CONNECT_TIMEOUT_S}
 
@@ -332,6 +338,26 @@ def _redis_answers(url: str) -> bool:
         return False
 
 
+# Backend names that reach a server through another driver: name -> (server, driver).
+DRIVER_VARIANTS = {
+    "postgres-psycopg": ("postgres", "postgresql+psycopg"),
+    "mysql-asyncmy": ("mysql", "mysql+asyncmy"),
+}
+
+
+def server_of(backend: str) -> str:
+    """The server a backend name runs on: "postgres-psycopg" runs on "postgres"."""
+    return DRIVER_VARIANTS[backend][0] if backend in DRIVER_VARIANTS else backend
+
+
+def with_driver(backend: str, url: str) -> str:
+    """``url`` with the driver ``backend`` names, if it names one."""
+    if backend not in DRIVER_VARIANTS:
+        return url
+    drivername = DRIVER_VARIANTS[backend][1]
+    return make_url(url).set(drivername=drivername).render_as_string(hide_password=False)
+
+
 def server_available(backend: str) -> bool:
     """Whether the test server for ``backend`` ("postgres", "mysql", "redis") answers."""
     if backend == "sqlite":
@@ -341,7 +367,7 @@ def server_available(backend: str) -> bool:
         if url not in _redis_checked:
             _redis_checked[url] = _redis_answers(url)
         return _redis_checked[url]
-    return SERVERS[backend].available()
+    return SERVERS[server_of(backend)].available()
 
 
 def require_server(backend: str) -> str:
@@ -357,7 +383,7 @@ def require_server(backend: str) -> str:
         if in_ci():
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
-    return SERVERS[backend].require()
+    return with_driver(backend, SERVERS[server_of(backend)].require())
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -388,7 +414,7 @@ def db_url(backend_name: str, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite:///{tmp_path}/tasks.db"
         return
     url = require_server(backend_name)
-    SERVERS[backend_name].reset()
+    SERVERS[server_of(backend_name)].reset()
     yield url
 
 
@@ -402,7 +428,7 @@ def schema_db_url(db_url: str, backend_name: str) -> str:
         finally:
             sync_engine.dispose()
     else:
-        SERVERS[backend_name].create_schema()
+        SERVERS[server_of(backend_name)].create_schema()
     return db_url
 
 

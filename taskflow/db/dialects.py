@@ -24,6 +24,15 @@ def is_sqlite(dialect: Dialect) -> bool:
     return dialect.name == "sqlite"
 
 
+def positional_parameter(dialect: Dialect, number: int) -> str:
+    """The ``number``-th parameter of hand-written PostgreSQL: ``$n`` (asyncpg) or ``%s``.
+
+    psycopg's ``%s`` has no number, so a statement written with this must use
+    each parameter once, in order.
+    """
+    return "%s" if dialect.paramstyle == "format" else f"${number}"
+
+
 # PostgreSQL array type of each column the group commit's update sets, in
 # MUTABLE_COLUMNS order, then the guard's id and epoch.
 _PG_UPDATE_ARRAYS = (
@@ -56,7 +65,7 @@ def set_update_returning_applied(dialect: Dialect, table: str, active_only: str)
     """
     if not is_postgresql(dialect):
         return None
-    arrays, names, _count = pg_update_arrays(1)
+    arrays, names, _count = pg_update_arrays(dialect, 1)
     return (
         f"WITH v AS (SELECT * FROM unnest({arrays}) AS v({names})), "
         f"locked AS (SELECT t.id FROM {table} AS t JOIN v ON t.id = v.g_id "
@@ -68,10 +77,11 @@ def set_update_returning_applied(dialect: Dialect, table: str, active_only: str)
     )
 
 
-def pg_update_arrays(first: int) -> tuple[str, str, int]:
+def pg_update_arrays(dialect: Dialect, first: int) -> tuple[str, str, int]:
     """PostgreSQL: the update's array parameters from ``$first`` on, their names, and how many."""
     arrays = ", ".join(
-        f"${n}::{kind}[]" for n, (_name, kind) in enumerate(_PG_UPDATE_ARRAYS, first)
+        f"{positional_parameter(dialect, n)}::{kind}[]"
+        for n, (_name, kind) in enumerate(_PG_UPDATE_ARRAYS, first)
     )
     names = ", ".join(name for name, _kind in _PG_UPDATE_ARRAYS)
     return arrays, names, len(_PG_UPDATE_ARRAYS)
@@ -148,19 +158,23 @@ def insert_ignoring_duplicates(dialect: Dialect, table: Any) -> Any:
 
     On PostgreSQL a duplicate-key error aborts the whole transaction, so the
     conflict must never be raised: ``ON CONFLICT DO NOTHING`` there and on
-    SQLite, ``INSERT IGNORE`` on MySQL/MariaDB.  The rowcount says who won.
+    SQLite, ``INSERT IGNORE`` on MySQL/MariaDB.  The rowcount says who won;
+    SQLAlchemy keeps an INSERT's rowcount from psycopg only when asked to
+    (``preserve_rowcount``), also on an engine of the caller's own.
     """
     if is_postgresql(dialect):
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        return pg_insert(table).on_conflict_do_nothing()
-    if is_sqlite(dialect):
+        statement: Any = pg_insert(table).on_conflict_do_nothing()
+    elif is_sqlite(dialect):
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        return sqlite_insert(table).on_conflict_do_nothing()
-    from sqlalchemy import insert
+        statement = sqlite_insert(table).on_conflict_do_nothing()
+    else:
+        from sqlalchemy import insert
 
-    return insert(table).prefix_with("IGNORE")
+        statement = insert(table).prefix_with("IGNORE")
+    return statement.execution_options(preserve_rowcount=True)
 
 
 def skip_same_id_clause(dialect: Dialect) -> str:

@@ -79,10 +79,20 @@ def create_engine_for(target: DatabaseTarget, **options: Any) -> AsyncEngine:
         return engine
     # A server that stops answering must surface as an error, not a hang.
     connect_args = {**target.connect_args, **options.pop("connect_args", {})}
-    if target.backend == "postgresql":
+    if target.url.get_driver_name() == "asyncpg":
         connect_args.setdefault("timeout", CONNECT_TIMEOUT_S)
-    else:
+    else:  # aiomysql, and libpq under psycopg
         connect_args.setdefault("connect_timeout", CONNECT_TIMEOUT_S)
+    if target.url.get_driver_name() == "psycopg":
+        # Positional %s parameters, as asyncpg's $n: the group commit's
+        # pre-compiled statements take rows as tuples (repository/sql/batch.py).
+        options.setdefault("paramstyle", "format")
+        # The rowcount of an INSERT says who won a race (ON CONFLICT DO
+        # NOTHING); SQLAlchemy keeps psycopg's only when asked to.
+        options["execution_options"] = {
+            "preserve_rowcount": True,
+            **options.get("execution_options", {}),
+        }
     options["connect_args"] = connect_args
     options.setdefault("pool_pre_ping", True)
     options.setdefault("pool_size", 10)
@@ -92,8 +102,27 @@ def create_engine_for(target: DatabaseTarget, **options: Any) -> AsyncEngine:
         # READ COMMITTED avoids the gap locks that make batched updates deadlock.
         options.setdefault("isolation_level", "READ COMMITTED")
     engine = create_async_engine(target.url, **options)
+    if target.backend == "mysql" and connect_args.get("ssl") is not None:
+        event.listen(engine.sync_engine, "connect", _require_tls)
     _connect_args[engine.sync_engine] = dict(connect_args)
     return engine
+
+
+TLS_NOT_SET_UP = "TLS was not set up on this connection"
+
+
+def _require_tls(dbapi_connection: Any, _record: Any) -> None:
+    # aiomysql upgrades to TLS only when the server offers it, and otherwise
+    # goes on in plain text, ssl-mode=REQUIRED or not: ask the server.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+    row = cursor.fetchone()
+    cursor.close()
+    if not row or not row[1]:
+        dbapi_connection.close()
+        # A connection error, as a server without TLS looks to the other drivers:
+        # the repository turns it into a ConfigurationError at startup.
+        raise ConnectionError(f"{TLS_NOT_SET_UP}: the server offers no TLS")
 
 
 # What each engine's connections are opened with, for connections made outside

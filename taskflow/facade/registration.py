@@ -6,6 +6,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
+from taskflow.deprecations import warn_unneeded
 from taskflow.facade.parts import ManagerParts
 from taskflow.models import ExceptionTypes, ExecutorName, JitterName, TaskConfig
 from taskflow.runtime.scheduler import PeriodicScheduler
@@ -23,7 +24,7 @@ class RegistrationMethods(ManagerParts):
         retries: int = 0,
         delay: float = 0.0,
         backoff: float = 1.0,
-        persist: bool = False,
+        persist: bool | None = None,
         name: str | None = None,
         requeue_on_interrupt: bool = False,
         eager: bool = False,
@@ -44,12 +45,16 @@ class RegistrationMethods(ManagerParts):
         Raises:
             RegistrationError: invalid values, an executor that does not fit the
                 function, or a name already used by another function.
+
+        ``persist`` (fastapi-taskflow's) has no effect, every task is stored;
+        giving it warns (``DeprecationWarning``).
         """
+        warn_unneeded({"persist": persist}, stacklevel=2)
         config = TaskConfig(
             retries=retries,
             delay=delay,
             backoff=backoff,
-            persist=persist,
+            persist=bool(persist),
             name=name,
             requeue_on_interrupt=requeue_on_interrupt,
             eager=eager,

@@ -24,10 +24,10 @@ from taskflow.repository.factory import create_repository
 from taskflow.repository.redis import RedisTaskRepository
 from taskflow.repository.sql import SqlTaskRepository
 from taskflow.settings import resolve_database_url
-from tests.conftest import require_server
+from tests.conftest import require_server, server_of
 from tests.redis_cluster import LocalCluster
 
-SQL_BACKENDS = ("sqlite", "postgres", "mysql")
+SQL_BACKENDS = ("sqlite", "postgres", "postgres-psycopg", "mysql", "mysql-asyncmy")
 BACKENDS = (*SQL_BACKENDS, "redis", "redis-cluster")
 _MARKS = {"redis-cluster": pytest.mark.redis}
 # The key prefix of each running test (node id -> prefix): its later repositories share it.
@@ -39,7 +39,9 @@ Finish = Callable[[], Awaitable[None]]
 
 @pytest.fixture(
     params=[
-        pytest.param(name, id=name, marks=_MARKS.get(name) or getattr(pytest.mark, name))
+        pytest.param(
+            name, id=name, marks=_MARKS.get(name) or getattr(pytest.mark, server_of(name))
+        )
         for name in BACKENDS
     ]
 )

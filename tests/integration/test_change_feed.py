@@ -49,7 +49,7 @@ async def test_commits_logs_and_cancels_notify_listeners(tmp_path: Path) -> None
     assert closing.closed  # shutdown ends every stream
 
 
-@pytest.mark.parametrize("backend_name", ["postgres"], indirect=True)
+@pytest.mark.parametrize("backend_name", ["postgres", "postgres-psycopg"], indirect=True)
 async def test_another_instances_commits_wake_this_instances_streams(database_url: str) -> None:
     """On PostgreSQL a commit on instance B wakes a stream on instance A before any poll."""
     first, second = TaskManager(database_url=database_url), TaskManager(database_url=database_url)

@@ -112,7 +112,10 @@ async def test_idempotency_key_in_session(schema_db_url: str, engine: Any) -> No
     assert first == second and DONE == ["k"]
 
 
-@pytest.mark.parametrize("backend_name", [pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.mark.parametrize(
+    "backend_name",
+    [pytest.param(name, marks=pytest.mark.postgres) for name in ("postgres", "postgres-psycopg")],
+)
 async def test_postgres_notify_wakes_other_instances(schema_db_url: str) -> None:
     """Another instance polling every 30 s picks the task up at once: LISTEN/NOTIFY woke it."""
     DONE.clear()

@@ -71,7 +71,8 @@ def test_url_parts_survive_normalisation() -> None:
         6543,
         "app",
     )
-    assert url.query == {"ssl": "require"}
+    assert url.query == {}
+    assert target.connect_args == {"ssl": "require"}  # asyncpg's spelling of sslmode
     assert "s3cret" not in target.render()
 
 
@@ -99,8 +100,8 @@ def test_explicit_async_drivers_are_kept(raw: str) -> None:
 @pytest.mark.parametrize(
     "raw",
     [
-        "mysql+asyncmy://u@h/db",
-        "mariadb+asyncmy://u@h/db",
+        "mysql+mysqlconnector_async://u@h/db",
+        "postgresql+pgasync://u@h/db",
     ],
 )
 def test_other_async_drivers_are_refused_clearly(raw: str, every_driver_installed: None) -> None:
@@ -114,11 +115,45 @@ def test_other_async_drivers_are_refused_clearly(raw: str, every_driver_installe
 
 
 @pytest.mark.parametrize(
+    "raw",
+    [
+        "postgresql+psycopg://u@h/db",
+        "postgres+psycopg://u@h/db",
+        "postgresql+psycopg_async://u@h/db",
+    ],
+)
+def test_psycopg_is_a_driver_of_its_own(raw: str) -> None:
+    """psycopg 3 is async too: its URL keeps it, under SQLAlchemy's one name for it."""
+    target = resolve_database_url(raw)
+    assert target.url.drivername == "postgresql+psycopg"
+    assert target.backend == "postgresql"
+
+
+@pytest.mark.parametrize("raw", ["mysql+asyncmy://u@h/db", "mariadb+asyncmy://u@h/db"])
+def test_asyncmy_is_a_driver_of_its_own(raw: str) -> None:
+    target = resolve_database_url(raw)
+    assert target.url.drivername == raw.partition(":")[0]
+    assert target.backend == "mysql"
+
+
+def test_refused_drivers_name_the_supported_ones(every_driver_installed: None) -> None:
+    with pytest.raises(ConfigurationError, match=r"through aiomysql or asyncmy, not mysqldb_x"):
+        resolve_database_url("mysql+mysqldb_x://u@h/db")
+    with pytest.raises(ConfigurationError, match=r"through asyncpg or psycopg, not pgasync"):
+        resolve_database_url("postgresql+pgasync://u@h/db")
+
+
+def test_missing_psycopg_names_its_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    _missing("psycopg", monkeypatch)
+    with pytest.raises(MissingDependencyError, match=r"taskflow-sql\[psycopg\]"):
+        TaskManager(database_url="postgresql+psycopg://u@h/db")
+
+
+@pytest.mark.parametrize(
     ("raw", "drivername"),
     [
         ("sqlite+pysqlite:///tasks.db", "sqlite+aiosqlite"),
         ("postgresql+psycopg2://u@h/db", "postgresql+asyncpg"),
-        ("postgresql+psycopg://u@h/db", "postgresql+asyncpg"),
         ("mysql+pymysql://u@h/db", "mysql+aiomysql"),
     ],
 )
@@ -264,8 +299,9 @@ def test_psycopg2_style_postgres_options_are_translated_and_typed() -> None:
         "postgresql://u@db/app?sslmode=require&connect_timeout=7&application_name=billing"
         "&command_timeout=30"
     )
-    assert dict(target.url.query) == {"ssl": "require"}
+    assert dict(target.url.query) == {}
     assert target.connect_args == {
+        "ssl": "require",
         "timeout": 7.0,
         "command_timeout": 30.0,
         "server_settings": {"application_name": "billing"},
@@ -315,7 +351,7 @@ def test_bad_mysql_options_fail_at_construction(query: str, message: str) -> Non
 def test_several_postgres_hosts_stay_in_the_url() -> None:
     target = resolve_database_url("postgresql://u@/app?host=a:5432&host=b:5433&sslmode=require")
     assert target.url.query["host"] == ("a:5432", "b:5433")
-    assert target.url.query["ssl"] == "require"
+    assert target.connect_args == {"ssl": "require"}
 
 
 def test_mysql_connect_timeout_is_typed_so_it_wins_over_the_default() -> None:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import sqlite3
 
+import psycopg
+import psycopg.errors
 import pymysql
 import pytest
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, StatementError
 
-from taskflow.repository.sql.errors import is_deadlock, is_transient
+from taskflow.repository.sql.errors import is_deadlock, is_tls_refused, is_transient
 
 
 def wrapped(original: BaseException, kind: type[DBAPIError] = OperationalError) -> DBAPIError:
@@ -100,3 +102,38 @@ def test_deadlocks_are_told_apart() -> None:
     assert is_deadlock(wrapped(PgError("40P01")))
     assert not is_deadlock(wrapped(PgError("55P03")))
     assert not is_deadlock(wrapped(pymysql.err.OperationalError(2013, "lost")))
+
+
+# -- psycopg 3: its own exception classes, SQLSTATE as ``sqlstate`` --------------------
+
+
+@pytest.mark.parametrize(
+    ("error_class", "transient", "deadlock"),
+    [
+        ("UniqueViolation", False, False),
+        ("CheckViolation", False, False),
+        ("UntranslatableCharacter", False, False),
+        ("AdminShutdown", True, False),
+        ("CannotConnectNow", True, False),
+        ("LockNotAvailable", True, False),
+        ("SerializationFailure", True, True),
+        ("DeadlockDetected", True, True),
+    ],
+)
+def test_psycopg_errors_are_read_by_sqlstate(
+    error_class: str, transient: bool, deadlock: bool
+) -> None:
+    error = wrapped(getattr(psycopg.errors, error_class)("message"))
+    assert is_transient(error) is transient
+    assert is_deadlock(error) is deadlock
+
+
+def test_psycopg_connection_failure_without_sqlstate_is_transient() -> None:
+    refused = psycopg.OperationalError("connection failed: Connection refused")
+    assert is_transient(wrapped(refused))
+
+
+def test_a_tls_refusal_is_recognised_through_the_wrapping() -> None:
+    assert is_tls_refused(ConnectionError('PostgreSQL server at "db:5432" rejected SSL upgrade'))
+    assert is_tls_refused(wrapped(Exception("server does not support SSL, but SSL was required")))
+    assert not is_tls_refused(wrapped(Exception("Connection refused")))

@@ -62,6 +62,13 @@ TASK_INSERT_COLUMNS = (
     "scheduled_for",
 )
 LOG_INSERT_COLUMNS = ("id", "task_id", "attempt", "level", "message", "extra", "created_at")
+INSERT_DURATION = TASK_INSERT_COLUMNS.index("duration_ms")
+UPDATE_DURATION = MUTABLE_COLUMNS.index("duration_ms")
+
+
+def floats(column: list[Any]) -> list[Any]:
+    """A duration column as floats: psycopg refuses a list mixing int and float."""
+    return [value if value is None or type(value) is float else float(value) for value in column]
 
 
 _encode_json = json.JSONEncoder(separators=(",", ":")).encode
@@ -260,7 +267,10 @@ class BatchStatements:
     @staticmethod
     def update_arrays(rows: Sequence[tuple[Any, ...]]) -> tuple[list[Any], ...]:
         """``update_rows`` turned column-wise: the parameters of ``update_applied_sql``."""
-        return tuple(list(column) for column in zip(*rows, strict=True))
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        if columns:
+            columns[UPDATE_DURATION] = floats(columns[UPDATE_DURATION])
+        return tuple(columns)
 
     def log_rows(self, entries: Sequence[TaskLogEntry]) -> list[tuple[Any, ...]]:
         dt = self.convert_datetime
@@ -286,7 +296,6 @@ TERMINAL = frozenset(status.value for status in TERMINAL_STATUSES)
 _INSERT_STATUS = TASK_INSERT_COLUMNS.index("status")
 _INSERT_DURATION = TASK_INSERT_COLUMNS.index("duration_ms")
 _UPDATE_STATUS = MUTABLE_COLUMNS.index("status")
-_UPDATE_DURATION = MUTABLE_COLUMNS.index("duration_ms")
 
 
 def finished_insert_rows(
@@ -310,7 +319,7 @@ def count_finishing_updates(
     for record, row in zip(records, rows, strict=True):
         status = row[_UPDATE_STATUS]
         if status in TERMINAL:
-            delta.add(record.func_name, status, row[_UPDATE_DURATION])
+            delta.add(record.func_name, status, row[UPDATE_DURATION])
 
 
 def settle_updates(

@@ -17,7 +17,11 @@ from __future__ import annotations
 
 import sqlite3
 
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+
+from taskflow.db.engine import TLS_NOT_SET_UP
+from taskflow.exceptions import ConfigurationError
 
 # Lost or refused connections, server going away, lock waits and deadlocks,
 # too many connections, read-only during a failover.
@@ -97,3 +101,49 @@ def _sqlite_transient(exc: sqlite3.Error) -> bool:
         return code & 0xFF in _SQLITE_TRANSIENT
     # Python before 3.11 gives no code: its classes are the best left.
     return isinstance(exc, sqlite3.OperationalError)
+
+
+# What each driver says when the server will not speak TLS: asyncpg's
+# ConnectionError, libpq's message under psycopg, asyncmy's handshake read as
+# TLS while the server answered in plain text, and db/engine.py's own check
+# for aiomysql (which would go on without TLS).
+_TLS_REFUSALS = (
+    "rejected SSL upgrade",
+    "server does not support SSL",
+    "[SSL: WRONG_VERSION_NUMBER]",
+    TLS_NOT_SET_UP,
+)
+
+
+def is_tls_refused(exc: BaseException) -> bool:
+    """True when the server offers no TLS and the URL requires it.
+
+    Waiting never cures it, unlike the connection errors it looks like: the
+    setting must change, on the server or in the URL.
+    """
+    seen: BaseException | None = exc
+    for _ in range(4):  # the driver's error, possibly wrapped by SQLAlchemy
+        if seen is None:
+            return False
+        if any(text in str(seen) for text in _TLS_REFUSALS):
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return False
+
+
+def tls_refused_error(url: URL) -> ConfigurationError:
+    """The error that tells how to fix a TLS refusal (``is_tls_refused``)."""
+    if url.get_backend_name() == "postgresql":
+        server, fix = (
+            "PostgreSQL",
+            (
+                "turn ssl on in the server's postgresql.conf, or use sslmode=prefer "
+                "(TLS when the server offers it) or sslmode=disable"
+            ),
+        )
+    else:
+        server, fix = "MySQL/MariaDB", "turn TLS on in the server, or use ssl-mode=DISABLED"
+    return ConfigurationError(
+        f"the {server} server at {url.host}:{url.port or 'default port'} does not offer TLS, "
+        f"and the database URL requires it: {fix}"
+    )

@@ -32,14 +32,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from taskflow.db.dialects import pg_update_arrays, pg_update_set_clause
+from sqlalchemy.engine import Dialect
+
+from taskflow.db.dialects import pg_update_arrays, pg_update_set_clause, positional_parameter
 from taskflow.models import TaskRecord
 from taskflow.repository.base import WriteBatch
 from taskflow.repository.sql.batch import (
+    INSERT_DURATION,
     LOG_INSERT_COLUMNS,
     TASK_INSERT_COLUMNS,
     TERMINAL,
+    UPDATE_DURATION,
     BatchStatements,
+    floats,
 )
 from taskflow.repository.sql.mapping import MUTABLE_COLUMNS
 from taskflow.repository.sql.stats import NO_DURATION, bucket_of
@@ -79,10 +84,13 @@ def _kind(column: str, kinds: dict[str, str]) -> str:
     return kinds.get(column, "varchar")
 
 
-def _unnest_select(columns: Sequence[str], kinds: dict[str, str], first: int, alias: str) -> str:
+def _unnest_select(
+    dialect: Dialect, columns: Sequence[str], kinds: dict[str, str], first: int, alias: str
+) -> str:
     # JSON travels as text (json[] parameters would need a codec per value).
     arrays = ", ".join(
-        f"${n}::{'text' if _kind(c, kinds) in _JSON_KINDS else _kind(c, kinds)}[]"
+        f"{positional_parameter(dialect, n)}::"
+        f"{'text' if _kind(c, kinds) in _JSON_KINDS else _kind(c, kinds)}[]"
         for n, c in enumerate(columns, first)
     )
     picked = ", ".join(
@@ -92,22 +100,25 @@ def _unnest_select(columns: Sequence[str], kinds: dict[str, str], first: int, al
     return f"SELECT {picked} FROM unnest({arrays}) AS {alias}({', '.join(columns)})"
 
 
-def batch_statement(tasks: str, logs: str, stats: str, active_only: str) -> str:
-    """The one statement of a group commit; parameters as ``batch_parameters`` returns them."""
+def batch_statement(dialect: Dialect, tasks: str, logs: str, stats: str, active_only: str) -> str:
+    """The one statement of a group commit; parameters as ``batch_parameters`` returns them.
+
+    Every parameter appears once, in order, as psycopg's ``%s`` requires.
+    """
     names = ", ".join(TASK_INSERT_COLUMNS)
-    inserts = _unnest_select(TASK_INSERT_COLUMNS, _TASK_KINDS, 1, "i")
+    inserts = _unnest_select(dialect, TASK_INSERT_COLUMNS, _TASK_KINDS, 1, "i")
     first_update = len(TASK_INSERT_COLUMNS) + 1
-    update_arrays, update_names, update_count = pg_update_arrays(first_update)
-    bucket_param = first_update + update_count
-    stripe_param = bucket_param + 1
-    first_log = stripe_param + 1
+    update_arrays, update_names, update_count = pg_update_arrays(dialect, first_update)
+    bucket = positional_parameter(dialect, first_update + update_count)
+    stripe = positional_parameter(dialect, first_update + update_count + 1)
+    first_log = first_update + update_count + 2
     log_names = ", ".join(LOG_INSERT_COLUMNS)
-    log_rows = _unnest_select(LOG_INSERT_COLUMNS, _LOG_KINDS, first_log, "l")
+    log_rows = _unnest_select(dialect, LOG_INSERT_COLUMNS, _LOG_KINDS, first_log, "l")
     terminal = ", ".join(f"'{status}'" for status in sorted(TERMINAL))
     timed = f"u.s_bucket <> {NO_DURATION}"
     return (
         f"WITH ins AS (INSERT INTO {tasks} ({names}) {inserts} ON CONFLICT (id) DO NOTHING), "
-        f"v AS (SELECT * FROM unnest({update_arrays}, ${bucket_param}::int[]) "
+        f"v AS (SELECT * FROM unnest({update_arrays}, {bucket}::int[]) "
         f"AS v({update_names}, s_bucket)), "
         f"locked AS (SELECT t.id FROM {tasks} AS t JOIN v ON t.id = v.g_id "
         "ORDER BY t.id FOR UPDATE OF t), "
@@ -117,7 +128,7 @@ def batch_statement(tasks: str, logs: str, stats: str, active_only: str) -> str:
         "RETURNING t.id, t.func_name, t.status, t.duration_ms, v.s_bucket), "
         f"stats AS (INSERT INTO {stats} (func_name, status, bucket, stripe, task_count, "
         "duration_sum, duration_min, duration_max) "
-        f"SELECT u.func_name, u.status, u.s_bucket, ${stripe_param}::int, count(*), "
+        f"SELECT u.func_name, u.status, u.s_bucket, {stripe}::int, count(*), "
         f"coalesce(sum(u.duration_ms) FILTER (WHERE {timed}), 0), "
         f"min(u.duration_ms) FILTER (WHERE {timed}), max(u.duration_ms) FILTER (WHERE {timed}) "
         f"FROM upd AS u WHERE u.status IN ({terminal}) "
@@ -157,11 +168,15 @@ def batch_parameters(
     """The statement's parameters, updates in ``ordered_updates`` order."""
     task_rows = statements.task_rows(batch.inserts)
     update_rows = statements.update_rows(ordered_updates)
-    buckets = [bucket_of(row[_UPDATE_DURATION]) for row in update_rows]
+    buckets = [bucket_of(row[UPDATE_DURATION]) for row in update_rows]
     log_rows = statements.log_rows(batch.logs)
+    inserted = _columns(task_rows, len(TASK_INSERT_COLUMNS))
+    inserted[INSERT_DURATION] = floats(inserted[INSERT_DURATION])
+    updated = _columns(update_rows, _UPDATE_WIDTH)
+    updated[UPDATE_DURATION] = floats(updated[UPDATE_DURATION])
     parameters = (
-        *_columns(task_rows, len(TASK_INSERT_COLUMNS)),
-        *_columns(update_rows, _UPDATE_WIDTH),
+        *inserted,
+        *updated,
         buckets,
         stripe,
         *_columns(log_rows, len(LOG_INSERT_COLUMNS)),
@@ -169,4 +184,4 @@ def batch_parameters(
     return parameters
 
 
-_UPDATE_WIDTH = pg_update_arrays(1)[2]
+_UPDATE_WIDTH = len(MUTABLE_COLUMNS) + 2  # the guard's id and epoch follow

@@ -93,7 +93,11 @@ class SqlTaskRepository(SqlSchedules, SqlRetries, SqlAdminRecords, TaskRepositor
         self._batch_engine = self.write_engine
         if dialects.is_postgresql(engine.dialect):
             self._one_statement_sql = pg_batch.batch_statement(
-                tasks_table.name, task_logs_table.name, task_stats_table.name, ACTIVE_ONLY
+                engine.dialect,
+                tasks_table.name,
+                task_logs_table.name,
+                task_stats_table.name,
+                ACTIVE_ONLY,
             )
             self._batch_engine = self.write_engine.execution_options(isolation_level="AUTOCOMMIT")
         self._pool_of_one = dialects.is_sqlite(engine.dialect) and engine.url.database in (
@@ -110,9 +114,14 @@ class SqlTaskRepository(SqlSchedules, SqlRetries, SqlAdminRecords, TaskRepositor
         return self.engine.dialect.name
 
     async def open(self) -> None:
-        async with self.engine.connect() as conn:
-            await conn.exec_driver_sql("SELECT 1")
-            self.max_argument_bytes = await limits.max_argument_bytes(conn)
+        try:
+            async with self.engine.connect() as conn:
+                await conn.exec_driver_sql("SELECT 1")
+                self.max_argument_bytes = await limits.max_argument_bytes(conn)
+        except Exception as exc:
+            if errors.is_tls_refused(exc):
+                raise errors.tls_refused_error(self.engine.url) from exc
+            raise
 
     async def close(self) -> None:
         await self.release()
