@@ -39,9 +39,7 @@ Finish = Callable[[], Awaitable[None]]
 
 @pytest.fixture(
     params=[
-        pytest.param(
-            name, id=name, marks=_MARKS.get(name) or getattr(pytest.mark, server_of(name))
-        )
+        pytest.param(name, id=name, marks=_MARKS.get(name) or getattr(pytest.mark, server_of(name)))
         for name in BACKENDS
     ]
 )
