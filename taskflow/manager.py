@@ -19,6 +19,7 @@ from taskflow.facade.enqueueing import EnqueueOptions, EnqueueWithOptions, take_
 from taskflow.facade.fastapi_glue import FastAPIMethods
 from taskflow.facade.lifecycle import LifecycleMethods
 from taskflow.facade.registration import RegistrationMethods
+from taskflow.facade.waiting import WaitMethods
 from taskflow.models import TaskSource
 from taskflow.observe.setup import build_observers
 from taskflow.options import (
@@ -47,7 +48,7 @@ from taskflow.settings import DatabaseTarget, resolve_database_url
 P = ParamSpec("P")
 
 
-class TaskManager(RegistrationMethods, AdminMethods, LifecycleMethods, FastAPIMethods):
+class TaskManager(RegistrationMethods, AdminMethods, WaitMethods, LifecycleMethods, FastAPIMethods):
     """Registers task functions, persists every task, and runs them in this process.
 
     Args:

@@ -41,6 +41,7 @@ class ManagerParts:
     # Options
     create_tables: bool
     lease_seconds: float
+    poll_interval: float
     shutdown_grace: float
     process_shutdown_timeout: float
     acknowledge_mode: AcknowledgeMode

@@ -5,7 +5,7 @@ a message on the deployment's channel lets a waiting dispatcher claim at
 once and a live dashboard re-read at once.  A lost message costs only that
 delay, so fire-and-forget pub/sub is enough.  Change notices carry the
 sender's instance id, so an instance ignores its own, and are sent at most
-every ``CHANGE_NOTICE_GAP`` seconds per instance.
+every ``CHANGE_NOTICE_GAP`` seconds per instance (``repository/notices.py``).
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
+from taskflow.repository.notices import NoticeSpacing
 from taskflow.repository.redis.keys import KeySpace
 
 logger = logging.getLogger("taskflow.repository")
@@ -76,8 +76,7 @@ class RedisWakeups:
 
     def _init_wakeups(self) -> None:
         self._subscriptions: list[_Subscription] = []
-        self._change_sender: str | None = None
-        self._last_change_notice = 0.0
+        self._notices = NoticeSpacing(CHANGE_NOTICE_GAP, self._publish_change)
 
     async def _subscribe(self, channel: str, on_message: Callable[[bytes], None]) -> _Subscription:
         subscription = _Subscription(self.client, channel, on_message)
@@ -92,7 +91,7 @@ class RedisWakeups:
 
     async def _stop_wakeups(self) -> None:
         """Stop every subscription (at ``close()``)."""
-        self._change_sender = None
+        await self._notices.stop()
         for subscription in list(self._subscriptions):
             await self._unsubscribe(subscription)
 
@@ -116,25 +115,24 @@ class RedisWakeups:
             if sender != own:
                 on_change()
 
-        self._change_sender = instance_id
+        self._notices.start(instance_id)
         subscription = await self._subscribe(self.keys.changes_channel, received)
 
         async def stop() -> None:
-            self._change_sender = None
+            await self._notices.stop()
             await self._unsubscribe(subscription)
 
         return stop
 
     async def _notice_changes(self) -> None:
-        """After a write: tell other instances' dashboards, at most every gap."""
-        sender = self._change_sender
+        """After a write: tell other instances, at most every gap (the last change late)."""
+        sender = self._notices.sender_now()
         if sender is None:
             return
-        now = time.monotonic()
-        if now - self._last_change_notice < CHANGE_NOTICE_GAP:
-            return
-        self._last_change_notice = now
         try:
-            await self.client.publish(self.keys.changes_channel, sender.encode("utf-8"))
+            await self._publish_change(sender)
         except redis_errors.RedisError as exc:  # the write landed; the notice is optional
             logger.debug("change notice not sent: %s", exc)
+
+    async def _publish_change(self, sender: str) -> None:
+        await self.client.publish(self.keys.changes_channel, sender.encode("utf-8"))
