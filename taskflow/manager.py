@@ -203,6 +203,8 @@ class TaskManager(RegistrationMethods, AdminMethods, WaitMethods, LifecycleMetho
             self.retention = RetentionService(self.repository, retention_days)
             self._services.append(self.retention)
         self._dependency = None
+        # Set by taskflow.testing.inline_tasks(): each request ends with drain().
+        self.drain_after_requests = False
         # Live dashboard streams listen here; the writer notifies after each commit.
         self.changes = ChangeFeed()
         self._remote_changes = None

@@ -48,6 +48,7 @@ class ManagerParts:
     acknowledge_timeout: float
     retention_days: float | None
     freeze_gc_at_startup: bool
+    drain_after_requests: bool
     tracer_provider: Any
     # Parts
     instance_id: str
