@@ -1,4 +1,4 @@
-"""``wait()`` and ``wait_sync()``: the finished record of one task, for scripts, workflows and tests.
+"""``wait()`` and ``wait_sync()``: one task's finished record, for scripts, workflows and tests.
 
 Tasks run after the response whatever the caller does; these methods only
 let code that needs a task's outcome (a script, one step of a workflow, a
