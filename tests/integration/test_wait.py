@@ -174,3 +174,15 @@ async def test_a_quick_task_on_another_instance_is_announced_when_it_ends(
     finally:
         await there.manager.shutdown()
         await here.manager.shutdown()
+
+
+async def test_a_shutdown_ends_the_wait_with_not_started(database_url: str) -> None:
+    gate = asyncio.Event()
+    tasks = register(TaskManager(database_url=database_url, shutdown_grace=0.2), gate)
+    await tasks.manager.startup()
+    task_id = await tasks.manager.enqueue(tasks.gated, "late")
+    waiter = asyncio.create_task(tasks.manager.wait(task_id))
+    await asyncio.sleep(0.1)
+    await tasks.manager.shutdown()
+    with pytest.raises(NotStartedError, match="shut down"):
+        await waiter
