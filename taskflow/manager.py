@@ -20,6 +20,7 @@ from taskflow.facade.enqueueing import EnqueueOptions, EnqueueWithOptions, take_
 from taskflow.facade.fastapi_glue import FastAPIMethods
 from taskflow.facade.lifecycle import LifecycleMethods
 from taskflow.facade.registration import RegistrationMethods
+from taskflow.facade.waiting import WaitMethods
 from taskflow.models import TaskSource
 from taskflow.observe.setup import build_observers
 from taskflow.options import (
@@ -48,7 +49,7 @@ from taskflow.settings import DatabaseTarget, resolve_database_url
 P = ParamSpec("P")
 
 
-class TaskManager(RegistrationMethods, AdminMethods, LifecycleMethods, FastAPIMethods):
+class TaskManager(RegistrationMethods, AdminMethods, WaitMethods, LifecycleMethods, FastAPIMethods):
     """Registers task functions, persists every task, and runs them in this process.
 
     Args:
@@ -215,6 +216,8 @@ class TaskManager(RegistrationMethods, AdminMethods, LifecycleMethods, FastAPIMe
             self.retention = RetentionService(self.repository, retention_days)
             self._services.append(self.retention)
         self._dependency = None
+        # Set by taskflow.testing.inline_tasks(): each request ends with drain().
+        self.drain_after_requests = False
         # Live dashboard streams listen here; the writer notifies after each commit.
         self.changes = ChangeFeed()
         self._remote_changes = None

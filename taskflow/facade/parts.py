@@ -41,12 +41,14 @@ class ManagerParts:
     # Options
     create_tables: bool
     lease_seconds: float
+    poll_interval: float
     shutdown_grace: float
     process_shutdown_timeout: float
     acknowledge_mode: AcknowledgeMode
     acknowledge_timeout: float
     retention_days: float | None
     freeze_gc_at_startup: bool
+    drain_after_requests: bool
     tracer_provider: Any
     # Parts
     instance_id: str

@@ -54,7 +54,9 @@ class TaskStoreView:
                 route): ``await task_manager.store.aget(task_id)`` there.
             NotStartedError: the manager is not running.
         """
-        return self._blocking("get", "aget(task_id)", lambda: self.aget(task_id))
+        return call_blocking(
+            self._manager, "store.get", "store.aget(task_id)", lambda: self.aget(task_id)
+        )
 
     def list(self) -> list[TaskRecord]:
         """The newest 1,000 tasks, newest first, from a sync route or any thread without a loop.
@@ -64,26 +66,44 @@ class TaskStoreView:
                 route): ``await task_manager.store.alist()`` there.
             NotStartedError: the manager is not running.
         """
-        return self._blocking("list", "alist()", self.alist)
+        return call_blocking(self._manager, "store.list", "store.alist()", self.alist)
 
-    def _blocking(
-        self, name: str, async_form: str, read: Callable[[], Coroutine[Any, Any, T]]
-    ) -> T:
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            pass  # no loop in this thread: waiting here blocks no one
-        else:
-            raise BlockingCallError(
-                f"task_manager.store.{name}() blocks, and this thread runs an "
-                f"event loop (an async def route?): use await task_manager.store.{async_form}"
-            )
-        manager = self._manager
-        loop = manager._loop
-        if not manager.started or loop is None or loop.is_closed():
-            raise NotStartedError(
-                "task_manager.store reads the database through the running manager: start it "
-                "first (TaskAdmin or task_manager.init_app(app), then run the app)"
-            )
-        future = asyncio.run_coroutine_threadsafe(read(), loop)
-        return future.result(BLOCKING_READ_TIMEOUT_S)
+
+def call_blocking(
+    manager: TaskManager,
+    name: str,
+    async_form: str,
+    call: Callable[[], Coroutine[Any, Any, T]],
+    timeout: float | None = BLOCKING_READ_TIMEOUT_S,
+) -> T:
+    """Run ``call()`` on the manager's loop and wait for it, from a thread without a loop.
+
+    The one way sync code (a sync route in FastAPI's threadpool, a script's
+    thread) reaches coroutines of the running manager.  ``name`` and
+    ``async_form`` word the errors (``task_manager.<name>()``).
+
+    Raises:
+        BlockingCallError: this thread runs an event loop, which waiting would stall.
+        NotStartedError: the manager is not running.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass  # no loop in this thread: waiting here blocks no one
+    else:
+        raise BlockingCallError(
+            f"task_manager.{name}() blocks, and this thread runs an "
+            f"event loop (an async def route?): use await task_manager.{async_form}"
+        )
+    loop = manager._loop
+    if not manager.started or loop is None or loop.is_closed():
+        raise NotStartedError(
+            f"task_manager.{name}() reads the database through the running manager: start it "
+            "first (TaskAdmin or task_manager.init_app(app), then run the app)"
+        )
+    future = asyncio.run_coroutine_threadsafe(call(), loop)
+    try:
+        return future.result(timeout)
+    except BaseException:
+        future.cancel()  # a caller interrupted (or timed out) leaves nothing running
+        raise

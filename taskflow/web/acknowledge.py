@@ -77,6 +77,10 @@ class AcknowledgeMiddleware:
             if receipt.tasks:
                 manager.settle_request(receipt, status)
                 receipt.tasks.clear()  # tasks' copies of the context keep the receipt
+        if manager.drain_after_requests:
+            # taskflow.testing.inline_tasks(): the client's call returns once the
+            # tasks are over, as it does for FastAPI's own background tasks.
+            await manager.drain()
 
 
 # The messages that carry the response to the client (not TestClient's debug one).

@@ -5,7 +5,7 @@ a message on the deployment's channel lets a waiting dispatcher claim at
 once and a live dashboard re-read at once.  A lost message costs only that
 delay, so fire-and-forget pub/sub is enough.  Change notices carry the
 sender's instance id, so an instance ignores its own, and are sent at most
-every ``CHANGE_NOTICE_GAP`` seconds per instance.
+every ``CHANGE_NOTICE_GAP`` seconds per instance (``repository/notices.py``).
 
 On a Redis Cluster the channels are shard channels (``SPUBLISH`` and
 ``SSUBSCRIBE``): they carry the deployment's hash tag, so a message stays on
@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
@@ -31,6 +30,7 @@ from redis import exceptions as redis_errors
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
 
+from taskflow.repository.notices import NoticeSpacing
 from taskflow.repository.redis.connection import RedisClient, node_client, slot_owner
 from taskflow.repository.redis.keys import KeySpace
 
@@ -145,8 +145,7 @@ class RedisWakeups:
 
     def _init_wakeups(self) -> None:
         self._subscriptions: list[_Subscription] = []
-        self._change_sender: str | None = None
-        self._last_change_notice = 0.0
+        self._notices = NoticeSpacing(CHANGE_NOTICE_GAP, self._publish_change)
         self._polling_reason: str | None = None
 
     def _can_subscribe(self) -> bool:
@@ -188,7 +187,7 @@ class RedisWakeups:
 
     async def _stop_wakeups(self) -> None:
         """Stop every subscription (at ``close()``)."""
-        self._change_sender = None
+        await self._notices.stop()
         for subscription in list(self._subscriptions):
             await self._unsubscribe(subscription)
 
@@ -224,7 +223,7 @@ class RedisWakeups:
             if sender != own:
                 on_change()
 
-        self._change_sender = instance_id  # others may listen even when this one cannot
+        self._notices.start(instance_id)  # others may listen even when this one cannot
         if not self._can_subscribe():
             return None
         subscription = await self._subscribe(self.keys.changes_channel, received)
@@ -232,21 +231,20 @@ class RedisWakeups:
             return None
 
         async def stop() -> None:
-            self._change_sender = None
+            await self._notices.stop()
             await self._unsubscribe(subscription)
 
         return stop
 
     async def _notice_changes(self) -> None:
-        """After a write: tell other instances' dashboards, at most every gap."""
-        sender = self._change_sender
+        """After a write: tell other instances, at most every gap (the last change late)."""
+        sender = self._notices.sender_now()
         if sender is None:
             return
-        now = time.monotonic()
-        if now - self._last_change_notice < CHANGE_NOTICE_GAP:
-            return
-        self._last_change_notice = now
         try:
-            await self._publish(self.keys.changes_channel, sender.encode("utf-8"))
+            await self._publish_change(sender)
         except redis_errors.RedisError as exc:  # the write landed; the notice is optional
             logger.debug("change notice not sent: %s", exc)
+
+    async def _publish_change(self, sender: str) -> None:
+        await self._publish(self.keys.changes_channel, sender.encode("utf-8"))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import datetime
@@ -32,6 +31,7 @@ from taskflow.repository.base import (
     TaskRepository,
     WriteBatch,
 )
+from taskflow.repository.notices import NoticeSpacing
 from taskflow.repository.sql import (
     caller_session,
     errors,
@@ -78,10 +78,9 @@ class SqlTaskRepository(SqlSchedules, SqlRetries, SqlAdminRecords, TaskRepositor
         )
         self.write_engine = engine.execution_options(**{WRITE_OPTION: True})
         self._statements = BatchStatements(engine.dialect)
-        # PostgreSQL: group commits tell other instances' dashboards, at most
-        # every CHANGE_NOTICE_GAP seconds (their polling covers the rest).
-        self._change_sender: str | None = None
-        self._last_change_notice = 0.0
+        # PostgreSQL: group commits tell other instances' dashboards and waiters,
+        # at most every CHANGE_NOTICE_GAP seconds (the last change of a burst late).
+        self._notices = NoticeSpacing(CHANGE_NOTICE_GAP, self._send_change_notice)
         self._inline: SqliteInlineWriter | None = None
         # The group commit's own connection, held between batches: taking one
         # from the pool costs a liveness ping, a round trip per commit.
@@ -185,13 +184,7 @@ class SqlTaskRepository(SqlSchedules, SqlRetries, SqlAdminRecords, TaskRepositor
         # Tasks the batch finishes are rolled up in the same transaction (stats.py).
         if self._inline is not None:
             return BatchOutcome(frozenset(await self._inline.apply(batch, self.stats_stripe)))
-        sender = self._change_sender
-        if sender is not None:
-            now = time.monotonic()
-            if now - self._last_change_notice >= CHANGE_NOTICE_GAP:
-                self._last_change_notice = now
-            else:
-                sender = None
+        sender = self._notices.sender_now()
         one_statement = self._one_statement_sql is not None and pg_batch.fits_one_statement(batch)
         if (
             self._batch_lock.locked()
@@ -353,7 +346,7 @@ class SqlTaskRepository(SqlSchedules, SqlRetries, SqlAdminRecords, TaskRepositor
     ) -> Callable[[], Awaitable[None]] | None:
         if not dialects.is_postgresql(self.engine.dialect):
             return None
-        self._change_sender = instance_id
+        self._notices.start(instance_id)
         listener = wakeups.PostgresListener(
             self.engine.url,
             on_change,
@@ -364,10 +357,14 @@ class SqlTaskRepository(SqlSchedules, SqlRetries, SqlAdminRecords, TaskRepositor
         await listener.start()
 
         async def stop() -> None:
-            self._change_sender = None
+            await self._notices.stop()
             await listener.stop()
 
         return stop
+
+    async def _send_change_notice(self, sender: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(wakeups.NOTIFY_CHANGES, {"sender": sender})
 
     async def announce_work(self) -> None:
         if dialects.is_postgresql(self.engine.dialect):
