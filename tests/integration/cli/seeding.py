@@ -72,7 +72,8 @@ def with_repository(url: str, work: Callable[[TaskRepository], Awaitable[_R]]) -
     async def main() -> _R:
         repository = create_repository(resolve_database_url(url), connections=2)
         await repository.open()
-        await repository.prepare_schema(migrate=True)
+        if repository.prepares_itself:  # SQLite and Redis; the servers have the models
+            await repository.prepare_schema(migrate=True)
         try:
             return await work(repository)
         finally:
