@@ -99,9 +99,10 @@ async def _scan(
 
 def _confirm(count: int, since: datetime, func: str | None) -> bool:
     what = f"{count} failed or interrupted task(s)" + (f" of {func}" if func else "")
+    window = f"created since {when(since)} UTC"
     if not sys.stdin.isatty():
-        raise UsageError(f"{what} would be retried: pass --yes to retry without asking")
-    sys.stderr.write(f"Retry {what} created since {when(since)} UTC? [y/N] ")
+        raise UsageError(f"found {what} {window}: pass --yes to retry them without asking")
+    sys.stderr.write(f"Retry {what} {window} (those retried before are skipped)? [y/N] ")
     sys.stderr.flush()
     return input().strip().lower() in ("y", "yes")
 

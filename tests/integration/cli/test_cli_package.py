@@ -91,7 +91,7 @@ def test_retry_failed_asks_on_a_terminal(
     assert result.err.startswith(
         "Retry 2 failed or interrupted task(s) of jobs.send created since "
     )
-    assert result.err.endswith(" UTC? [y/N] ")
+    assert result.err.endswith(" UTC (those retried before are skipped)? [y/N] ")
     if retried:
         assert result.out == "retried 2 task(s), skipped 0\n"
         assert [entry.action for entry in audit_entries(url)] == ["retry_failed"]

@@ -142,10 +142,8 @@ def test_retry_failed_asks_first_and_refuses_without_a_terminal(
     seed(database_url, [task("jobs.send", TaskStatus.FAILED)])
     result = run_cli(capsys, "tasks", "retry-failed", "--url", database_url)
     assert (result.status, result.out) == (2, "")
-    assert result.err == (
-        "taskflow: error: 1 failed or interrupted task(s) would be retried: "
-        "pass --yes to retry without asking\n"
-    )
+    assert result.err.startswith("taskflow: error: found 1 failed or interrupted task(s) created")
+    assert result.err.endswith(" UTC: pass --yes to retry them without asking\n")
     assert retries_of(database_url) == {}
     assert audit_entries(database_url) == []
 
