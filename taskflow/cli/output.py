@@ -15,6 +15,7 @@ from typing import Any, TextIO
 
 GAP = "  "
 ELLIPSIS = "…"
+ERASE_LINE = "\r\033[K"  # back to the start of the line, clear to its end
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -103,8 +104,8 @@ class Progress:
         self._written = True
 
     def finish(self) -> None:
-        """End the counter's line, so what follows starts on a line of its own."""
+        """Erase the counter's line: the command's result follows, on stdout."""
         if self._written:
-            self.stream.write("\n")
+            self.stream.write(ERASE_LINE)
             self.stream.flush()
             self._written = False

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from taskflow.cli.output import percent, print_json, seconds, table, when
+from taskflow.cli.output import Progress, percent, print_json, seconds, table, when
 from taskflow.cli.parser import EXIT_OK, Commands, UsageError, add_url_option
 from taskflow.cli.reads import pages
 from taskflow.cli.since import FORMS, since_argument
@@ -174,10 +174,15 @@ async def _report(args: argparse.Namespace, repository: TaskRepository) -> int:
     grouping = Grouping(args.by, args.since, until)
     query = TaskQuery(created_since=args.since, created_until=until)
     read = 0
-    async for page in pages(repository, query, MAX_REPORT_TASKS + 1):
-        for record in page[: MAX_REPORT_TASKS - read]:
-            grouping.add(record)
-        read += len(page)
+    progress = Progress("tasks read", sys.stderr)
+    try:
+        async for page in pages(repository, query, MAX_REPORT_TASKS + 1):
+            for record in page[: MAX_REPORT_TASKS - read]:
+                grouping.add(record)
+            read += len(page)
+            progress.update(min(read, MAX_REPORT_TASKS))
+    finally:
+        progress.finish()
     complete = read <= MAX_REPORT_TASKS
     read = min(read, MAX_REPORT_TASKS)
     if args.json:

@@ -90,10 +90,15 @@ async def _scan(
     query = TaskQuery(status=list(REPLAYABLE), func_name=func, created_since=since)
     count = 0
     retries: dict[str, int] = {}
-    async for page in pages(repository, query, MAX_REPLAY_SCAN):
-        count += len(page)
-        for record in page:  # newest first
-            retries.setdefault(record.func_name, record.max_retries)
+    progress = Progress("failures found", sys.stderr)
+    try:
+        async for page in pages(repository, query, MAX_REPLAY_SCAN):
+            count += len(page)
+            progress.update(count)
+            for record in page:  # newest first
+                retries.setdefault(record.func_name, record.max_retries)
+    finally:
+        progress.finish()
     return count, retries
 
 
@@ -104,7 +109,11 @@ def _confirm(count: int, since: datetime, func: str | None) -> bool:
         raise UsageError(f"found {what} {window}: pass --yes to retry them without asking")
     sys.stderr.write(f"Retry {what} {window} (those retried before are skipped)? [y/N] ")
     sys.stderr.flush()
-    return input().strip().lower() in ("y", "yes")
+    try:
+        answer = input()
+    except EOFError:  # Ctrl-D: no answer is no
+        answer = ""
+    return answer.strip().lower() in ("y", "yes")
 
 
 def _describe(report: RetryReport) -> str:

@@ -91,7 +91,7 @@ def test_progress_counts_on_a_terminal_only() -> None:
     progress.update(500)
     progress.update(1000, 1200)
     progress.finish()
-    assert terminal.getvalue() == "\rretried: 500\rretried: 1000/1200\n"
+    assert terminal.getvalue() == "\rretried: 500\rretried: 1000/1200\r\033[K"
 
     piped = io.StringIO()
     quiet = Progress("retried", piped)
