@@ -83,3 +83,34 @@ async def test_an_instance_runs_the_retry_and_fires_the_schedule(
         assert state.next_run_at > state.last_run_at  # the following run is an hour on
     finally:
         await manager.shutdown()
+
+
+async def test_cancelling_a_task_another_instance_runs_fences_it_out(
+    database_url: str, tmp_path: Path
+) -> None:
+    manager = TaskManager(database_url=database_url, shutdown_grace=5.0)
+    release = asyncio.Event()
+
+    @manager.task(name="cli.slow")
+    async def slow() -> str:
+        await release.wait()
+        return "finished anyway"
+
+    await manager.startup()
+    try:
+        task_id = await manager.enqueue(slow)
+        await wait_for_status(manager, task_id, {TaskStatus.RUNNING})
+        status, out, err = await taskflow_command(
+            "tasks", "cancel", task_id, "--url", database_url, cwd=tmp_path
+        )
+        assert status == 0, err
+        assert out == f"cancelled {task_id} (cli.slow, was running)\n"
+        release.set()  # the attempt ends, but its instance no longer holds the task
+        await manager.flush()
+        record = await manager.get_task(task_id)
+        assert record is not None and record.status is TaskStatus.CANCELLED
+        assert record.result is None
+        entries = await manager.list_audit()
+        assert [(e.action, e.task_id) for e in entries] == [("cancel", task_id)]
+    finally:
+        await manager.shutdown()
