@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -121,7 +121,7 @@ def log_line(record: TaskRecord, message: str, level: str = "info") -> TaskLogEn
     return TaskLogEntry(record.task_id, 0, level, message, record.created_at)
 
 
-def seed(url: str, records: list[TaskRecord], logs: list[TaskLogEntry] = ()) -> None:  # type: ignore[assignment]
+def seed(url: str, records: Sequence[TaskRecord], logs: Sequence[TaskLogEntry] = ()) -> None:
     """Insert ``records`` (and log lines) in one batch."""
 
     async def work(repository: TaskRepository) -> None:

@@ -14,7 +14,7 @@ from datetime import timedelta
 import pytest
 
 from taskflow.models import TaskStatus
-from taskflow.repository.base import TaskQuery
+from taskflow.repository.base import TaskQuery, TaskRepository
 from taskflow.settings import ENV_DATABASE_URL
 from tests.conftest import EVERY_BACKEND
 from tests.integration.cli.seeding import (
@@ -37,7 +37,7 @@ def _no_url_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def retries_of(url: str) -> dict[str, str]:
     """Each retry task's original: {original id: retry id}."""
 
-    async def read(repository):  # type: ignore[no-untyped-def]
+    async def read(repository: TaskRepository) -> dict[str, str]:
         page = await repository.list_tasks(TaskQuery(limit=500))
         return {r.retried_from: r.task_id for r in page.items if r.retried_from}
 
