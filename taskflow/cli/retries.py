@@ -7,9 +7,10 @@ runs.  No TaskManager is started here, and nothing runs in this process.
 
 The admin API gives a retry its function's current ``retries`` setting from
 the app's registry.  The command line does not import the app, so a retry
-keeps the setting stored on the newest failed task of its function.  Its
-encrypted arguments are copied as they are, for the instances (which hold
-the key) to decrypt.
+keeps the setting stored on the newest failed task of its function, and
+whether the app still has that function is not checked here.  Encrypted
+arguments are copied as they are, for the instances (which hold the key)
+to decrypt.
 """
 
 from __future__ import annotations
@@ -26,7 +27,13 @@ from taskflow.cli.reads import find_task, pages
 from taskflow.cli.since import FORMS, since_argument
 from taskflow.models import TaskConfig, utcnow
 from taskflow.registry import RegisteredTask, TaskRegistry
-from taskflow.replay import MAX_REPLAY_SCAN, REPLAYABLE, Replayer, RetryReport
+from taskflow.replay import (
+    MAX_REPLAY_DISPATCH,
+    MAX_REPLAY_SCAN,
+    REPLAYABLE,
+    Replayer,
+    RetryReport,
+)
 from taskflow.repository.base import RetryCopy, TaskQuery, TaskRepository
 
 DEFAULT_SINCE = "24h"
@@ -163,7 +170,8 @@ def add_retry_commands(actions: Commands) -> list[argparse.ArgumentParser]:
         "retry",
         help="run a failed or interrupted task again, as a new task (audited)",
         description="Insert a new pending task with the original's arguments; a running app "
-        "instance claims and runs it. Recorded in the audit log with your OS user name.",
+        "instance that has the function claims and runs it. Recorded in the audit log with "
+        "your OS user name.",
     )
     retry.add_argument("task_id", metavar="ID")
     retry.set_defaults(store_handler=_retry)
@@ -173,7 +181,8 @@ def add_retry_commands(actions: Commands) -> list[argparse.ArgumentParser]:
         help="retry every failed or interrupted task of a time window (audited)",
         description="Retry the newest failed or interrupted attempt of each task created in "
         "the window, as the admin API's retry-failed does: a failure retried before is "
-        "skipped, and one call creates at most 1000 retries (run it again for the rest).",
+        "skipped, and one call creates at most "
+        f"{MAX_REPLAY_DISPATCH} retries (run it again for the rest).",
     )
     retry_failed.add_argument(
         "--since",

@@ -129,7 +129,12 @@ async def _run_now(args: argparse.Namespace, repository: TaskRepository) -> int:
 
 def add_schedule_commands(commands: Commands) -> None:
     """``taskflow schedules ...``."""
-    schedules = commands.add_parser("schedules", help="list, pause, resume or fire schedules")
+    schedules = commands.add_parser(
+        "schedules",
+        help="list, pause, resume or fire schedules",
+        description="The schedules every app instance shares: a change here applies to all of "
+        "them, and is recorded in the audit log with your OS user name.",
+    )
     actions = schedules.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     listing = actions.add_parser("list", help="every schedule with its next and last run")

@@ -130,7 +130,12 @@ async def _cancel(args: argparse.Namespace, repository: TaskRepository) -> int:
 
 def add_task_commands(commands: Commands) -> None:
     """``taskflow tasks ...``."""
-    tasks = commands.add_parser("tasks", help="list, inspect, retry and cancel tasks")
+    tasks = commands.add_parser(
+        "tasks",
+        help="list, inspect, retry and cancel tasks",
+        description="Read every instance's tasks from the store; retry and cancel as the "
+        "admin API does, recorded in the audit log with your OS user name.",
+    )
     actions = tasks.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     listing = actions.add_parser(
