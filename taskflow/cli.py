@@ -133,10 +133,24 @@ async def _warn_if_not_persisted(repository: RedisTaskRepository) -> None:
 
 
 async def _redis_upgrade(args: argparse.Namespace, repository: RedisTaskRepository) -> int:
-    from taskflow.repository.redis.repository import format_problem
+    from taskflow.models import utcnow
+    from taskflow.repository.redis.repository import (
+        FORMAT_VERSION,
+        format_problem,
+        stored_version,
+    )
+    from taskflow.repository.redis.upgrade import upgrade_format
 
     key = repository.keys.format_version
     before = await repository.client.get(key)
+    version = stored_version(before)
+    if version is not None and version < FORMAT_VERSION:
+        try:
+            print(await upgrade_format(repository, now=utcnow()))
+        except ConfigurationError as exc:
+            return _fail(str(exc), EXIT_FAILURE)
+        await _warn_if_not_persisted(repository)
+        return EXIT_OK
     # Writes the version only when absent (SET NX), as TaskManager(create_tables=True) does.
     await repository.prepare_schema(migrate=True)
     after = await repository.client.get(key)
