@@ -265,3 +265,23 @@ async def test_the_upgrade_waits_for_the_live_instances_to_stop(
     await repository.deregister_instance("old-one", now=utcnow())
     assert await upgrade_command(url) == 0
     assert await repository.client.get(repository.keys.format_version) == b"2"
+
+
+async def test_check_and_current_name_an_older_format_and_the_fix(
+    url: str, repository: RedisTaskRepository, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await repository.client.set(repository.keys.format_version, "1")
+    prefix = repository.keys.prefix
+    assert await asyncio.to_thread(cli.main, ["db", "current", "--url", url]) == 0
+    older = f"format 1 (older than this taskflow's {FORMAT_VERSION}) under key prefix {prefix!r}"
+    assert capsys.readouterr().out == older + "\n"
+    assert await asyncio.to_thread(cli.main, ["db", "check", "--url", url]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        f"the Redis keys under prefix {prefix!r} are in format 1, older than this taskflow's "
+        f"{FORMAT_VERSION}: stop the instances of the older taskflow, then run "
+        "`taskflow db upgrade --url <this Redis URL>`"
+    ]
+    # Nothing to convert: the upgrade only moves the version on.
+    assert await upgrade_command(url) == 0
+    assert "0 task(s) converted, 0 already converted" in capsys.readouterr().out
+    assert await repository.client.get(repository.keys.format_version) == b"2"
