@@ -2,7 +2,8 @@
 
 A Redis store has no tables to migrate: its keys under the URL's
 ``key_prefix`` carry one data-format version, which ``upgrade`` writes when
-absent and ``current`` / ``check`` read.  ``downgrade`` and ``rebuild-stats``
+absent (and converts the keys of an older format to) and ``current`` /
+``check`` read.  ``downgrade`` and ``rebuild-stats``
 have nothing to do there and say so (exit status 2).
 """
 
@@ -14,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from taskflow.cli.parser import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, fail
+from taskflow.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
     from taskflow.repository.redis import RedisTaskRepository
@@ -49,10 +51,24 @@ async def _warn_if_not_persisted(repository: RedisTaskRepository) -> None:
 
 
 async def redis_upgrade(args: argparse.Namespace, repository: RedisTaskRepository) -> int:
-    from taskflow.repository.redis.repository import format_problem
+    from taskflow.models import utcnow
+    from taskflow.repository.redis.repository import (
+        FORMAT_VERSION,
+        format_problem,
+        stored_version,
+    )
+    from taskflow.repository.redis.upgrade import upgrade_format
 
     key = repository.keys.format_version
     before = await repository.client.get(key)
+    version = stored_version(before)
+    if version is not None and version < FORMAT_VERSION:
+        try:
+            print(await upgrade_format(repository, now=utcnow()))
+        except ConfigurationError as exc:
+            return fail(str(exc), EXIT_FAILURE)
+        await _warn_if_not_persisted(repository)
+        return EXIT_OK
     # Writes the version only when absent (SET NX), as TaskManager(create_tables=True) does.
     await repository.prepare_schema(migrate=True)
     after = await repository.client.get(key)

@@ -19,14 +19,14 @@ from typing import Any
 from redis.commands.core import AsyncScript
 
 from taskflow.models import TaskRecord
-from taskflow.repository.redis import codec, lua
+from taskflow.repository.redis import codec, fields, lua
 from taskflow.repository.redis.connection import RedisClient
 from taskflow.repository.redis.keys import KeySpace
 from taskflow.repository.values import InstanceInfo
 
 # ARGV: owner, now (µs), lease_until (µs), limit, take_expired ('1'/'0'),
 # start_executor ('' for none), executors left to start (count, names).
-# Returns the claimed tasks' fields, each as a flat field/value list.
+# Returns the claimed tasks, each {id, its fields as stored, as a flat list}.
 _CLAIM = """
 local owner = tf_arg()
 local now_text = tf_arg()
@@ -75,8 +75,8 @@ end
 -- ones (their instance died mid-attempt) unless this claim starts what it takes.
 if take_expired then
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', tf_key('leases'), '-inf', '(' .. now_text)) do
-    local f = redis.call('HMGET', tf_key('task', id), 'status', 'owner', 'run_at', 'priority',
-      'executor', 'created_at')
+    local f = redis.call('HMGET', tf_key('task', id), $status, $owner, $run_at, $priority,
+      $executor, $created_at)
     local run_at = tonumber(f[3] or f[6])
     local take = false
     if f[2] and f[2] ~= owner then
@@ -117,13 +117,13 @@ for i = 1, math.min(limit, #found) do
     sets.started_at = now_text
     dels = {'finished_at', 'duration_ms'}
   end
-  local new = tf_change(id, old, sets, dels)
+  local new = tf_compact(tf_change(id, old, sets, dels))
   local flat = {}
   for name, value in pairs(new) do
     flat[#flat + 1] = name
     flat[#flat + 1] = value
   end
-  claimed[#claimed + 1] = flat
+  claimed[#claimed + 1] = {id, flat}
 end
 return claimed
 """
@@ -147,6 +147,9 @@ return renewed
 """
 
 
+_OWNER_AND_EPOCH = [fields.STORED_BYTES["owner"], fields.STORED_BYTES["lease_epoch"]]
+
+
 class RedisClaims:
     """``claim``, ``heartbeat`` and ``lost_tasks``."""
 
@@ -154,7 +157,7 @@ class RedisClaims:
     keys: KeySpace
 
     def _init_claims(self) -> None:
-        self._claim_script: AsyncScript = lua.script(self.client, _CLAIM)
+        self._claim_script: AsyncScript = lua.script(self.client, fields.with_fields(_CLAIM))
         self._heartbeat_script: AsyncScript = lua.script(self.client, _HEARTBEAT)
 
     async def claim(
@@ -180,7 +183,10 @@ class RedisClaims:
             *leave,
         ]
         rows = await lua.run(self.client, self.keys, self._claim_script, args)
-        return [codec.record_from_hash(codec.as_mapping(row)) for row in rows]
+        return [
+            codec.record_from_hash(codec.as_mapping(flat), task_id.decode("utf-8"))
+            for task_id, flat in rows
+        ]
 
     async def heartbeat(
         self, instance: InstanceInfo, *, lease_until: datetime, held: Collection[str]
@@ -200,14 +206,11 @@ class RedisClaims:
         # Read-only: each task's owner and epoch, compared here.
         async with self.client.pipeline(transaction=False) as pipe:
             for task_id in ids:
-                pipe.hmget(self.keys.task(task_id), ["owner", "lease_epoch"])
+                pipe.hmget(self.keys.task(task_id), _OWNER_AND_EPOCH)
             replies = await pipe.execute()
         lost: set[str] = set()
         for task_id, (stored_owner, epoch) in zip(ids, replies, strict=True):
-            if (
-                stored_owner != owner.encode("utf-8")
-                or epoch is None
-                or int(epoch) != held[task_id]
-            ):
+            # No stored epoch is epoch 0 (fields.DEFAULTS); no owner, a task gone.
+            if stored_owner != owner.encode("utf-8") or int(epoch or 0) != held[task_id]:
                 lost.add(task_id)
         return lost

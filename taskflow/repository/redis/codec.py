@@ -3,11 +3,15 @@
 Every part of the Redis backend (the write path, the reads, retention,
 retries, schedules) reads and writes the same hash layout, so the one
 conversion lives here.  A task's hash has one field per column of the SQL
-table (``id``, ``status``, ``attempt``, ``started_at``...), holding bytes:
-text as UTF-8, JSON values (tags, args, kwargs, result) as JSON text,
-timestamps as integer microseconds since the epoch (UTC), numbers in decimal.
-A value that is None is no field at all, so a Lua script can test for it
-with a plain ``nil``.
+table (``status``, ``attempt``, ``started_at``...), holding bytes: text as
+UTF-8, JSON values (tags, args, kwargs, result) as JSON text, timestamps as
+integer microseconds since the epoch (UTC), numbers in decimal.  A value
+that is None is no field at all, so a Lua script can test for it with a
+plain ``nil``.
+
+The records sent to the Lua library use the long names and every value;
+the library stores them under the short names of ``fields.py`` and leaves
+out what the hash implies, and ``record_from_hash`` puts it back.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from taskflow.models import TaskLogEntry, TaskRecord, TaskStatus
+from taskflow.repository.redis.fields import DEFAULTS, STORED_BYTES
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MICROSECOND = timedelta(microseconds=1)
@@ -76,7 +81,6 @@ def insert_fields(record: TaskRecord) -> dict[str, Field]:
     """Every non-None field of a new task's hash."""
     fields, _ = update_fields(record)
     fixed: dict[str, Field | None] = {
-        "id": record.task_id,
         "func_name": record.func_name,
         "source": record.source,
         "priority": record.priority,
@@ -111,48 +115,58 @@ def as_mapping(flat: list[bytes]) -> dict[bytes, bytes]:
     return dict(zip(flat[0::2], flat[1::2], strict=True))
 
 
-def record_from_hash(row: Mapping[bytes, bytes]) -> TaskRecord:
-    """A ``TaskRecord`` from a task's hash (HGETALL); unknown fields are ignored."""
-    get = row.get
-    args = _json_or_none(get(b"args"))
-    kwargs = _json_or_none(get(b"kwargs"))
-    payload_format = _text(get(b"payload_format")) or "json"
-    payload = get(b"payload")
-    created_at = from_us(row[b"created_at"])
-    priority = get(b"priority")
-    duration = get(b"duration_ms")
+def record_from_hash(row: Mapping[bytes, bytes], task_id: str) -> TaskRecord:
+    """Task ``task_id`` from its stored hash (HGETALL), with the values it leaves out put back.
+
+    Unknown fields are ignored.
+    """
+
+    def get(name: str) -> bytes | None:
+        return row.get(STORED_BYTES[name])
+
+    def count(name: str) -> int:
+        return int(get(name) or DEFAULTS[name])
+
+    args = _json_or_none(get("args"))
+    kwargs = _json_or_none(get("kwargs"))
+    payload_format = _text(get("payload_format")) or DEFAULTS["payload_format"]
+    payload = get("payload")
+    created_at = from_us(row[STORED_BYTES["created_at"]])
+    end_time = _when(get("finished_at"))
+    priority = get("priority")
+    duration = get("duration_ms")
     return TaskRecord(
-        task_id=row[b"id"].decode("utf-8"),
-        func_name=row[b"func_name"].decode("utf-8"),
-        status=TaskStatus(row[b"status"].decode("utf-8")),
+        task_id=task_id,
+        func_name=row[STORED_BYTES["func_name"]].decode("utf-8"),
+        status=TaskStatus(row[STORED_BYTES["status"]].decode("utf-8")),
         args=tuple(args) if args is not None else (),
         kwargs=dict(kwargs) if kwargs is not None else {},
         created_at=created_at,
-        start_time=_when(get(b"started_at")),
-        end_time=_when(get(b"finished_at")),
-        retries_used=int(get(b"attempt") or 0),
-        error=_text(get(b"error")),
-        stacktrace=_text(get(b"stacktrace")),
-        idempotency_key=_text(get(b"idempotency_key")),
-        tags=dict(_json_or_none(get(b"tags")) or {}),
+        start_time=_when(get("started_at")),
+        end_time=end_time,
+        retries_used=count("attempt"),
+        error=_text(get("error")),
+        stacktrace=_text(get("stacktrace")),
+        idempotency_key=_text(get("idempotency_key")),
+        tags=dict(_json_or_none(get("tags")) or {}),
         encrypted_payload=payload if payload_format == "fernet" else None,
-        source=_text(get(b"source")) or "manual",
+        source=_text(get("source")) or DEFAULTS["source"],
         priority=None if priority is None else int(priority),
-        executor=_text(get(b"executor")),
-        max_retries=int(get(b"max_retries") or 0),
-        run_at=_when(get(b"run_at")) or created_at,
-        updated_at=_when(get(b"updated_at")) or created_at,
+        executor=_text(get("executor")),
+        max_retries=count("max_retries"),
+        run_at=_when(get("run_at")) or created_at,
+        updated_at=_when(get("updated_at")) or end_time or created_at,
         duration_ms=None if duration is None else float(duration),
-        result=_json_or_none(get(b"result")),
+        result=_json_or_none(get("result")),
         args_stored=args is not None,
         payload=payload,
         payload_format=payload_format,
-        owner=_text(get(b"owner")),
-        lease_epoch=int(get(b"lease_epoch") or 0),
-        lease_expires_at=_when(get(b"lease_expires_at")),
-        retried_from=_text(get(b"retried_from")),
-        schedule_name=_text(get(b"schedule_name")),
-        scheduled_for=_when(get(b"scheduled_for")),
+        owner=_text(get("owner")),
+        lease_epoch=count("lease_epoch"),
+        lease_expires_at=_when(get("lease_expires_at")),
+        retried_from=_text(get("retried_from")),
+        schedule_name=_text(get("schedule_name")),
+        scheduled_for=_when(get("scheduled_for")),
     )
 
 

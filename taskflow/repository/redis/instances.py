@@ -20,6 +20,7 @@ from typing import Any
 from taskflow.models import TaskStatus
 from taskflow.repository.redis.codec import as_mapping, from_us, to_us
 from taskflow.repository.redis.connection import RedisClient
+from taskflow.repository.redis.fields import with_fields
 from taskflow.repository.redis.keys import KeySpace
 from taskflow.repository.redis.lua_script import LuaScript
 from taskflow.repository.values import InstanceInfo, InstanceStatus
@@ -47,7 +48,8 @@ return 1
 # prefixes of the instance hashes, of the owned sets and of the task hashes,
 # the running status, and '1' to list only live instances with their counts.
 # One script, so the list and the counts are one snapshot.
-_LIST = LuaScript("""
+_LIST = LuaScript(
+    with_fields("""
 local out = {}
 for _, id in ipairs(redis.call('ZRANGE', KEYS[1], '+inf', ARGV[1], 'BYSCORE', 'REV')) do
   local key = ARGV[2] .. id
@@ -58,7 +60,7 @@ for _, id in ipairs(redis.call('ZRANGE', KEYS[1], '+inf', ARGV[1], 'BYSCORE', 'R
       local running = 0
       if live then
         for _, task in ipairs(redis.call('SMEMBERS', ARGV[3] .. id)) do
-          if redis.call('HGET', ARGV[4] .. task, 'status') == ARGV[5] then
+          if redis.call('HGET', ARGV[4] .. task, $status) == ARGV[5] then
             running = running + 1
           end
         end
@@ -69,6 +71,7 @@ for _, id in ipairs(redis.call('ZRANGE', KEYS[1], '+inf', ARGV[1], 'BYSCORE', 'R
 end
 return out
 """)
+)
 
 
 def instance_key(keys: KeySpace, instance_id: str) -> str:

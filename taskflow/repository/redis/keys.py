@@ -30,11 +30,12 @@ def check_prefix(prefix: str) -> str:
 class KeySpace:
     """The names of one deployment's keys.
 
-    Per task: ``task(id)`` (a hash of the record's fields) and ``logs(id)``
-    (a list).  Indexes, all sorted sets of task ids unless said otherwise:
-    ``created`` (score: created_at in microseconds, for the newest-first
-    list and its cursor), ``by_status(s)``, ``by_func(name)``,
-    ``by_source(s)``; the claim queue, which holds the pending tasks that
+    Per task: ``task(id)`` (a hash of the record's fields, under the short
+    names of ``fields.py``) and ``logs(id)`` (a list).  Indexes, all sorted
+    sets of task ids unless said otherwise: ``created`` (score: created_at
+    in microseconds, for the newest-first list and its cursor),
+    ``by_status(s)``, ``by_func(name)``, ``by_source(s)`` (sources other
+    than the default ``manual`` only); the claim queue, which holds the pending tasks that
     have no owner, per executor (``"-"`` for none) so that a claim for one
     kind never walks past another kind's backlog: ``queue_level(e, p)`` per
     priority (score: run_at), ``queue(e)`` the priorities present (member

@@ -18,9 +18,14 @@ Calling convention (for every script built with ``script()``):
   ``tf_fields()`` reads a count then that many field/value pairs (what
   ``codec.flat_fields`` writes) into a table.
 
-Entry points:
+Entry points (a script that reads or writes a task hash's fields itself
+names them ``$status``, ``$owner``..., which ``fields.with_fields`` turns
+into the stored names):
 
-* ``tf_load(id)``: the task's fields as a table, or nil.
+* ``tf_load(id)``: the task's fields as a table, or nil.  Tables use the
+  long field names and hold every value; the stored hash has the short
+  names and leaves implied values out (``fields.py``): ``tf_load`` and
+  ``tf_state`` put them back, ``tf_insert`` and ``tf_change`` leave them out.
 * ``tf_state(id)``: only the fields the indexes, statistics and guards
   read (status, owner, lease_epoch, ...: no arguments or payload), or nil;
   enough as the ``old`` of ``tf_change``, and much cheaper than ``tf_load``.
@@ -44,10 +49,11 @@ from typing import Any
 
 from redis.commands.core import AsyncScript
 
+from taskflow.repository.redis import fields
 from taskflow.repository.redis.connection import RedisClient
 from taskflow.repository.redis.keys import KeySpace
 
-LIBRARY = r"""
+LIBRARY = fields.lua_tables() + fields.with_fields(r"""
 local TF_P = ARGV[1]
 local tf_argi = 1
 local TF_ACTIVE = {pending = true, running = true}
@@ -72,28 +78,59 @@ local function tf_fields()
   return t
 end
 
+-- What a stored hash leaves out (fields.py), put back: Lua code sees every value.
+local function tf_expand(t)
+  for name, value in pairs(TF_DEFAULT) do
+    if t[name] == nil then t[name] = value end
+  end
+  if t.run_at == nil then t.run_at = t.created_at end
+  if t.updated_at == nil then t.updated_at = t.finished_at or t.created_at end
+  return t
+end
+
+-- Whether the stored hash leaves ``value`` of field ``name`` of task ``t`` out.
+local function tf_implied(t, name, value)
+  if TF_DEFAULT[name] == value then return true end
+  if name == 'run_at' then return value == t.created_at end
+  if name == 'updated_at' then return value == (t.finished_at or t.created_at) end
+  return name == 'id'
+end
+
+-- A task's fields (long names, every value) as they are stored: short names, implied ones out.
+local function tf_compact(t)
+  local s = {}
+  for name, value in pairs(t) do
+    if not tf_implied(t, name, value) then s[TF_F[name] or name] = value end
+  end
+  return s
+end
+
 local function tf_load(id)
   local flat = redis.call('HGETALL', tf_key('task', id))
   if #flat == 0 then return nil end
   local t = {}
-  for i = 1, #flat, 2 do t[flat[i]] = flat[i + 1] end
-  return t
+  for i = 1, #flat, 2 do t[TF_L[flat[i]] or flat[i]] = flat[i + 1] end
+  return tf_expand(t)
 end
 
--- The fields the indexes, statistics and guards read: no arguments or payload,
--- which may be megabytes.  Enough as the ``old`` of tf_change.
+-- The fields the indexes, statistics and guards read, and every field a
+-- stored hash may leave out or derive another from (so that tf_change stores
+-- the right ones): no arguments or payload, which may be megabytes.  Enough as
+-- the ``old`` of tf_change.
 local TF_STATE_FIELDS = {'status', 'owner', 'priority', 'created_at', 'run_at',
   'lease_expires_at', 'func_name', 'duration_ms', 'source', 'lease_epoch', 'idempotency_key',
-  'executor'}
+  'executor', 'attempt', 'max_retries', 'payload_format', 'updated_at', 'finished_at'}
+local TF_STATE_STORED = {}
+for i, name in ipairs(TF_STATE_FIELDS) do TF_STATE_STORED[i] = TF_F[name] end
 
 local function tf_state(id)
-  local values = redis.call('HMGET', tf_key('task', id), unpack(TF_STATE_FIELDS))
+  local values = redis.call('HMGET', tf_key('task', id), unpack(TF_STATE_STORED))
   if not values[1] then return nil end
   local t = {}
   for i, name in ipairs(TF_STATE_FIELDS) do
     if values[i] then t[name] = values[i] end
   end
-  return t
+  return tf_expand(t)
 end
 
 -- repository/histogram.py bucket_of: 16 buckets per doubling, -1 for no duration.
@@ -186,13 +223,21 @@ local function tf_hset(key, t)
   if #flat > 0 then redis.call('HSET', key, unpack(flat)) end
 end
 
+-- Only sources other than the default have an index: most tasks are 'manual',
+-- and a list of those walks the creation index (reads.py).
+local function tf_source_key(t)
+  if t.source == nil or t.source == TF_DEFAULT.source then return nil end
+  return tf_key('index', 'source', t.source)
+end
+
 local function tf_insert(id, fields)
   local key = tf_key('task', id)
   if redis.call('EXISTS', key) == 1 then return false end
-  tf_hset(key, fields)
+  tf_hset(key, tf_compact(fields))
   redis.call('ZADD', tf_key('index', 'created'), fields.created_at, id)
   redis.call('ZADD', tf_key('index', 'func', fields.func_name), fields.created_at, id)
-  redis.call('ZADD', tf_key('index', 'source', fields.source or 'manual'), fields.created_at, id)
+  local source = tf_source_key(fields)
+  if source then redis.call('ZADD', source, fields.created_at, id) end
   tf_index(id, fields)
   tf_moved(nil, fields)
   return true
@@ -208,8 +253,19 @@ local function tf_change(id, old, sets, dels)
   for _, name in ipairs(dels) do new[name] = nil end
   local key = tf_key('task', id)
   tf_unindex(id, old)
-  tf_hset(key, sets)
-  if #dels > 0 then redis.call('HDEL', key, unpack(dels)) end
+  -- Store the difference of the stored forms: a value that became implied
+  -- goes (updated_at once it equals finished_at), one no longer implied comes.
+  local before, after = tf_compact(old), tf_compact(new)
+  local put, drop = {}, {}
+  for name, value in pairs(after) do
+    if before[name] ~= value then put[name] = value end
+  end
+  for name in pairs(before) do
+    if after[name] == nil then drop[#drop + 1] = name end
+  end
+  for _, name in ipairs(dels) do drop[#drop + 1] = TF_F[name] or name end
+  tf_hset(key, put)
+  if #drop > 0 then redis.call('HDEL', key, unpack(drop)) end
   tf_index(id, new)
   tf_moved(old, new)
   return new
@@ -221,7 +277,8 @@ local function tf_delete(id)
   tf_unindex(id, old)
   redis.call('ZREM', tf_key('index', 'created'), id)
   redis.call('ZREM', tf_key('index', 'func', old.func_name), id)
-  redis.call('ZREM', tf_key('index', 'source', old.source or 'manual'), id)
+  local source = tf_source_key(old)
+  if source then redis.call('ZREM', source, id) end
   tf_moved(old, nil)
   local ik = old.idempotency_key
   if ik ~= nil and redis.call('HGET', tf_key('idempotency'), ik) == id then
@@ -234,9 +291,9 @@ end
 -- A lease renewed: only the task's expiry and its place in the lease index change.
 local function tf_renew(id, owner, expires)
   local key = tf_key('task', id)
-  local f = redis.call('HMGET', key, 'owner', 'status')
+  local f = redis.call('HMGET', key, $owner, $status)
   if f[1] ~= owner or not TF_ACTIVE[f[2]] then return false end
-  redis.call('HSET', key, 'lease_expires_at', expires)
+  redis.call('HSET', key, $lease_expires_at, expires)
   redis.call('ZADD', tf_key('leases'), expires, id)
   return true
 end
@@ -246,7 +303,7 @@ local function tf_log(id, entry_id, json)
     redis.call('RPUSH', tf_key('logs', id), json)
   end
 end
-"""
+""")
 
 
 def script(client: RedisClient, body: str) -> AsyncScript:

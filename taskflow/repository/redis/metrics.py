@@ -17,13 +17,14 @@ from typing import Any
 from taskflow.models import TaskMetrics
 from taskflow.repository.metrics_fold import TIMED, Tallies, as_float, task_metrics
 from taskflow.repository.redis.connection import RedisClient
+from taskflow.repository.redis.fields import with_fields
 from taskflow.repository.redis.keys import KeySpace
 from taskflow.repository.redis.lua_script import LuaScript
 
 # KEYS[1]: any key of the deployment.  ARGV[1]: the ``{prefix}`` base.
 # Returns {{func, {hash field, value...}}...} and {{func, status, count}...}.
 READ = LuaScript(
-    """
+    with_fields("""
 local p = ARGV[1]
 local stats = {}
 for _, func in ipairs(redis.call('SMEMBERS', p .. ':stats:functions')) do
@@ -33,13 +34,13 @@ local live = {}
 for _, status in ipairs({'pending', 'running'}) do
   local counts = {}
   for _, id in ipairs(redis.call('ZRANGE', p .. ':index:status:' .. status, 0, -1)) do
-    local func = redis.call('HGET', p .. ':task:' .. id, 'func_name')
+    local func = redis.call('HGET', p .. ':task:' .. id, $func_name)
     if func then counts[func] = (counts[func] or 0) + 1 end
   end
   for func, n in pairs(counts) do live[#live + 1] = {func, status, n} end
 end
 return {stats, live}
-"""
+""")
 )
 
 

@@ -29,6 +29,7 @@ from taskflow.models import TaskRecord, TaskStatus
 from taskflow.repository.cursor import decode_cursor, encode_cursor
 from taskflow.repository.redis import codec
 from taskflow.repository.redis.connection import RedisClient
+from taskflow.repository.redis.fields import DEFAULT_SOURCE, STORED_BYTES, with_fields
 from taskflow.repository.redis.keys import KeySpace
 from taskflow.repository.redis.lua_script import LuaScript
 from taskflow.repository.redis.metrics import RedisMetrics
@@ -37,7 +38,7 @@ from taskflow.repository.values import TaskPage, TaskQuery
 # Candidates one call of the walk script checks at most.
 WALK_BUDGET = 2000
 # Fields a page leaves out, as SQL's LIST_COLUMNS does: the biggest, shown only by get_task.
-_NOT_LISTED = (b"payload", b"stacktrace")
+_NOT_LISTED = (STORED_BYTES["payload"], STORED_BYTES["stacktrace"])
 
 # KEYS: task hashes.  One script, so a page is one snapshot: a MULTI/EXEC
 # pipeline would be too, but not every redis-py's cluster client runs one.
@@ -53,7 +54,7 @@ return rows
 # "=source" ("" for any), ASCII-lowercased search term ("" for none).
 # Returns {exhausted (0/1), last id, last score, id, score, id, score...}.
 WALK = LuaScript(
-    """
+    with_fields("""
 local key = KEYS[1]
 local prefix, pos_score, pos_id = ARGV[1], ARGV[2], ARGV[3]
 local low = ARGV[4] == '-inf' and -math.huge or tonumber(ARGV[4])
@@ -96,7 +97,7 @@ while scanned < budget do
     if tonumber(score) < low then out[1] = 1 return out end
     scanned = scanned + 1
     out[2], out[3] = id, score
-    local row = redis.call('HMGET', prefix .. id, 'status', 'func_name', 'source')
+    local row = redis.call('HMGET', prefix .. id, $status, $func_name, $source)
     local ok = row[1] ~= false
     if ok and statuses ~= '' then ok = string.find(statuses, '|' .. row[1] .. '|', 1, true) end
     if ok and func ~= '' then ok = ('=' .. row[2]) == func end
@@ -114,7 +115,7 @@ while scanned < budget do
   start = start + #page / 2
 end
 return out
-"""
+""")
 )
 
 
@@ -160,7 +161,8 @@ async def plan(
     options: list[list[Walk]] = [[Walk(keys.created, status_filter, func, source_filter)]]
     if func_name:
         options.append([Walk(keys.by_func(func_name), status_filter, "", source_filter)])
-    if source:
+    if source and source != DEFAULT_SOURCE:
+        # The default source has no index (lua.py): the others select these.
         options.append([Walk(keys.by_source(source), status_filter, func, "")])
     if statuses:
         options.append([Walk(keys.by_status(s), "", func, source_filter) for s in statuses])
@@ -266,15 +268,16 @@ class RedisReads(RedisMetrics):
         """The tasks of a page in that order, without payload and stack trace."""
         if not task_ids:
             return []
-        keys = [self.keys.task(task_id.decode("utf-8")) for task_id in task_ids]
+        ids = [task_id.decode("utf-8") for task_id in task_ids]
+        keys = [self.keys.task(task_id) for task_id in ids]
         rows = [codec.as_mapping(flat) for flat in await HASHES(self.client, keys=keys, args=[])]
         records = []
-        for row in rows:
+        for task_id, row in zip(ids, rows, strict=True):
             if not row:
                 continue  # deleted since the walk saw it
             for name in _NOT_LISTED:
                 row.pop(name, None)
-            records.append(codec.record_from_hash(row))
+            records.append(codec.record_from_hash(row, task_id))
         return records
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from redis import exceptions as redis_errors
 from redis.asyncio.cluster import RedisCluster
 
-from taskflow.exceptions import TaskArgumentError
+from taskflow.exceptions import ConfigurationError, TaskArgumentError
 from taskflow.models import TaskLogEntry, TaskRecord
 from taskflow.repository.base import TaskRepository
 from taskflow.repository.redis import codec
@@ -33,7 +33,9 @@ from taskflow.repository.redis.wakeups import RedisWakeups
 from taskflow.repository.redis.writes import RedisWrites
 
 #: The data format of the keys this version writes (``KeySpace.format_version``).
-FORMAT_VERSION = 1
+#: 2: task hashes with short field names and no implied values (``fields.py``),
+#: no index of the default source; ``upgrade.py`` converts format 1.
+FORMAT_VERSION = 2
 
 # KEYS: the task's hash, its log list.  One script, so the two are one snapshot
 # on a cluster too, where not every redis-py's client runs MULTI/EXEC.
@@ -102,6 +104,10 @@ class RedisTaskRepository(
         if migrate:
             await self.client.set(key, str(FORMAT_VERSION), nx=True)
         stored = await self.client.get(key)
+        version = stored_version(stored)
+        if version is not None and version < FORMAT_VERSION:
+            # Reading or writing older keys would mix two formats in one deployment.
+            raise ConfigurationError(format_problem(self.keys, stored))
         # The format problem first: it is the one that needs fixing before anything works.
         problems = [
             format_problem(self.keys, stored),
@@ -149,7 +155,7 @@ class RedisTaskRepository(
         flat, raw_logs = await _TASK_WITH_LOGS(self.client, keys=keys, args=[])
         if not flat:
             return None
-        record = codec.record_from_hash(codec.as_mapping(flat))
+        record = codec.record_from_hash(codec.as_mapping(flat), task_id)
         if with_logs:
             entries = [codec.log_from_json(task_id, raw) for raw in raw_logs]
             record.logs = codec.render_logs(entries, record.retries_used)
@@ -160,11 +166,20 @@ class RedisTaskRepository(
         return [codec.log_from_json(task_id, raw) for raw in raw_logs]
 
 
+def stored_version(stored: bytes | str | None) -> int | None:
+    """The format version a stored format key holds, or None (missing, or not a number)."""
+    try:
+        return None if stored is None else int(stored)
+    except ValueError:
+        return None
+
+
 def format_problem(keys: KeySpace, stored: bytes | str | None) -> str | None:
     """What is wrong with the stored format version ``stored`` (with the fix), or None.
 
-    None for this taskflow's format and older ones; a message for a missing
-    version, a value that is no version, and a newer format.
+    None for this taskflow's format; a message for a missing version, a
+    value that is no version, an older format (which ``taskflow db upgrade``
+    converts) and a newer one.
     """
     key = keys.format_version
     if stored is None:
@@ -180,6 +195,12 @@ def format_problem(keys: KeySpace, stored: bytes | str | None) -> str | None:
         return (
             f"the Redis keys under prefix {keys.prefix!r} are in format {version}, "
             f"newer than this taskflow's {FORMAT_VERSION}: upgrade taskflow"
+        )
+    if version < FORMAT_VERSION:
+        return (
+            f"the Redis keys under prefix {keys.prefix!r} are in format {version}, older than "
+            f"this taskflow's {FORMAT_VERSION}: stop the instances of the older taskflow, "
+            f"then run `taskflow db upgrade --url <this Redis URL>`"
         )
     return None
 

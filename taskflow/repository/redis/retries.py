@@ -22,6 +22,7 @@ from typing import Any
 from taskflow.models import TaskStatus
 from taskflow.repository.redis import codec
 from taskflow.repository.redis.connection import RedisClient
+from taskflow.repository.redis.fields import DEFAULTS, STORED_BYTES
 from taskflow.repository.redis.keys import KeySpace
 from taskflow.repository.redis.lua import LIBRARY
 from taskflow.repository.redis.lua_script import LuaScript
@@ -41,7 +42,10 @@ COPIED = (
     "payload",
     "payload_format",
 )
-SOURCE_FIELDS = ("id", "func_name", "status", "payload_format", "created_at", "retried_from")
+SOURCE_FIELDS = [
+    STORED_BYTES[name]
+    for name in ("func_name", "status", "payload_format", "created_at", "retried_from")
+]
 
 # ARGV after the prefix: now, then (original id, new id, max_retries) triples.
 # Returns the new ids inserted.  The copied fields are ``COPIED``; the counts
@@ -60,7 +64,6 @@ for _ = 1, (#ARGV - 2) / 3 do
   if old ~= nil and (old.status == 'failed' or old.status == 'interrupted') then
     local fields = {}
     for _, name in ipairs(copied) do fields[name] = old[name] end
-    fields.id = id
     fields.status = 'pending'
     fields.source = 'retry'
     fields.max_retries = max_retries
@@ -79,19 +82,25 @@ return inserted
 )
 
 
-def _source(values: Sequence[bytes | None]) -> RetrySource | None:
+def _source(task_id: str | bytes, values: Sequence[bytes | None]) -> RetrySource | None:
     """A ``RetrySource`` from the HMGET of ``SOURCE_FIELDS``; None for a missing task."""
-    task_id, func_name, status, payload_format, created_at, retried_from = values
-    if task_id is None or func_name is None or status is None or created_at is None:
+    func_name, status, payload_format, created_at, retried_from = values
+    if func_name is None or status is None or created_at is None:
         return None
     return RetrySource(
-        task_id=task_id.decode("utf-8"),
+        task_id=task_id.decode("utf-8") if isinstance(task_id, bytes) else task_id,
         func_name=func_name.decode("utf-8"),
         status=TaskStatus(status.decode("utf-8")),
-        payload_format=(payload_format or b"json").decode("utf-8"),
+        payload_format=(payload_format or DEFAULTS["payload_format"].encode()).decode("utf-8"),
         created_at=codec.from_us(created_at),
         retried_from=None if retried_from is None else retried_from.decode("utf-8"),
     )
+
+
+def _sources(ids: Sequence[str | bytes], rows: Sequence[Any]) -> list[RetrySource]:
+    """The ``RetrySource`` of each task that still exists, from the HMGETs of ``ids``."""
+    found = (_source(task_id, row) for task_id, row in zip(ids, rows, strict=True))
+    return [source for source in found if source is not None]
 
 
 class RedisRetries:
@@ -100,7 +109,9 @@ class RedisRetries:
     client: RedisClient
     keys: KeySpace
 
-    async def _hmget_all(self, task_ids: Sequence[str | bytes], fields: Sequence[str]) -> list[Any]:
+    async def _hmget_all(
+        self, task_ids: Sequence[str | bytes], fields: Sequence[bytes]
+    ) -> list[Any]:
         """HMGET of ``fields`` for each task, in one round trip."""
         async with self.client.pipeline(transaction=False) as pipe:
             for task_id in task_ids:
@@ -109,8 +120,9 @@ class RedisRetries:
             return list(await pipe.execute())
 
     async def retry_sources(self, task_ids: Sequence[str]) -> list[RetrySource]:
-        rows = await self._hmget_all(list(dict.fromkeys(task_ids)), SOURCE_FIELDS)
-        return [source for row in rows if (source := _source(row)) is not None]
+        ids = list(dict.fromkeys(task_ids))
+        rows = await self._hmget_all(ids, SOURCE_FIELDS)
+        return _sources(ids, rows)
 
     async def replay_candidates(self, page: ReplayPage) -> list[RetrySource]:
         window = Window(
@@ -127,8 +139,9 @@ class RedisRetries:
         after = page.after
         position = None if after is None else (codec.to_us(after.created_at), after.task_id)
         found = await newest(self.client, self.keys, walks, window, position, page.limit)
-        rows = await self._hmget_all([task_id for _, task_id in found], SOURCE_FIELDS)
-        return [source for row in rows if (source := _source(row)) is not None]
+        ids = [task_id for _, task_id in found]
+        rows = await self._hmget_all(ids, SOURCE_FIELDS)
+        return _sources(ids, rows)
 
     async def retried_ids(self, task_ids: Sequence[str]) -> set[str]:
         ids = list(dict.fromkeys(task_ids))
@@ -139,7 +152,7 @@ class RedisRetries:
 
     async def retry_origins(self, task_ids: Sequence[str]) -> dict[str, str | None]:
         ids = list(dict.fromkeys(task_ids))
-        rows = await self._hmget_all(ids, ("id", "retried_from"))
+        rows = await self._hmget_all(ids, (STORED_BYTES["status"], STORED_BYTES["retried_from"]))
         return {
             task_id: None if origin is None else origin.decode("utf-8")
             for task_id, (exists, origin) in zip(ids, rows, strict=True)

@@ -28,6 +28,7 @@ from typing import Any
 from taskflow.models import TaskRecord
 from taskflow.repository.redis import codec
 from taskflow.repository.redis.connection import RedisClient
+from taskflow.repository.redis.fields import with_fields
 from taskflow.repository.redis.keys import KeySpace
 from taskflow.repository.redis.lua import LIBRARY
 from taskflow.repository.redis.lua_script import LuaScript
@@ -135,7 +136,7 @@ return 1
 READ = LuaScript(
     LIBRARY
     + _COMMON
-    + """
+    + with_fields("""
 local names = {}
 for i = 2, #ARGV do names[#names + 1] = ARGV[i] end
 if #names == 0 then names = redis.call('SMEMBERS', tf_key('schedules')) end
@@ -145,12 +146,12 @@ for _, name in ipairs(names) do
   if #flat > 0 then
     local last = redis.call('HGET', sched_key(name), 'last_task_id')
     local status = false
-    if last then status = redis.call('HGET', tf_key('task', last), 'status') end
+    if last then status = redis.call('HGET', tf_key('task', last), $status) end
     out[#out + 1] = {flat, status}
   end
 end
 return out
-"""
+""")
 )
 
 

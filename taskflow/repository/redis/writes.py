@@ -15,7 +15,7 @@ from typing import Any
 from redis.commands.core import AsyncScript
 
 from taskflow.models import TaskRecord, TaskStatus, utcnow
-from taskflow.repository.redis import codec, lua
+from taskflow.repository.redis import codec, fields, lua
 from taskflow.repository.redis.connection import RedisClient
 from taskflow.repository.redis.keys import KeySpace
 from taskflow.repository.values import BatchOutcome, WriteBatch
@@ -89,7 +89,7 @@ local fields = tf_fields()
 local holders = tf_key('idempotency')
 local holder = redis.call('HGET', holders, key)
 if holder then
-  local status = redis.call('HGET', tf_key('task', holder), 'status')
+  local status = redis.call('HGET', tf_key('task', holder), $status)
   if status and status ~= 'failed' then return holder end
 end
 redis.call('HSET', holders, key, id)
@@ -141,7 +141,9 @@ class RedisWrites:
     def _init_writes(self) -> None:
         self._apply_script: AsyncScript = lua.script(self.client, _APPLY)
         self._transition_script: AsyncScript = lua.script(self.client, _TRANSITION)
-        self._insert_key_script: AsyncScript = lua.script(self.client, _INSERT_WITH_KEY)
+        self._insert_key_script: AsyncScript = lua.script(
+            self.client, fields.with_fields(_INSERT_WITH_KEY)
+        )
         self._insert_many_script: AsyncScript = lua.script(self.client, _INSERT_MANY)
         self._delete_many_script: AsyncScript = lua.script(self.client, _DELETE_MANY)
 
