@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ParamSpec
 
 if TYPE_CHECKING:
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 P = ParamSpec("P")
 
 # The options ``enqueue()`` still takes from among the task's keyword arguments.
-ENQUEUE_OPTIONS = ("idempotency_key", "tags", "priority", "session")
+ENQUEUE_OPTIONS = ("idempotency_key", "tags", "priority", "session", "run_at", "delay")
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ class EnqueueOptions:
     tags: dict[str, Any] | None = None
     priority: int | None = None
     session: Any = None
+    run_at: datetime | None = None
+    delay: float | timedelta | None = None
 
 
 def take_options(kwargs: dict[str, Any]) -> EnqueueOptions:

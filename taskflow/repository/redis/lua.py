@@ -36,6 +36,8 @@ Entry points:
   ``owner`` holds; false when it does not hold it.
 * ``tf_log(id, entry_id, json)``: append a log line unless that entry id was
   appended already.
+* ``tf_cancel_pending(id, now, reason)``: write a task that is still
+  ``pending`` ``cancelled`` (epoch bumped); false when it is not pending.
 """
 
 from __future__ import annotations
@@ -245,6 +247,17 @@ local function tf_log(id, entry_id, json)
   if redis.call('SADD', tf_key('logids', id), entry_id) == 1 then
     redis.call('RPUSH', tf_key('logs', id), json)
   end
+end
+
+-- A task still pending written cancelled (a one-off replaced or cancelled):
+-- epoch bumped, so an instance that claimed it but has not started it cannot.
+local function tf_cancel_pending(id, now, reason)
+  local old = tf_state(id)
+  if old == nil or old.status ~= 'pending' then return false end
+  local epoch = string.format('%d', tonumber(old.lease_epoch or '0') + 1)
+  tf_change(id, old, {status = 'cancelled', updated_at = now, finished_at = now,
+    error = reason, lease_epoch = epoch}, {'owner', 'lease_expires_at'})
+  return true
 end
 """
 
