@@ -24,6 +24,8 @@ down_revision: str | Sequence[str] | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+TABLE = "taskflow_run_keys"
+
 
 def _utc_datetime() -> sa.types.TypeEngine[Any]:
     return (
@@ -34,8 +36,11 @@ def _utc_datetime() -> sa.types.TypeEngine[Any]:
 
 
 def upgrade() -> None:
+    context = op.get_context()
+    if not context.as_sql and sa.inspect(op.get_bind()).has_table(TABLE):
+        return  # tables made by this taskflow's create_all, adopted as 0003
     op.create_table(
-        "taskflow_run_keys",
+        TABLE,
         sa.Column("run_key", sa.String(length=255), nullable=False),
         sa.Column("task_id", sa.String(length=36), nullable=False),
         sa.Column("created_at", _utc_datetime(), nullable=False),
@@ -44,4 +49,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_table("taskflow_run_keys")
+    op.drop_table(TABLE)
