@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta, timezone
+
 import httpx
 import pytest
 from fastapi import BackgroundTasks, FastAPI
@@ -144,10 +145,9 @@ async def test_racing_schedule_once_from_two_instances_arms_one(database_url: st
         assert len(await first.list_scheduled()) == 1
         await eventually(called, timeout=10)
         await asyncio.sleep(0.3)
-        statuses = [(await first.get_task(entry.task_id)) for entry in armed]
-        assert sorted(record.status.value for record in statuses if record) == [
-            "cancelled"
-        ] * 5 + ["success"]
+        records = [await first.get_task(entry.task_id) for entry in armed]
+        statuses = sorted(record.status.value for record in records if record)
+        assert statuses == ["cancelled"] * 5 + ["success"]
     assert len(CALLS) == 1
 
 
