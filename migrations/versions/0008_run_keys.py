@@ -46,7 +46,9 @@ def upgrade() -> None:
         sa.Column("created_at", _utc_datetime(), nullable=False),
         sa.PrimaryKeyConstraint("run_key", name=op.f("pk_taskflow_run_keys")),
     )
+    op.create_index(op.f("ix_taskflow_run_keys_task_id"), TABLE, ["task_id"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_taskflow_run_keys_task_id"), table_name=TABLE)
     op.drop_table(TABLE)

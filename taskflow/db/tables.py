@@ -209,13 +209,15 @@ class RunKeyRow(Base):
     The primary key is the arbiter, as for idempotency keys: arming a key
     locks its row, so two instances arming one key at once leave one task.
     A key whose task already ran keeps its row until it is armed or
-    cancelled again; a row never makes a finished task pending.
+    cancelled again, or retention deletes the task; a row never makes a
+    finished task pending.
     """
 
     __tablename__ = "taskflow_run_keys"
 
     run_key: Mapped[str] = mapped_column(String(255), primary_key=True)
-    task_id: Mapped[str] = mapped_column(String(36))
+    # Indexed for retention, which forgets the keys of the tasks it deletes.
+    task_id: Mapped[str] = mapped_column(String(36), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 

@@ -79,8 +79,8 @@ class OneOffMethods(ManagerParts):
                 raise DatabaseUnavailableError(f"{_UNAVAILABLE} ({type(exc).__name__})") from exc
             raise
         alarm = self.local_tasks.alarm
-        if alarm is not None and armed == record.task_id:
-            alarm.set(fire_at)
+        if alarm is not None and armed == record.task_id and self.local_tasks.on_loop_thread():
+            alarm.set(fire_at)  # else the claim poll finds it (another loop called this)
         return ScheduledOnce(
             run_key=key,
             task_id=armed,

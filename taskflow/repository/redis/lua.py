@@ -86,7 +86,7 @@ end
 -- which may be megabytes.  Enough as the ``old`` of tf_change.
 local TF_STATE_FIELDS = {'status', 'owner', 'priority', 'created_at', 'run_at',
   'lease_expires_at', 'func_name', 'duration_ms', 'source', 'lease_epoch', 'idempotency_key',
-  'executor'}
+  'executor', 'run_key'}
 
 local function tf_state(id)
   local values = redis.call('HMGET', tf_key('task', id), unpack(TF_STATE_FIELDS))
@@ -228,6 +228,10 @@ local function tf_delete(id)
   local ik = old.idempotency_key
   if ik ~= nil and redis.call('HGET', tf_key('idempotency'), ik) == id then
     redis.call('HDEL', tf_key('idempotency'), ik)
+  end
+  local rk = old.run_key
+  if rk ~= nil and redis.call('HGET', tf_key('runkeys'), rk) == id then
+    redis.call('HDEL', tf_key('runkeys'), rk)
   end
   redis.call('DEL', tf_key('task', id), tf_key('logs', id), tf_key('logids', id))
   return true

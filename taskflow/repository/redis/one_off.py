@@ -47,6 +47,8 @@ if old then tf_cancel_pending(old, now, reason) end
 if ikey ~= '' then redis.call('HSET', holders, ikey, id) end
 redis.call('HSET', tf_key('runkeys'), run_key, id)
 tf_insert(id, fields)
+-- Retention, deleting the task, forgets the key with it (tf_delete).
+redis.call('HSET', tf_key('task', id), 'run_key', run_key)
 return id
 """
 
