@@ -286,7 +286,7 @@ class TaskManager(
                 not created.  A route gets 503 with ``Retry-After``.
             WriterStoppedError: taskflow shut down first; not created either.
         """
-        options = take_options(kwargs)
+        options = take_options(func, kwargs)
         return await self._enqueue_with(func, args, kwargs, options)
 
     def with_options(

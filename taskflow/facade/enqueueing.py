@@ -15,13 +15,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ParamSpec
 
+from taskflow.runtime.timing import take_time_options
+
 if TYPE_CHECKING:
     from taskflow.manager import TaskManager
 
 P = ParamSpec("P")
 
 # The options ``enqueue()`` still takes from among the task's keyword arguments.
-ENQUEUE_OPTIONS = ("idempotency_key", "tags", "priority", "session", "run_at", "delay")
+ENQUEUE_OPTIONS = ("idempotency_key", "tags", "priority", "session")
 
 
 @dataclass(frozen=True)
@@ -36,9 +38,11 @@ class EnqueueOptions:
     delay: float | timedelta | None = None
 
 
-def take_options(kwargs: dict[str, Any]) -> EnqueueOptions:
-    """Remove fastapi-taskflow-style options from a call's keyword arguments."""
-    return EnqueueOptions(**{name: kwargs.pop(name) for name in ENQUEUE_OPTIONS if name in kwargs})
+def take_options(func: Callable[..., Any], kwargs: dict[str, Any]) -> EnqueueOptions:
+    """Remove the options from a call's keyword arguments (``run_at`` / ``delay``: see timing)."""
+    options = {name: kwargs.pop(name) for name in ENQUEUE_OPTIONS if name in kwargs}
+    options.update(take_time_options(func, kwargs))
+    return EnqueueOptions(**options)
 
 
 class EnqueueWithOptions:

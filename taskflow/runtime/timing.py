@@ -12,6 +12,8 @@ that added it also sets an alarm for its time, so it usually starts on time.
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import math
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -26,6 +28,45 @@ MAX_AHEAD = timedelta(days=36525)
 # Alarms further ahead than this are left to the claim poll: a process with
 # many tasks for next month should not hold a timer for each.
 ALARM_HORIZON_S = 300.0
+
+
+# Options added after fastapi-taskflow's: taken from a call's keyword
+# arguments only when the task function has no parameter of that name, so an
+# existing task with a ``delay`` parameter keeps receiving it.
+TIME_OPTIONS = ("run_at", "delay")
+
+
+def take_time_options(func: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Remove ``run_at=`` / ``delay=`` from ``kwargs`` unless ``func`` takes them itself."""
+    return {
+        name: kwargs.pop(name)
+        for name in TIME_OPTIONS
+        if name in kwargs and not _takes_keyword(func, name)
+    }
+
+
+def _takes_keyword(func: Callable[..., Any], name: str) -> bool:
+    try:
+        return _cached_takes_keyword(func, name)
+    except TypeError:  # an unhashable callable: read its signature each time
+        return _signature_takes(func, name)
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_takes_keyword(func: Callable[..., Any], name: str) -> bool:
+    return _signature_takes(func, name)
+
+
+def _signature_takes(func: Callable[..., Any], name: str) -> bool:
+    try:
+        parameters = inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return False
+    parameter = parameters.get(name)
+    return parameter is not None and parameter.kind in (
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        inspect.Parameter.KEYWORD_ONLY,
+    )
 
 
 def due_time(run_at: Any, delay: Any, now: datetime) -> datetime | None:

@@ -14,7 +14,7 @@ from starlette.background import BackgroundTask
 from taskflow.models import utcnow
 from taskflow.runtime.acknowledgement import current_receipt
 from taskflow.runtime.priority import dispatch_path
-from taskflow.runtime.timing import due_time
+from taskflow.runtime.timing import due_time, take_time_options
 
 if TYPE_CHECKING:
     from taskflow.manager import TaskManager
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 P = ParamSpec("P")
 
 # fastapi-taskflow's options, given among the task's own keyword arguments.
-ADD_TASK_OPTIONS = ("idempotency_key", "tags", "eager", "priority", "run_at", "delay")
+ADD_TASK_OPTIONS = ("idempotency_key", "tags", "eager", "priority")
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,9 @@ class ManagedBackgroundTasks(BackgroundTasks):
         ``run_at=`` (an aware datetime) or ``delay=`` (seconds) makes a task
         for later: its row is written now, ``pending`` with that ``run_at``,
         and whichever instance finds it due runs it (not necessarily this
-        one); a time in the past runs at once.
+        one); a time in the past runs at once.  A task function with a
+        parameter of its own called ``run_at`` or ``delay`` receives it:
+        pass the option through ``with_options()`` then.
 
         The request's response is sent only once the task's row is committed
         (``acknowledge="committed"``).  It runs after the response, in the
@@ -91,6 +93,7 @@ class ManagedBackgroundTasks(BackgroundTasks):
         options: dict[str, Any] = {
             name: kwargs.pop(name) for name in ADD_TASK_OPTIONS if name in kwargs
         }
+        options.update(take_time_options(func, kwargs))
         return self._submit(func, args, kwargs, AddTaskOptions(**options))
 
     def with_options(

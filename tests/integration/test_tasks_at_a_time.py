@@ -111,6 +111,23 @@ async def test_a_task_for_later_runs_on_another_instance(database_url: str) -> N
     assert CALLS == ["grace"]
 
 
+async def backoff(who: str, delay: int) -> None:
+    CALLS.append(f"{who}:{delay}")
+
+
+async def test_a_task_parameter_named_delay_still_gets_its_value(database_url: str) -> None:
+    async with running(database_url) as manager:
+        manager.task(name="backoff")(backoff)
+        task_id = await manager.enqueue(backoff, "x", delay=7)  # the task's own argument
+        await wait_for_status(manager, task_id, {TaskStatus.SUCCESS}, timeout=10)
+        later = await manager.with_options(delay=30).enqueue(backoff, "y", delay=8)
+        record = await manager.get_task(later)
+        assert record is not None and record.status is TaskStatus.PENDING
+        assert record.kwargs == {"delay": 8}
+        assert record.run_at > utcnow() + timedelta(seconds=25)
+    assert CALLS == ["x:7"]
+
+
 async def test_a_past_run_at_runs_at_once(database_url: str) -> None:
     async with running(database_url) as manager:
         typed = manager.with_options(run_at=soon(-60))

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from taskflow.exceptions import TaskArgumentError
-from taskflow.runtime.timing import as_utc, due_time, fire_time
+from taskflow.runtime.timing import as_utc, due_time, fire_time, take_time_options
 
 NOW = datetime(2026, 12, 8, 12, 0, tzinfo=timezone.utc)
 PLUS_ONE = timezone(timedelta(hours=1))
@@ -54,3 +54,19 @@ def test_schedule_once_takes_naive_as_utc_and_clamps_the_past() -> None:
     with pytest.raises(TaskArgumentError, match="datetime"):
         fire_time(5, NOW)
     assert as_utc(datetime(2026, 12, 9), "before").tzinfo is timezone.utc
+
+
+def takes_delay(address: str, delay: int = 0) -> None: ...
+
+
+def plain(address: str, **rest: object) -> None: ...
+
+
+def test_time_options_are_left_to_a_function_that_takes_them() -> None:
+    kwargs: dict[str, object] = {"address": "a", "delay": 5, "run_at": NOW}
+    assert take_time_options(takes_delay, kwargs) == {"run_at": NOW}
+    assert kwargs == {"address": "a", "delay": 5}
+    kwargs = {"address": "a", "delay": 5}
+    # **rest does not count: a delay= given to such a function is the option.
+    assert take_time_options(plain, kwargs) == {"delay": 5}
+    assert kwargs == {"address": "a"}
