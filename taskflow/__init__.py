@@ -34,7 +34,7 @@ from taskflow.exceptions import (
 )
 from taskflow.executors import TaskExecutionContext
 from taskflow.manager import TaskManager
-from taskflow.models import TaskConfig, TaskRecord, TaskStatus
+from taskflow.models import ScheduledOnce, TaskConfig, TaskRecord, TaskStatus
 from taskflow.observe import (
     FileLogger,
     InMemoryLogger,
@@ -85,6 +85,7 @@ __all__ = [
     "RegistrationError",
     "ScheduleNotFoundError",
     "ScheduleState",
+    "ScheduledOnce",
     "SnapshotBackend",
     "SqliteBackend",
     "StdoutLogger",

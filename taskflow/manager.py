@@ -10,6 +10,7 @@ path, which delegates without extra layers because it runs for every request.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any, ParamSpec
 
 from taskflow.backends import SnapshotBackend, choose_database_url
@@ -19,9 +20,10 @@ from taskflow.facade.admin import AdminMethods
 from taskflow.facade.enqueueing import EnqueueOptions, EnqueueWithOptions, take_options
 from taskflow.facade.fastapi_glue import FastAPIMethods
 from taskflow.facade.lifecycle import LifecycleMethods
+from taskflow.facade.one_off import OneOffMethods
 from taskflow.facade.registration import RegistrationMethods
 from taskflow.facade.waiting import WaitMethods
-from taskflow.models import TaskSource
+from taskflow.models import TaskSource, utcnow
 from taskflow.observe.setup import build_observers
 from taskflow.options import (
     check_choice,
@@ -43,13 +45,21 @@ from taskflow.runtime.local_tasks import LocalTasks
 from taskflow.runtime.retention import RetentionService
 from taskflow.runtime.runner import LocalTask
 from taskflow.runtime.submission import Submission
+from taskflow.runtime.timing import due_time
 from taskflow.security import build_cipher
 from taskflow.settings import DatabaseTarget, resolve_database_url
 
 P = ParamSpec("P")
 
 
-class TaskManager(RegistrationMethods, AdminMethods, WaitMethods, LifecycleMethods, FastAPIMethods):
+class TaskManager(
+    RegistrationMethods,
+    AdminMethods,
+    OneOffMethods,
+    WaitMethods,
+    LifecycleMethods,
+    FastAPIMethods,
+):
     """Registers task functions, persists every task, and runs them in this process.
 
     Args:
@@ -279,9 +289,11 @@ class TaskManager(RegistrationMethods, AdminMethods, WaitMethods, LifecycleMetho
         """Create a task and return its id once its row is committed; it runs in the background.
 
         Type checkers check the arguments against ``func``'s signature.  The
-        options ``idempotency_key=``, ``tags=``, ``priority=`` and ``session=``
-        are taken from the keyword arguments at run time; typed code passes
-        them through ``with_options()``.
+        options ``idempotency_key=``, ``tags=``, ``priority=``, ``session=``,
+        ``run_at=`` and ``delay=`` are taken from the keyword arguments at run
+        time; typed code passes them through ``with_options()``.  ``run_at=``
+        / ``delay=``: the task is due then, and whichever instance finds it
+        due runs it (see ``ManagedBackgroundTasks.add_task``).
 
         With ``idempotency_key``, returns the id of the live task holding the
         key if there is one, and creates nothing.  With ``session`` (an
@@ -295,7 +307,7 @@ class TaskManager(RegistrationMethods, AdminMethods, WaitMethods, LifecycleMetho
                 not created.  A route gets 503 with ``Retry-After``.
             WriterStoppedError: taskflow shut down first; not created either.
         """
-        options = take_options(kwargs)
+        options = take_options(func, kwargs)
         return await self._enqueue_with(func, args, kwargs, options)
 
     def with_options(
@@ -305,12 +317,15 @@ class TaskManager(RegistrationMethods, AdminMethods, WaitMethods, LifecycleMetho
         tags: dict[str, Any] | None = None,
         priority: int | None = None,
         session: Any = None,
+        run_at: datetime | None = None,
+        delay: float | timedelta | None = None,
     ) -> EnqueueWithOptions:
         """``enqueue()`` with options, kept apart from the task's own arguments.
 
         ``await task_manager.with_options(idempotency_key=k).enqueue(send_email, address=a)``
         """
-        return EnqueueWithOptions(self, EnqueueOptions(idempotency_key, tags, priority, session))
+        options = EnqueueOptions(idempotency_key, tags, priority, session, run_at, delay)
+        return EnqueueWithOptions(self, options)
 
     async def _enqueue_with(
         self,
@@ -321,12 +336,13 @@ class TaskManager(RegistrationMethods, AdminMethods, WaitMethods, LifecycleMetho
     ) -> str:
         # The work of enqueue(), with the task's arguments and options apart.
         key, tags, priority = options.idempotency_key, options.tags, options.priority
+        run_at = due_time(options.run_at, options.delay, utcnow())
         if options.session is not None:
             return await self.submission.add_to_transaction(
-                options.session, func, args, kwargs, key, tags, priority, self.wake
+                options.session, func, args, kwargs, key, tags, priority, self.wake, run_at
             )
         return await self.submission.enqueue(
-            func, args, kwargs, key, tags, priority, self.acknowledge_timeout
+            func, args, kwargs, key, tags, priority, self.acknowledge_timeout, run_at
         )
 
     def add_to_session(

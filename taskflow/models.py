@@ -207,6 +207,22 @@ def _iso(value: datetime | None) -> str | None:
 
 
 @dataclass(frozen=True)
+class ScheduledOnce:
+    """A one-off task armed by ``schedule_once()`` and not yet run: what ``list_scheduled()`` lists.
+
+    ``fire_at`` is when it is due (fastapi-taskflow's name); ``task_id`` names
+    the ``pending`` task row that will run, which the dashboard shows too.
+    """
+
+    run_key: str
+    task_id: str
+    func_name: str
+    fire_at: datetime
+    priority: int | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class AuditEntry:
     """One row of the audit log: who changed what through the admin API (or logged in)."""
 

@@ -45,6 +45,8 @@ ADDED_SINCE_ADOPTED = (
     "modify_type taskflow_tasks.tags: database has JSON, models want JSONB",
     "modify_type taskflow_task_logs.extra: database has JSON, models want JSONB",
     "modify_type taskflow_audit.detail: database has JSON, models want JSONB",
+    "add_table taskflow_run_keys",
+    "add_index ix_taskflow_run_keys_task_id ",
 )
 # Every index of taskflow's is named so; others on its tables (a GIN index a
 # user adds on tags) are the user's, not a difference from the models.

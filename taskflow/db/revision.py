@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from taskflow.exceptions import ConfigurationError
 
-EXPECTED_REVISION = "0007"
+EXPECTED_REVISION = "0008"
 VERSION_TABLE = "taskflow_alembic_version"
 # Present from revision 0001 on: its absence means taskflow's migrations never ran.
 _FIRST_TABLE = "taskflow_tasks"

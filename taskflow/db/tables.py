@@ -203,6 +203,24 @@ class IdempotencyKeyRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+class RunKeyRow(Base):
+    """Maps a ``schedule_once()`` run key to the task it armed last (revision 0008).
+
+    The primary key is the arbiter, as for idempotency keys: arming a key
+    locks its row, so two instances arming one key at once leave one task.
+    A key whose task already ran keeps its row until it is armed or
+    cancelled again, or retention deletes the task; a row never makes a
+    finished task pending.
+    """
+
+    __tablename__ = "taskflow_run_keys"
+
+    run_key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    # Indexed for retention, which forgets the keys of the tasks it deletes.
+    task_id: Mapped[str] = mapped_column(String(36), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class ScheduleRow(Base):
     """A periodic entry, shared by every instance; ``next_run_at`` is the compare-and-swap slot."""
 
@@ -309,6 +327,7 @@ metadata = Base.metadata
 tasks_table = cast(Table, TaskRow.__table__)
 task_logs_table = cast(Table, TaskLogRow.__table__)
 idempotency_keys_table = cast(Table, IdempotencyKeyRow.__table__)
+run_keys_table = cast(Table, RunKeyRow.__table__)
 schedules_table = cast(Table, ScheduleRow.__table__)
 instances_table = cast(Table, InstanceRow.__table__)
 audit_table = cast(Table, AuditRow.__table__)

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ParamSpec
+
+from taskflow.runtime.timing import take_time_options
 
 if TYPE_CHECKING:
     from taskflow.manager import TaskManager
@@ -31,11 +34,15 @@ class EnqueueOptions:
     tags: dict[str, Any] | None = None
     priority: int | None = None
     session: Any = None
+    run_at: datetime | None = None
+    delay: float | timedelta | None = None
 
 
-def take_options(kwargs: dict[str, Any]) -> EnqueueOptions:
-    """Remove fastapi-taskflow-style options from a call's keyword arguments."""
-    return EnqueueOptions(**{name: kwargs.pop(name) for name in ENQUEUE_OPTIONS if name in kwargs})
+def take_options(func: Callable[..., Any], kwargs: dict[str, Any]) -> EnqueueOptions:
+    """Remove the options from a call's keyword arguments (``run_at`` / ``delay``: see timing)."""
+    options = {name: kwargs.pop(name) for name in ENQUEUE_OPTIONS if name in kwargs}
+    options.update(take_time_options(func, kwargs))
+    return EnqueueOptions(**options)
 
 
 class EnqueueWithOptions:

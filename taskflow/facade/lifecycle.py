@@ -193,6 +193,8 @@ class LifecycleMethods(ManagerParts):
         )
         if connected:
             await runtime.dispatcher.stop()
+        if self.local_tasks.alarm is not None:
+            self.local_tasks.alarm.cancel()
         await runtime.release_and_stop_writer(
             self.local_tasks, self.repository, connected=connected
         )

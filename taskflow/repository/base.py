@@ -17,6 +17,7 @@ from typing import Any
 from taskflow.exceptions import TaskArgumentError
 from taskflow.models import TaskLogEntry, TaskMetrics, TaskRecord, TaskStatus
 from taskflow.repository.admin import AdminRecords
+from taskflow.repository.one_off import OneOffRecords
 from taskflow.repository.values import (
     AdminSession,
     BatchOutcome,
@@ -50,11 +51,12 @@ __all__ = [
 ]
 
 
-class TaskRepository(AdminRecords):
+class TaskRepository(OneOffRecords, AdminRecords):
     """Async storage of tasks, logs and their bookkeeping.
 
     The audit log, dashboard sessions and login attempts are declared in
-    ``AdminRecords`` (``taskflow.repository.admin``), which this inherits.
+    ``AdminRecords`` (``taskflow.repository.admin``), which this inherits;
+    ``schedule_once()``'s run keys in ``OneOffRecords`` (``repository.one_off``).
     """
 
     #: The most bytes one task's stored arguments may take (known once opened):

@@ -30,6 +30,7 @@ from taskflow.runtime.priority import Slots
 from taskflow.runtime.processes import ProcessExecutor
 from taskflow.runtime.runner import Executor, TaskRunner
 from taskflow.runtime.shutdown import release_held
+from taskflow.runtime.timing import WakeAlarm
 from taskflow.runtime.writer import GroupCommitWriter
 from taskflow.serialization import Cipher
 
@@ -153,6 +154,7 @@ def assemble_runtime(
     )
     tasks.bind(asyncio.get_running_loop(), writer)
     tasks.runner = runner
+    tasks.alarm = WakeAlarm(dispatcher.wake)
     return Runtime(executors=executors, writer=writer, runner=runner, dispatcher=dispatcher)
 
 

@@ -23,6 +23,7 @@ from taskflow.registry import TaskRegistry
 from taskflow.runtime.holdings import adopt_claimed, drop_fenced, held_epochs, room_to_adopt
 from taskflow.runtime.priority import Slots
 from taskflow.runtime.runner import LocalTask, TaskRunner
+from taskflow.runtime.timing import WakeAlarm
 from taskflow.runtime.writer import GroupCommitWriter
 from taskflow.serialization import Cipher
 
@@ -55,6 +56,7 @@ class LocalTasks:
         self._loop_thread: int | None = None
         self.writer: GroupCommitWriter | None = None
         self.runner: TaskRunner | None = None
+        self.alarm: WakeAlarm | None = None
 
     def bind(self, loop: asyncio.AbstractEventLoop, writer: GroupCommitWriter) -> None:
         """Take this start's loop (the current thread's) and writer; ``runner`` follows."""
@@ -88,6 +90,9 @@ class LocalTasks:
         if local.dispatched:
             return  # handed over already (by its request's end, or by drain())
         local.dispatched = True
+        if local.deferred:
+            self._leave_to_claims(local, hurry)
+            return
         if hurry and self.writer is not None:
             local.urgent = True
             self.writer.hurry()
@@ -103,6 +108,21 @@ class LocalTasks:
                 waiting.append(local)
             return
         self._spawn_local(local, after)
+
+    def _leave_to_claims(self, local: LocalTask, hurry: bool) -> None:
+        # A task for later is not held: whichever instance's claim finds it
+        # due runs it.  Nothing in its request waits for it.
+        local.mark_settled()
+        if hurry and self.writer is not None:
+            self.writer.hurry()
+        alarm, when = self.alarm, local.record.run_at
+        if alarm is None:
+            return
+        inserted = local.inserted
+        if inserted is None or inserted.done():
+            alarm.set(when)
+        else:
+            inserted.add_done_callback(lambda _commit: alarm.set(when))
 
     async def hand_off(self, local: LocalTask, after: LocalTask | None = None) -> None:
         """What FastAPI runs after the response: hand the task over and return.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -31,11 +31,13 @@ def new_record(
     priority: int | None = None,
     source: TaskSource = TaskSource.MANUAL,
     max_argument_bytes: int | None = None,
+    run_at: datetime | None = None,
 ) -> TaskRecord:
     """A pending task row for a call, leased to ``owner`` (None: any instance may claim it).
 
     ``max_argument_bytes``: the most the database stores of one task's
-    arguments (see ``TaskRepository.max_argument_bytes``).
+    arguments (see ``TaskRepository.max_argument_bytes``).  ``run_at``: when
+    it is due, if not now.
 
     Raises:
         TaskArgumentError: the arguments, key or tags cannot be stored.
@@ -57,7 +59,7 @@ def new_record(
         priority=priority if priority is not None else target.config.priority,
         executor=target.executor,
         max_retries=target.config.retries,
-        run_at=now,
+        run_at=now if run_at is None else run_at,
         updated_at=now,
         args_stored=encoded.readable,
         payload=encoded.payload,
@@ -75,20 +77,21 @@ def _lease(seconds: float) -> timedelta:
     return timedelta(seconds=seconds)
 
 
-def check_key(key: str | None) -> str | None:
+def check_key(key: str | None, option: str = "idempotency_key") -> str | None:
+    """``key`` if the database can store and match it (``option``: its name, for the message)."""
     if key is None:
         return None
     if not isinstance(key, str) or not key:
-        raise TaskArgumentError(f"idempotency_key must be a non-empty string, got {key!r}")
+        raise TaskArgumentError(f"{option} must be a non-empty string, got {key!r}")
     if len(key) > MAX_KEY_LENGTH:
         raise TaskArgumentError(
-            f"idempotency_key is {len(key)} characters; the limit is {MAX_KEY_LENGTH}: "
+            f"{option} is {len(key)} characters; the limit is {MAX_KEY_LENGTH}: "
             "hash long keys (e.g. sha256 hex) before passing them"
         )
     if not is_storable_text(key):
         # A key is matched exactly, so it cannot be cleaned like a label.
         raise TaskArgumentError(
-            "idempotency_key holds NUL or a lone surrogate, which databases cannot store: "
+            f"{option} holds NUL or a lone surrogate, which databases cannot store: "
             "hash it (e.g. sha256 hex of its UTF-8 bytes with 'surrogatepass') first"
         )
     return key

@@ -96,6 +96,9 @@ class LocalTask:
     claimed_start: datetime | None = None
     # Holds an executor slot reserved for it before that claim.
     holds_slot: bool = False
+    # Due later (``run_at=`` / ``delay=``): its row is left to the claims once
+    # committed, never held here (see ``runtime.timing``).
+    deferred: bool = False
     # Once the first attempt is over, the next task of the same request may start.
     # The event is made only when someone waits: most tasks have no successor.
     is_settled: bool = False

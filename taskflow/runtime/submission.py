@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextvars
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from taskflow.exceptions import (
@@ -86,14 +87,17 @@ class Submission:
         tags: dict[str, Any] | None = None,
         priority: int | None = None,
         source: TaskSource = TaskSource.MANUAL,
+        run_at: datetime | None = None,
     ) -> LocalTask | str:
         """Validate a call, create its row (buffered for commit) and hold it locally.
 
         Returns the ``LocalTask`` to dispatch, or, when ``idempotency_key``
         belongs to a live task already, that task's id (and nothing is
-        created).  Safe to call from the event loop or from a worker thread.
+        created).  With a future ``run_at`` the task is ``deferred``: not
+        held, left to the claims once committed.  Safe to call from the
+        event loop or from a worker thread.
         """
-        local = self._prepare(func, args, kwargs, idempotency_key, tags, priority, source)
+        local = self._prepare(func, args, kwargs, idempotency_key, tags, priority, source, run_at)
         if self._keyed_in_database(local):
             holder = self._insert_with_key_blocking(local.record)
         else:
@@ -112,10 +116,11 @@ class Submission:
         tags: dict[str, Any] | None,
         priority: int | None,
         acknowledge_timeout: float,
+        run_at: datetime | None = None,
     ) -> str:
         """``TaskManager.enqueue()`` without a session: returns once the row is committed."""
         local = self._prepare(
-            func, args, kwargs, idempotency_key, tags, priority, TaskSource.MANUAL
+            func, args, kwargs, idempotency_key, tags, priority, TaskSource.MANUAL, run_at
         )
         if self._keyed_in_database(local):
             holder = await self._insert_with_key(local.record)
@@ -143,10 +148,13 @@ class Submission:
         tags: dict[str, Any] | None,
         priority: int | None,
         wake: Callable[[], None],
+        run_at: datetime | None = None,
     ) -> str:
         """Add the task's row to the caller's ``AsyncSession`` transaction; returns its id."""
         target = self.registry.for_function(func)
-        record = self.record_for(target, args, kwargs, idempotency_key, tags, priority, owner=None)
+        record = self.record_for(
+            target, args, kwargs, idempotency_key, tags, priority, owner=None, run_at=run_at
+        )
         return await self.repository.add_to_transaction(session, record, wake)
 
     def add_to_transaction_sync(
@@ -173,6 +181,7 @@ class Submission:
         priority: int | None,
         *,
         owner: str | None,
+        run_at: datetime | None = None,
     ) -> TaskRecord:
         if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int)):
             raise TaskArgumentError(f"priority must be an integer or None, got {priority!r}")
@@ -189,6 +198,7 @@ class Submission:
             tags=tags,
             priority=priority,
             max_argument_bytes=self.repository.max_argument_bytes,
+            run_at=run_at,
         )
 
     def _prepare(
@@ -200,16 +210,21 @@ class Submission:
         tags: dict[str, Any] | None,
         priority: int | None,
         source: TaskSource,
+        run_at: datetime | None = None,
     ) -> LocalTask:
         if self.refusal is not None:
             raise NotStartedError(self.refusal)
         target = self.registry.for_function(func)
+        # A task for later has no owner: any instance's claim may run it when due.
+        owner = self.owner if run_at is None else None
         record = self.record_for(
-            target, args, kwargs, idempotency_key, tags, priority, owner=self.owner
+            target, args, kwargs, idempotency_key, tags, priority, owner=owner, run_at=run_at
         )
         if source is not TaskSource.MANUAL:  # new_record's default
             record.source = source.value
-        local = LocalTask(record=record, target=target, args=args, kwargs=kwargs)
+        local = LocalTask(
+            record=record, target=target, args=args, kwargs=kwargs, deferred=run_at is not None
+        )
         local.context = contextvars.copy_context()
         return local
 
@@ -232,7 +247,8 @@ class Submission:
         if tasks.on_loop_thread():
             if not committed:
                 local.inserted = writer.insert(local.record)
-            tasks.held[local.record.task_id] = local
+            if not local.deferred:
+                tasks.held[local.record.task_id] = local
             return
         if not committed:
             writer.check_capacity()
@@ -248,7 +264,8 @@ class Submission:
             except BackpressureError:
                 # Already promised to the caller: accept it past the limit, never drop it.
                 local.inserted = writer.insert(local.record, force=True)
-        self.tasks.held[local.record.task_id] = local
+        if not local.deferred:
+            self.tasks.held[local.record.task_id] = local
         local.accepted = True
 
     def _insert_with_key_blocking(self, record: TaskRecord) -> str:

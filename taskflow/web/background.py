@@ -5,13 +5,16 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ParamSpec
 
 from fastapi import BackgroundTasks
 from starlette.background import BackgroundTask
 
+from taskflow.models import utcnow
 from taskflow.runtime.acknowledgement import current_receipt
 from taskflow.runtime.priority import dispatch_path
+from taskflow.runtime.timing import due_time, take_time_options
 
 if TYPE_CHECKING:
     from taskflow.manager import TaskManager
@@ -31,6 +34,8 @@ class AddTaskOptions:
     tags: dict[str, Any] | None = None
     eager: bool | None = None
     priority: int | None = None
+    run_at: datetime | None = None
+    delay: float | timedelta | None = None
 
 
 class ManagedBackgroundTasks(BackgroundTasks):
@@ -61,8 +66,16 @@ class ManagedBackgroundTasks(BackgroundTasks):
 
         The arguments are checked against ``func``'s signature by type
         checkers.  fastapi-taskflow's options (``idempotency_key=``, ``tags=``,
-        ``eager=``, ``priority=``) are still taken from the keyword arguments
-        at run time; typed code passes them through ``with_options()``.
+        ``eager=``, ``priority=``) and ``run_at=`` / ``delay=`` are still taken
+        from the keyword arguments at run time; typed code passes them
+        through ``with_options()``.
+
+        ``run_at=`` (an aware datetime) or ``delay=`` (seconds) makes a task
+        for later: its row is written now, ``pending`` with that ``run_at``,
+        and whichever instance finds it due runs it (not necessarily this
+        one); a time in the past runs at once.  A task function with a
+        parameter of its own called ``run_at`` or ``delay`` receives it:
+        pass the option through ``with_options()`` then.
 
         The request's response is sent only once the task's row is committed
         (``acknowledge="committed"``).  It runs after the response, in the
@@ -72,13 +85,15 @@ class ManagedBackgroundTasks(BackgroundTasks):
         process tasks, which warn and run after the response).
 
         Raises:
-            TaskArgumentError: the arguments cannot be stored.
+            TaskArgumentError: the arguments cannot be stored, or ``run_at`` /
+                ``delay`` are not a usable time.
             BackpressureError: the database has been unreachable long enough
                 to fill the write buffer.
         """
         options: dict[str, Any] = {
             name: kwargs.pop(name) for name in ADD_TASK_OPTIONS if name in kwargs
         }
+        options.update(take_time_options(func, kwargs))
         return self._submit(func, args, kwargs, AddTaskOptions(**options))
 
     def with_options(
@@ -88,6 +103,8 @@ class ManagedBackgroundTasks(BackgroundTasks):
         tags: dict[str, Any] | None = None,
         eager: bool | None = None,
         priority: int | None = None,
+        run_at: datetime | None = None,
+        delay: float | timedelta | None = None,
     ) -> BackgroundTasksWithOptions:
         """``add_task()`` with options, kept apart from the task's own arguments.
 
@@ -95,7 +112,7 @@ class ManagedBackgroundTasks(BackgroundTasks):
         the type checker then checks ``send_email``'s arguments, and a task
         function may itself take a parameter named ``tags`` or ``priority``.
         """
-        options = AddTaskOptions(idempotency_key, tags, eager, priority)
+        options = AddTaskOptions(idempotency_key, tags, eager, priority, run_at, delay)
         return BackgroundTasksWithOptions(self, options)
 
     def _submit(
@@ -114,9 +131,18 @@ class ManagedBackgroundTasks(BackgroundTasks):
             idempotency_key=options.idempotency_key,
             tags=options.tags,
             priority=options.priority,
+            run_at=due_time(options.run_at, options.delay, utcnow()),
         )
         if isinstance(local, str):
             return local  # the idempotency key belongs to a live task: nothing enqueued
+        receipt = current_receipt.get()
+        if local.deferred:
+            # Not in FastAPI's list: it runs when due, on whichever instance.
+            if receipt is not None and receipt.takes(manager):
+                receipt.tasks.append(local)  # acknowledged, then left to the claims
+            else:
+                manager.local_tasks.dispatch(local, hurry=True)
+            return local.record.task_id
         run_eagerly = local.target.config.eager if options.eager is None else options.eager
         path = dispatch_path(local.record.priority, run_eagerly, local.target.executor)
         if run_eagerly and path == "after_response" and local.record.priority is None:
@@ -126,7 +152,6 @@ class ManagedBackgroundTasks(BackgroundTasks):
                 RuntimeWarning,
                 stacklevel=3,
             )
-        receipt = current_receipt.get()
         if receipt is not None and receipt.takes(manager):
             receipt.tasks.append(local)  # the response waits for its row
         elif path == "after_response" and manager.serves_requests:

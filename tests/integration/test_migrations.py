@@ -32,7 +32,7 @@ from taskflow.settings import ENV_DATABASE_URL, resolve_database_url
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TASKFLOW_TABLES = {table.name for table in metadata.sorted_tables}
-HEAD = "0007"
+HEAD = "0008"
 
 
 @asynccontextmanager

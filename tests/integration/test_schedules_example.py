@@ -61,3 +61,25 @@ async def test_scheduled_example(
             resumed = await client.post(f"{ROUTE}/send_daily_report/resume")
             assert resumed.json()["paused"] is False
             assert resumed.json()["next_run"] == report["next_run"]  # still ahead: unchanged
+
+
+async def test_scheduled_example_one_offs(
+    monkeypatch: pytest.MonkeyPatch, backend_name: str, db_url: str, schema_db_url: str
+) -> None:
+    example = load_example(monkeypatch, db_url if backend_name == "sqlite" else schema_db_url)
+    app = example.app
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            first = (await client.post("/trials/42", params={"days": 14})).json()
+            moved = (await client.post("/trials/42", params={"days": 30})).json()
+            armed = (await client.get("/trials")).json()
+            assert [entry["task_id"] for entry in armed] == [moved["task_id"]]
+            replaced = (await client.get(f"/tasks/{first['task_id']}")).json()
+            assert replaced["status"] == "cancelled"
+            assert (await client.delete("/trials/42")).json() == {"cancelled": True}
+            assert (await client.get("/trials")).json() == []
+
+            later = (await client.post("/welcome/42")).json()["task_id"]
+            task = (await client.get(f"/tasks/{later}")).json()
+            assert task["status"] == "pending" and task["run_at"] > task["created_at"]

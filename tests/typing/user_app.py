@@ -5,6 +5,7 @@ Checked by ``test_user_types.py``, never imported by the tests.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI
@@ -13,6 +14,7 @@ from taskflow import (
     BackgroundTasks,
     ManagedBackgroundTasks,
     PostgresBackend,
+    ScheduledOnce,
     TaskAdmin,
     TaskConfig,
     TaskManager,
@@ -70,7 +72,20 @@ def depends(
 async def enqueue(email: str) -> dict[str, str]:
     task_id: str = await task_manager.enqueue(send_email, email)
     tagged = await task_manager.with_options(tags={"kind": "mail"}).enqueue(send_email, email)
-    return {"task_id": task_id, "tagged": tagged}
+    later = await task_manager.with_options(delay=timedelta(minutes=5)).enqueue(send_email, email)
+    return {"task_id": task_id, "tagged": tagged, "later": later}
+
+
+@app.post("/later")
+async def at_a_time(email: str, background_tasks: BackgroundTasks) -> dict[str, str]:
+    when = datetime.now(timezone.utc) + timedelta(days=1)
+    soon = background_tasks.with_options(delay=30).add_task(send_email, address=email)
+    armed: ScheduledOnce = await task_manager.schedule_once(
+        send_email, email, run_at=when, run_key=f"mail:{email}"
+    )
+    cancelled: bool = await task_manager.cancel_scheduled(armed.run_key)
+    listed: list[ScheduledOnce] = await task_manager.list_scheduled(before=when)
+    return {"soon": soon, "armed": armed.task_id, "done": f"{cancelled} {len(listed)}"}
 
 
 @app.get("/store/{task_id}")

@@ -51,6 +51,7 @@ STORED: dict[str, str] = {
     "retried_from": "rf",
     "schedule_name": "sn",
     "scheduled_for": "sf",
+    "run_key": "rk",
 }
 
 #: The stored name -> the long name.

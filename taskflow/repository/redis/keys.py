@@ -98,6 +98,11 @@ class KeySpace:
         return self.key("idempotency")
 
     @property
+    def run_keys(self) -> str:
+        """A hash: ``schedule_once()`` run key -> the task it armed last."""
+        return self.key("runkeys")
+
+    @property
     def wake_channel(self) -> str:
         return self.key("wake")
 

@@ -41,6 +41,8 @@ into the stored names):
   ``owner`` holds; false when it does not hold it.
 * ``tf_log(id, entry_id, json)``: append a log line unless that entry id was
   appended already.
+* ``tf_cancel_pending(id, now, reason)``: write a task that is still
+  ``pending`` ``cancelled`` (epoch bumped); false when it is not pending.
 """
 
 from __future__ import annotations
@@ -119,7 +121,8 @@ end
 -- the ``old`` of tf_change.
 local TF_STATE_FIELDS = {'status', 'owner', 'priority', 'created_at', 'run_at',
   'lease_expires_at', 'func_name', 'duration_ms', 'source', 'lease_epoch', 'idempotency_key',
-  'executor', 'attempt', 'max_retries', 'payload_format', 'updated_at', 'finished_at'}
+  'executor', 'attempt', 'max_retries', 'payload_format', 'updated_at', 'finished_at',
+  'run_key'}
 local TF_STATE_STORED = {}
 for i, name in ipairs(TF_STATE_FIELDS) do TF_STATE_STORED[i] = TF_F[name] end
 
@@ -284,6 +287,10 @@ local function tf_delete(id)
   if ik ~= nil and redis.call('HGET', tf_key('idempotency'), ik) == id then
     redis.call('HDEL', tf_key('idempotency'), ik)
   end
+  local rk = old.run_key
+  if rk ~= nil and redis.call('HGET', tf_key('runkeys'), rk) == id then
+    redis.call('HDEL', tf_key('runkeys'), rk)
+  end
   redis.call('DEL', tf_key('task', id), tf_key('logs', id), tf_key('logids', id))
   return true
 end
@@ -302,6 +309,17 @@ local function tf_log(id, entry_id, json)
   if redis.call('SADD', tf_key('logids', id), entry_id) == 1 then
     redis.call('RPUSH', tf_key('logs', id), json)
   end
+end
+
+-- A task still pending written cancelled (a one-off replaced or cancelled):
+-- epoch bumped, so an instance that claimed it but has not started it cannot.
+local function tf_cancel_pending(id, now, reason)
+  local old = tf_state(id)
+  if old == nil or old.status ~= 'pending' then return false end
+  local epoch = string.format('%d', tonumber(old.lease_epoch or '0') + 1)
+  tf_change(id, old, {status = 'cancelled', updated_at = now, finished_at = now,
+    error = reason, lease_epoch = epoch}, {'owner', 'lease_expires_at'})
+  return true
 end
 """)
 

@@ -25,6 +25,7 @@ from taskflow.repository.redis.connection import RedisClient, client_for, slot_o
 from taskflow.repository.redis.instances import RedisInstances
 from taskflow.repository.redis.keys import KeySpace, check_prefix
 from taskflow.repository.redis.lua_script import LuaScript
+from taskflow.repository.redis.one_off import RedisOneOffs
 from taskflow.repository.redis.reads import RedisReads
 from taskflow.repository.redis.retention import RedisRetention
 from taskflow.repository.redis.retries import RedisRetries
@@ -59,6 +60,7 @@ _TRANSIENT = (
 class RedisTaskRepository(
     RedisWakeups,
     RedisWrites,
+    RedisOneOffs,
     RedisClaims,
     RedisReads,
     RedisSchedules,
@@ -84,6 +86,7 @@ class RedisTaskRepository(
         # Binary-safe: payloads are bytes, so nothing is decoded behind our back.
         self.client: RedisClient = client_for(url, max_connections)
         self._init_writes()
+        self._init_one_offs()
         self._init_claims()
         self._init_wakeups()
 

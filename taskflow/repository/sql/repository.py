@@ -48,6 +48,7 @@ from taskflow.repository.sql import (
 )
 from taskflow.repository.sql.admin import SqlAdminRecords
 from taskflow.repository.sql.batch import BatchStatements
+from taskflow.repository.sql.one_off import SqlOneOffs
 from taskflow.repository.sql.retries import SqlRetries
 from taskflow.repository.sql.schedules import SqlSchedules
 from taskflow.repository.sql.sqlite_writer import SqliteInlineWriter
@@ -59,7 +60,7 @@ logger = logging.getLogger("taskflow.repository")
 CHANGE_NOTICE_GAP = 0.25
 
 
-class SqlTaskRepository(SqlSchedules, SqlRetries, SqlAdminRecords, TaskRepository):
+class SqlTaskRepository(SqlSchedules, SqlRetries, SqlOneOffs, SqlAdminRecords, TaskRepository):
     """Tasks in a relational database through one async SQLAlchemy engine.
 
     The schedule and retry methods are inherited from ``SqlSchedules`` and

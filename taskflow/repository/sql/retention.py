@@ -8,7 +8,12 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from taskflow.db import dialects
-from taskflow.db.tables import idempotency_keys_table, task_logs_table, tasks_table
+from taskflow.db.tables import (
+    idempotency_keys_table,
+    run_keys_table,
+    task_logs_table,
+    tasks_table,
+)
 from taskflow.models import TERMINAL_STATUSES
 from taskflow.repository.sql import stats
 
@@ -47,6 +52,7 @@ async def delete_finished_before(
             await conn.execute(
                 delete(idempotency_keys_table).where(idempotency_keys_table.c.task_id.in_(ids))
             )
+            await conn.execute(delete(run_keys_table).where(run_keys_table.c.task_id.in_(ids)))
             await conn.execute(delete(T).where(T.c.id.in_(ids)))
             delta = stats.StatsDelta()
             for row in rows:

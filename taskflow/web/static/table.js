@@ -56,7 +56,7 @@ function taskRow(task) {
     el("td", { class: "check" }, box),
     el("td", { class: "mono id" }, el("span", { title: task.task_id }, shortId(task.task_id)), copyButton(task.task_id, "Copy ID")),
     el("td", { class: "func" }, el("span", { class: "func-name" }, task.func_name), sourceBadge(task)),
-    el("td", {}, badge(task.status)),
+    el("td", {}, badge(task.status), dueBadge(task)),
     el("td", { class: "num" }, formatDuration(task.duration)),
     el("td", { class: "num" }, retriesText(task)),
     el("td", { class: "time" }, formatTime(task.created_at)),
@@ -81,6 +81,13 @@ export function sourceBadge(task) {
   if (task.source === "scheduled") return el("span", { class: "pill scheduled" }, "scheduled");
   if (task.source === "retry") return el("span", { class: "pill retry" }, "retry");
   return null;
+}
+
+// A pending task not yet due (run_at=, delay=, schedule_once, a retry's wait): when it runs.
+export function dueBadge(task) {
+  if (task.status !== "pending" || !task.run_at) return null;
+  if (Date.parse(task.run_at) <= Date.now()) return null;
+  return el("span", { class: "pill due", title: `Scheduled for ${formatTime(task.run_at)}` }, `at ${formatTime(task.run_at)}`);
 }
 
 export function priorityBadge(priority) {
