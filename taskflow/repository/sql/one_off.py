@@ -1,8 +1,8 @@
 """Run keys on SQL: arming, replacing and cancelling ``schedule_once()`` tasks.
 
-Arming takes the key with an insert that skips duplicates (never raising, so
-a PostgreSQL transaction is not poisoned), then locks the key's row
-(``FOR UPDATE``; SQLite's write transaction is ``BEGIN IMMEDIATE`` already).
+Arming locks the key's row (``FOR UPDATE``; SQLite's write transaction is
+``BEGIN IMMEDIATE`` already), or takes a new key with an insert that skips
+duplicates (never raising, so a PostgreSQL transaction is not poisoned).
 Two instances arming one key therefore run one after the other: the second
 sees the first's task, cancels it and arms its own, and one task stays armed.
 The task row, the key and the cancelled predecessor commit together.
@@ -38,16 +38,25 @@ class _KeyHeldElsewhere(Exception):
 
 
 async def _locked_holder(conn: AsyncConnection, run_key: str, task_id: str, now: datetime) -> Any:
-    """Take ``run_key`` for ``task_id``; the task it named before (None if it was free)."""
-    taken = await conn.execute(
-        dialects.insert_ignoring_duplicates(conn.dialect, R).values(
-            run_key=run_key, task_id=task_id, created_at=now
+    """Take ``run_key`` for ``task_id``; the task it named before (None if it was free).
+
+    The key's row is locked before anything is inserted: on InnoDB an insert
+    that meets an existing key takes a shared lock, and two arms each
+    holding one and asking for ``FOR UPDATE`` would deadlock every time.
+    Only the first arms of a new key can still race into a deadlock, which
+    ``in_transaction`` retries.
+    """
+    locked = select(R.c.task_id).where(R.c.run_key == run_key).with_for_update()
+    old = (await conn.execute(locked)).scalar()
+    if old is None:
+        taken = await conn.execute(
+            dialects.insert_ignoring_duplicates(conn.dialect, R).values(
+                run_key=run_key, task_id=task_id, created_at=now
+            )
         )
-    )
-    if taken.rowcount == 1:
-        return None
-    stmt = select(R.c.task_id).where(R.c.run_key == run_key).with_for_update()
-    old = (await conn.execute(stmt)).scalar()
+        if taken.rowcount == 1:
+            return None
+        old = (await conn.execute(locked)).scalar()  # armed meanwhile by another instance
     await conn.execute(
         update(R).where(R.c.run_key == run_key).values(task_id=task_id, created_at=now)
     )
