@@ -26,14 +26,12 @@ and running rows to recover, are taken by a plain claim and wait locally.
 Each kind of claim backs off on its own while it finds nothing, so a busy
 instance does not repeat an empty claim every time a task finishes.
 
-Such a claim is a round trip and a commit, and the slots that free up while
-it is in flight would sit idle until it returns: with short tasks the
-commit latency, not the database's or our CPU, would set the pace.  So on a
-database server, while the claim loop waits for one claim, a quarter of an
-executor's slots coming free sends another starting claim for them on its own
-connection (at most ``EXTRA_FLIGHTS`` at once).  ``SKIP LOCKED`` (or the
-Redis script's atomicity) keeps the claims from taking the same row.  A
-SQLite file has one connection: there the loop claims alone.
+Such a claim is a round trip, and the slots that free up while it is in
+flight sit idle until it returns.  Where the store says several claims may
+be in flight (``TaskRepository.parallel_claims``: Redis), while the claim
+loop waits for one claim, a quarter of an executor's slots coming free sends
+another starting claim for them (at most ``parallel_claims - 1`` besides the
+loop's).  The store's atomic claim keeps them from taking the same task.
 """
 
 from __future__ import annotations
@@ -58,7 +56,6 @@ ClaimHandler = Callable[[list[TaskRecord]], None]
 StartHandler = Callable[[list[TaskRecord], Slots], None]
 PLAIN = ""  # the key of the plain claim's backoff, beside one per starting executor
 STOP_TIMEOUT_S = 10.0
-EXTRA_FLIGHTS = 3  # starting claims in flight beside the claim loop's own (database servers)
 FLIGHT_SHARE = 4  # one leaves once 1/FLIGHT_SHARE of an executor's slots are free
 
 
@@ -110,7 +107,7 @@ class Dispatcher:
         self._reachable_since: float | None = None
         # Starting claims sent beside the loop's (see the module doc), and
         # whether the loop itself is in a claim round now.
-        self._extra_flights = 0 if repository.is_local else EXTRA_FLIGHTS
+        self._extra_flights = max(repository.parallel_claims - 1, 0)
         self._flights: set[asyncio.Task[None]] = set()
         self._in_round = False
         self.flights_sent = 0
