@@ -220,7 +220,7 @@ def _ms(seconds: float) -> str:
 async def measure(url: str, calls: int) -> list[tuple[str, float, float]]:
     manager = TaskManager(database_url=url)
     app = FastAPI()
-    TaskAdmin(app, manager, auto_install=True)
+    TaskAdmin(app, manager, auto_install=True, auth=False)
     results: list[tuple[str, float, float]] = []
     started = time.perf_counter()
     async with app.router.lifespan_context(app):

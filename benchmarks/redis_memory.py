@@ -174,7 +174,7 @@ async def admin_reads(url: str, calls: int) -> None:
     print(f"reads through the admin API (in-process, httpx ASGITransport), median of {calls}:")
     manager = TaskManager(database_url=url)
     app = FastAPI()
-    TaskAdmin(app, manager, auto_install=True)
+    TaskAdmin(app, manager, auto_install=True, auth=False)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:

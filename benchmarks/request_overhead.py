@@ -2,19 +2,23 @@
 
 Both apps are driven in-process through httpx's ASGI transport, in the same
 run, with the same client.  For taskflow every transition is durable on a
-SQLite file (WAL), or on PostgreSQL with ``--database postgres``; each
+SQLite file (WAL), on PostgreSQL with ``--database postgres``, or on Redis
+with ``--database redis``; each
 response waits until its task's row is committed, and the clock stops only
 when every task's final state is committed.  Prints the per-request cost of
 each and their ratio.
 
     python benchmarks/request_overhead.py --requests 3000 --concurrency 16
     python benchmarks/request_overhead.py --database postgres --concurrency 16
+    python benchmarks/request_overhead.py --database redis --concurrency 16
 
 PostgreSQL: ``TASKFLOW_BENCH_POSTGRES_URL``, default
 ``postgresql://postgres@127.0.0.1:5432/taskflow_test``; the taskflow tables
-there are emptied before each run.
+there are emptied before each run.  Redis: ``TASKFLOW_BENCH_REDIS_URL``,
+default ``redis://127.0.0.1:6379/11``, under a fresh key prefix per run,
+deleted after it.
 
-When the described system is installed (``pip install fastapi-taskflow``; its
+When fastapi-taskflow is installed (``pip install fastapi-taskflow``; its
 import name is ``fastapi_taskflow``, so it sits beside ours), the same run also
 measures its quick start with the SQLite snapshot on.  It runs each task
 inside the request and writes the snapshot every ``snapshot_interval``
@@ -31,6 +35,7 @@ import os
 import statistics
 import tempfile
 import time
+import uuid
 
 import httpx
 from fastapi import BackgroundTasks, FastAPI
@@ -63,6 +68,7 @@ def plain_app(sync_task: bool) -> FastAPI:
 POSTGRES_URL = os.environ.get(
     "TASKFLOW_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/taskflow_test"
 )
+REDIS_URL = os.environ.get("TASKFLOW_BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
 TABLES = "taskflow_task_logs, taskflow_idempotency_keys, taskflow_task_stats, taskflow_tasks"
 
 
@@ -71,7 +77,7 @@ def taskflow_app(
 ) -> tuple[FastAPI, TaskManager]:
     manager = TaskManager(database_url=url, commit_interval=commit_interval, create_tables=True)
     app = FastAPI()
-    TaskAdmin(app, manager, auto_install=True)
+    TaskAdmin(app, manager, auto_install=True, auth=False)
     func = manager.task()(noop if sync_task else anoop)
 
     @app.post("/work")
@@ -145,6 +151,13 @@ async def measure_taskflow(
     if database == "postgres":
         await empty_postgres()
         return await _run_taskflow(POSTGRES_URL, requests, concurrency, sync_task, commit_interval)
+    if database == "redis":
+        prefix = f"bench{uuid.uuid4().hex[:8]}"
+        url = f"{REDIS_URL}?key_prefix={prefix}"
+        try:
+            return await _run_taskflow(url, requests, concurrency, sync_task, commit_interval)
+        finally:
+            await delete_redis_prefix(prefix)
     with tempfile.TemporaryDirectory() as tmp:
         db_path = os.path.join(tmp, "bench.db")
         url = f"sqlite:///{db_path}"
@@ -164,6 +177,19 @@ async def _run_taskflow(
     return elapsed / requests, counted.counts.get("success", 0)
 
 
+async def delete_redis_prefix(prefix: str) -> None:
+    """Delete every key of one run's deployment (they all carry the hash tag ``{prefix}``)."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        doomed = [key async for key in client.scan_iter(match=f"{{{prefix}}}:*", count=1000)]
+        for start in range(0, len(doomed), 500):
+            await client.delete(*doomed[start : start + 500])
+    finally:
+        await client.aclose()
+
+
 async def empty_postgres() -> None:
     engine = create_async_engine(POSTGRES_URL.replace("postgresql://", "postgresql+asyncpg://"))
     try:
@@ -181,7 +207,7 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--sync-task", action="store_true", help="a def task (thread pool)")
-    parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--database", choices=["sqlite", "postgres", "redis"], default="sqlite")
     opts = parser.parse_args()
     plain_runs, flow_runs, described_runs = [], [], []
     with_described = importlib.util.find_spec("fastapi_taskflow") is not None
@@ -208,7 +234,7 @@ async def main() -> None:
         f"{kind} no-op task"
     )
     print(f"  FastAPI BackgroundTasks (memory only): {plain * 1e6:8.1f} us/request")
-    where = "SQLite (WAL)" if opts.database == "sqlite" else "PostgreSQL"
+    where = {"sqlite": "SQLite (WAL)", "postgres": "PostgreSQL", "redis": "Redis"}[opts.database]
     print(f"  taskflow, durable on {where + ':':<17}{flow * 1e6:8.1f} us/request")
     print(f"  ratio: {flow / plain:.2f}x")
     if described_runs:

@@ -53,7 +53,7 @@ def taskflow_app(database_url: str) -> FastAPI:
         options["freeze_gc_at_startup"] = True
     manager = TaskManager(database_url=database_url, **options)
     app = FastAPI()
-    TaskAdmin(app, manager, auto_install=True)
+    TaskAdmin(app, manager, auto_install=True, auth=False)
     add_work_route(app, manager.task()(anoop))
     return app
 
@@ -64,7 +64,7 @@ def peer_app(snapshot_db: str) -> FastAPI:
 
     manager = TaskManager(snapshot_db=snapshot_db)
     app = FastAPI()
-    TaskAdmin(app, manager, auto_install=True)
+    TaskAdmin(app, manager, auto_install=True, auth=False)
     add_work_route(app, manager.task()(anoop))
     return app
 
