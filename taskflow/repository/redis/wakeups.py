@@ -42,10 +42,16 @@ RESUBSCRIBE_DELAY = 1.0
 # A cluster node's answer to SSUBSCRIBE: waited for this long at most.
 SUBSCRIBE_TIMEOUT = 5.0
 # A subscription that must be made again, after a pause.
+# A subscription that cannot be read now but may be later.  On a cluster
+# that includes the errors of a slot on the move: redirections that run out
+# (ClusterError, "TTL exhausted"), TRYAGAIN and CLUSTERDOWN, which are also
+# ResponseErrors and must not be taken for a refusal.
 _BROKEN = (
     redis_errors.ConnectionError,
     redis_errors.TimeoutError,
     redis_errors.RedisClusterException,
+    redis_errors.ClusterError,
+    redis_errors.TryAgainError,
     OSError,
 )
 
@@ -132,7 +138,9 @@ class _Subscription:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            # A reader that died of a Redis error must not fail the shutdown:
+            # the subscription only ever saved polling time.
+            with contextlib.suppress(asyncio.CancelledError, redis_errors.RedisError, OSError):
                 await task
         await self._disconnect()
 
