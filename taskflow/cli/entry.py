@@ -154,12 +154,12 @@ async def _dispatch(args: argparse.Namespace, target: DatabaseTarget) -> int:
 
 
 async def _run_store(
-    handler: StoreHandler, args: argparse.Namespace, target: DatabaseTarget
+    handler: StoreHandler, args: argparse.Namespace, target: DatabaseTarget, connections: int = 2
 ) -> int:
     # Through the factory, as TaskManager builds it: the same URL options, the same checks.
     from taskflow.repository.factory import create_repository
 
-    repository = create_repository(target, connections=2)
+    repository = create_repository(target, connections=connections)
     try:
         await repository.open()
         return await handler(args, repository)
@@ -170,13 +170,10 @@ async def _run_store(
 async def _run_redis(
     handler: RedisHandler, args: argparse.Namespace, target: DatabaseTarget
 ) -> int:
-    from taskflow.repository.factory import create_repository
     from taskflow.repository.redis import RedisTaskRepository
 
-    repository = create_repository(target, connections=1)
-    assert isinstance(repository, RedisTaskRepository)
-    try:
-        await repository.open()
+    async def on_redis(args: argparse.Namespace, repository: TaskRepository) -> int:
+        assert isinstance(repository, RedisTaskRepository)
         return await handler(args, repository)
-    finally:
-        await repository.close()
+
+    return await _run_store(on_redis, args, target, connections=1)

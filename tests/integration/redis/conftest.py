@@ -9,22 +9,14 @@ import pytest
 
 from tests.conftest import require_server
 from tests.integration.redis.redis_app import (
-    CALLS,
-    FAIL_TIMES,
-    SLOW_FIRST,
-    STARTED,
-    STOPPED,
     Deployment,
+    clear_records,
 )
 
 
 @pytest.fixture(autouse=True)
 def _clear_calls() -> None:
-    CALLS.clear()
-    STARTED.clear()
-    STOPPED.clear()
-    FAIL_TIMES.clear()
-    SLOW_FIRST.clear()
+    clear_records()
 
 
 @pytest.fixture

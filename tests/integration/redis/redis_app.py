@@ -35,6 +35,16 @@ FAIL_TIMES: dict[str, int] = {}  # tag -> how many more times `flaky` fails for 
 SLOW_FIRST: list[float] = []  # `slow_once` sleeps this long on its first call only
 TERMINAL = {TaskStatus.SUCCESS, TaskStatus.FAILED, TaskStatus.INTERRUPTED, TaskStatus.CANCELLED}
 
+
+def clear_records() -> None:
+    """Forget what the task functions recorded: each test starts from nothing."""
+    CALLS.clear()
+    STARTED.clear()
+    STOPPED.clear()
+    FAIL_TIMES.clear()
+    SLOW_FIRST.clear()
+
+
 # -- task functions ---------------------------------------------------------------------
 
 

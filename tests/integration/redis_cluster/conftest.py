@@ -18,12 +18,8 @@ from redis.asyncio.client import PubSub
 from redis.cluster import RedisCluster
 
 from tests.integration.redis.redis_app import (
-    CALLS,
-    FAIL_TIMES,
-    SLOW_FIRST,
-    STARTED,
-    STOPPED,
     Deployment,
+    clear_records,
 )
 from tests.redis_cluster import LocalCluster
 
@@ -69,11 +65,7 @@ class ClusterDeployment(Deployment):
 
 @pytest.fixture(autouse=True)
 def _clear_calls() -> None:
-    CALLS.clear()
-    STARTED.clear()
-    STOPPED.clear()
-    FAIL_TIMES.clear()
-    SLOW_FIRST.clear()
+    clear_records()
 
 
 @pytest.fixture
